@@ -1,0 +1,120 @@
+"""Token-aware chunking with semantic-text-splitter and the model's own tokenizer.
+
+Chunks never exceed what the embedding model reads (its maximum sequence
+length, special tokens included): anything longer would be silently truncated
+when embedded. Splits fall at headings, paragraphs and sentences first.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import hashlib
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+# [CLS] and [SEP] (or their equivalents) take two of the model's positions.
+SPECIAL_TOKENS = 2
+DEFAULT_OVERLAP = 32
+
+_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    text: str
+    start: int  # character offsets into the source's extracted text
+    end: int
+    heading: str | None = None
+    page: int | None = None
+
+    @property
+    def hash(self) -> str:
+        return content_hash(self.text)
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+class Chunker:
+    """Splits text into chunks of at most ``max_tokens`` model tokens.
+
+    ``max_tokens`` counts the text's own tokens; the special tokens the model
+    adds are accounted for by :func:`for_model`.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, max_tokens: int, overlap: int = DEFAULT_OVERLAP):
+        from semantic_text_splitter import MarkdownSplitter, TextSplitter
+
+        if max_tokens < 8:
+            raise ValueError("chunks must hold at least 8 tokens")
+        overlap = max(0, min(overlap, max_tokens // 2))
+        self.max_tokens = max_tokens
+        self.overlap = overlap
+        self.tokenizer = tokenizer
+        self._text = TextSplitter.from_huggingface_tokenizer(tokenizer, max_tokens, overlap)
+        self._markdown = MarkdownSplitter.from_huggingface_tokenizer(tokenizer, max_tokens, overlap)
+
+    @classmethod
+    def for_model(
+        cls,
+        tokenizer: Tokenizer,
+        max_seq_length: int,
+        chunk_tokens: int | None = None,
+        overlap: int = DEFAULT_OVERLAP,
+    ) -> Chunker:
+        limit = max_seq_length - SPECIAL_TOKENS
+        size = limit if chunk_tokens is None else min(chunk_tokens, limit)
+        return cls(tokenizer, size, overlap)
+
+    @property
+    def signature(self) -> str:
+        """Changes whenever these settings would cut the same text differently."""
+        return f"sts-v1:{self.max_tokens}:{self.overlap}"
+
+    def split(
+        self, text: str, markdown: bool = False, pages: list[int] | None = None
+    ) -> list[Chunk]:
+        """Chunks of ``text`` in order. ``pages`` holds the offset at which each
+        page starts (PDF), so that each chunk knows its page."""
+        splitter = self._markdown if markdown else self._text
+        headings = _headings(text) if markdown else []
+        heading_starts = [h[0] for h in headings]
+        chunks = []
+        for start, piece in splitter.chunk_indices(text):
+            if not piece.strip():
+                continue
+            heading = None
+            if headings:
+                i = bisect.bisect_right(heading_starts, start) - 1
+                if i >= 0:
+                    heading = headings[i][1]
+            page = None
+            if pages:
+                page = bisect.bisect_right(pages, start)  # 1-based
+            chunks.append(Chunk(piece, start, start + len(piece), heading, page))
+        return chunks
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=True).ids)
+
+
+def _headings(text: str) -> list[tuple[int, str]]:
+    """(offset, title) of each Markdown ATX heading, outside fenced code."""
+    found = []
+    fenced = False
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        stripped = line.lstrip()
+        if stripped.startswith(("```", "~~~")):
+            fenced = not fenced
+        elif not fenced:
+            m = _HEADING.match(line.rstrip("\r\n"))
+            if m:
+                found.append((offset, m.group(2).strip()))
+        offset += len(line)
+    return found

@@ -1,0 +1,427 @@
+"""The ``ragdb`` command: parses options, calls the library, formats output.
+
+Results go to stdout (``--json`` for machines); progress and warnings go to
+stderr. Every :class:`~ragdb.errors.RagdbError` becomes a one-line message and
+its exit code here, in :class:`RagdbGroup`, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from . import __version__
+from .errors import RagdbError, UsageError
+
+if TYPE_CHECKING:
+    from .knowledge_base import KnowledgeBase
+    from .retrieve import Hit
+
+
+class RagdbGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            raise click.UsageError(str(exc), ctx) from None
+        except RagdbError as exc:
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    err = click.ClickException(message)
+    err.exit_code = code
+    raise err
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _warn(message: str) -> None:
+    click.secho(f"warning: {message}", fg="yellow", err=True)
+
+
+def _kb(ctx: click.Context, **options: Any) -> KnowledgeBase:
+    from .config import Settings
+    from .knowledge_base import KnowledgeBase
+
+    settings = Settings.resolve(**ctx.obj, **options)
+    return KnowledgeBase(settings)
+
+
+@click.group(cls=RagdbGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ragdb")
+@click.option(
+    "--store",
+    type=click.Path(file_okay=False),
+    envvar=None,
+    help="Store directory [env RAGDB_STORE; default: the user data directory].",
+)
+@click.option(
+    "--chroma-url",
+    metavar="URL",
+    help="Use a Chroma server (http://HOST:PORT) instead of a local store [env RAGDB_CHROMA_URL].",
+)
+@click.option(
+    "--chroma-header",
+    "chroma_headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="HTTP header for the Chroma server, e.g. for an authenticating proxy "
+    "(repeatable) [env RAGDB_CHROMA_HEADERS, one per line].",
+)
+@click.option(
+    "--embed-model",
+    metavar="NAME",
+    help="Embedding model for a new store; must match an existing store's "
+    "[env RAGDB_EMBED_MODEL; default all-MiniLM-L6-v2].",
+)
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="How long to wait for a store another process holds [env RAGDB_WAIT; default 60].",
+)
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    store: str | None,
+    chroma_url: str | None,
+    chroma_headers: tuple[str, ...],
+    embed_model: str | None,
+    wait: float | None,
+) -> None:
+    """ragdb: a persistent knowledge base you ask questions of.
+
+    Documents are embedded into a local Chroma store; questions are answered by a
+    local model (Ollama by default) from the passages retrieved.
+    """
+    from .config import parse_headers
+
+    ctx.obj = {
+        "store": store,
+        "chroma_url": chroma_url,
+        "chroma_headers": parse_headers(chroma_headers) if chroma_headers else None,
+        "embed_model": embed_model,
+        "wait": wait,
+    }
+
+
+# -- ingest ---------------------------------------------------------------------------
+@cli.command()
+@click.argument("paths", nargs=-1)
+@click.option("--name", help="Source name for text read from standard input ('-').")
+@click.option(
+    "--records",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="A JSONL or CSV file whose records are each a source.",
+)
+@click.option("--id-field", default="id", show_default=True, help="Record id field.")
+@click.option("--text-field", default="text", show_default=True, help="Record text field.")
+@click.option("--title-field", help="Record title field (prefixed to the text).")
+@click.option(
+    "--meta-field",
+    "meta_fields",
+    multiple=True,
+    help="Record field to keep as metadata (repeatable).",
+)
+@click.option(
+    "--prune", is_flag=True, help="Remove sources that no longer exist under the directories given."
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda", "mps"]),
+    help="Where to run the embedding model [env RAGDB_DEVICE; default auto].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+def ingest(
+    ctx: click.Context,
+    paths: tuple[str, ...],
+    name: str | None,
+    records: str | None,
+    id_field: str,
+    text_field: str,
+    title_field: str | None,
+    meta_fields: tuple[str, ...],
+    prune: bool,
+    device: str | None,
+    as_json: bool,
+) -> None:
+    """Add files, directories, glob patterns or '-' (stdin) to the knowledge base.
+
+    Only new or changed sources are embedded; a changed file's chunks are replaced.
+    With --records, each record of a JSONL/CSV file is a source named by its id.
+    """
+    from tqdm import tqdm
+
+    if records is not None and paths:
+        raise UsageError("give either PATHS or --records FILE, not both")
+    if records is None and not paths:
+        raise UsageError("nothing to ingest: give PATHS, '-' or --records FILE")
+    if "-" in paths and len(paths) > 1:
+        raise UsageError("'-' (standard input) cannot be combined with other paths")
+    if name is not None and "-" not in paths:
+        raise UsageError("--name applies only to standard input ('-')")
+    kb = _kb(ctx, device=device)
+    bar: Any = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            if total == 0:
+                return
+            bar = tqdm(
+                total=total,
+                unit="chunk",
+                desc="embedding",
+                file=sys.stderr,
+                disable=None,
+                dynamic_ncols=True,
+            )
+        bar.n = done
+        bar.refresh()
+
+    try:
+        if records is not None:
+            report = kb.ingest_records(
+                records,
+                id_field=id_field,
+                text_field=text_field,
+                title_field=title_field,
+                meta_fields=meta_fields,
+                prune=prune,
+                progress=progress,
+                warn=_warn,
+            )
+        elif paths == ("-",):
+            data = click.get_binary_stream("stdin").read()
+            if not data.strip():
+                raise RagdbError("standard input is empty: nothing to ingest")
+            report = kb.ingest_text(name or "stdin", data, progress=progress, warn=_warn)
+        else:
+            report = kb.ingest(list(paths), prune=prune, progress=progress, warn=_warn)
+    finally:
+        if bar is not None:
+            bar.close()
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        click.echo(report.summary())
+    ingested = report.added + report.updated + report.unchanged
+    if report.skipped and ingested == 0:
+        _fail(f"nothing ingested: {report.skipped} input(s) skipped", 1)
+
+
+# -- query ----------------------------------------------------------------------------
+def _print_hit(hit: Hit, width: int = 300) -> None:
+    head = click.style(f"[{hit.rank}]", bold=True)
+    click.echo(f"{head} {hit.source}  ({hit.location}, similarity {hit.score:.3f})")
+    text = " ".join(hit.text.split())
+    if len(text) > width:
+        text = text[: width - 1] + "…"
+    click.echo(f"    {text}")
+
+
+@cli.command()
+@click.argument("question")
+@click.option(
+    "-k",
+    "k",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="How many chunks to retrieve.",
+)
+@click.option("--retrieve-only", is_flag=True, help="Only retrieve; do not ask the model.")
+@click.option(
+    "--min-score",
+    type=click.FloatRange(-1.0, 1.0),
+    metavar="S",
+    help="Answer 'not enough information' unless a chunk reaches this similarity.",
+)
+@click.option(
+    "--context-tokens",
+    type=click.IntRange(min=16),
+    default=None,
+    help="Token budget for the context sent to the model [default 1500].",
+)
+@click.option("--show-thinking", is_flag=True, help="Show the model's <think> blocks.")
+@click.option(
+    "--llm-url",
+    metavar="URL",
+    help="OpenAI-compatible API base URL [env RAGDB_LLM_URL or OLLAMA_HOST; "
+    "default http://localhost:11434/v1].",
+)
+@click.option(
+    "--model",
+    "llm_model",
+    metavar="NAME",
+    help="Model to answer with [env RAGDB_LLM_MODEL; default qwen3:4b].",
+)
+@click.option(
+    "--timeout",
+    "llm_timeout",
+    type=click.FloatRange(min=0.1),
+    metavar="SECONDS",
+    help="How long to wait for the model [env RAGDB_LLM_TIMEOUT; default 120].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def query(
+    ctx: click.Context,
+    question: str,
+    k: int,
+    retrieve_only: bool,
+    min_score: float | None,
+    context_tokens: int | None,
+    show_thinking: bool,
+    llm_url: str | None,
+    llm_model: str | None,
+    llm_timeout: float | None,
+    as_json: bool,
+) -> None:
+    """Answer QUESTION from the knowledge base, citing the chunks retrieved."""
+    from .errors import LLMError
+    from .generate import DEFAULT_CONTEXT_TOKENS
+
+    kb = _kb(ctx, llm_url=llm_url, llm_model=llm_model, llm_timeout=llm_timeout)
+    shown: list[Hit] = []
+
+    def on_hits(hits: list[Hit]) -> None:
+        shown.extend(hits)
+        if as_json:
+            return
+        if not hits:
+            click.echo("No chunks retrieved.")
+        for hit in hits:
+            _print_hit(hit)
+        if not retrieve_only:
+            click.echo()
+            click.secho("Answer:", bold=True)
+
+    def on_text(piece: str) -> None:
+        if not as_json:
+            click.echo(piece, nl=False)
+            sys.stdout.flush()
+
+    try:
+        answer = kb.ask(
+            question,
+            k,
+            min_score=min_score,
+            context_tokens=context_tokens or DEFAULT_CONTEXT_TOKENS,
+            show_thinking=show_thinking,
+            retrieve_only=retrieve_only,
+            on_hits=on_hits,
+            on_text=on_text,
+        )
+    except LLMError as exc:
+        if as_json:
+            _emit_json(
+                {
+                    "question": question,
+                    "chunks": [h.to_dict() for h in shown],
+                    "answer": None,
+                    "enough_context": True,
+                    "model": kb.settings.llm_model,
+                    "timings": {},
+                    "error": str(exc),
+                }
+            )
+        else:
+            click.echo()
+        raise
+    if as_json:
+        _emit_json(answer.to_dict())
+    elif not retrieve_only:
+        click.echo()
+
+
+# -- remove, reset, status, sources -------------------------------------------------------
+@cli.command()
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
+@click.pass_context
+def remove(ctx: click.Context, targets: tuple[str, ...], as_json: bool) -> None:
+    """Remove sources: stored names, file paths, or directories (all sources under them)."""
+    removed, chunks = _kb(ctx).remove(list(targets))
+    if as_json:
+        _emit_json({"removed": removed, "chunks_removed": chunks})
+    else:
+        for source in removed:
+            click.echo(f"removed {source}")
+        click.echo(f"{len(removed)} source(s), {chunks} chunk(s) removed")
+
+
+@cli.command()
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def reset(ctx: click.Context, yes: bool) -> None:
+    """Empty the knowledge base (the store and its settings stay)."""
+    kb = _kb(ctx)
+    status = kb.status()
+    if not yes:
+        click.confirm(
+            f"Delete all {status['chunks']} chunks of {status['sources']} sources from "
+            f"{status['store']}?",
+            abort=True,
+            err=True,
+        )
+    n = kb.reset()
+    click.echo(f"removed {n} chunk(s); the knowledge base at {status['store']} is empty")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show where the store is, what it holds and how it was made."""
+    info = _kb(ctx).status()
+    if as_json:
+        _emit_json(info)
+        return
+    labels = {
+        "store": "store",
+        "mode": "mode",
+        "collection": "collection",
+        "chunks": "chunks",
+        "sources": "sources",
+        "embed_model": "embedding model",
+        "embed_dimension": "dimension",
+        "format_version": "store format",
+        "ragdb_version": "written by ragdb",
+        "chromadb_version": "chromadb",
+        "updated_at": "last change",
+    }
+    for key, label in labels.items():
+        click.echo(f"{label + ':':<18} {info.get(key)}")
+
+
+@cli.command("sources")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.pass_context
+def sources_cmd(ctx: click.Context, as_json: bool) -> None:
+    """List the sources in the knowledge base."""
+    items = _kb(ctx).sources()
+    if as_json:
+        _emit_json(items)
+        return
+    for item in items:
+        click.echo(f"{item['n_chunks']:>5}  {item['ingested_at'][:19]}  {item['source']}")
+
+
+def main() -> None:
+    cli(prog_name="ragdb")
+
+
+if __name__ == "__main__":
+    main()

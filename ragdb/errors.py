@@ -1,0 +1,59 @@
+"""ragdb's exception tree.
+
+Every failure ragdb expects is a :class:`RagdbError`; the CLI turns them into
+one-line messages and the exit code each class carries.
+"""
+
+from __future__ import annotations
+
+
+class RagdbError(Exception):
+    """Base class: a failure with a message fit to show a user."""
+
+    exit_code = 1
+
+
+class InputError(RagdbError):
+    """The user asked for something that cannot be done (bad path, bad file)."""
+
+
+class UsageError(RagdbError):
+    """Options that contradict each other or cannot be parsed."""
+
+    exit_code = 2
+
+
+class StoreError(RagdbError):
+    """The knowledge base cannot be opened or used."""
+
+
+class StoreNotFoundError(StoreError):
+    """No knowledge base exists where one was expected."""
+
+
+class EmptyStoreError(StoreError):
+    """The knowledge base exists but holds no chunks."""
+
+
+class ModelMismatchError(StoreError):
+    """The store was made with another embedding model than the one asked for."""
+
+
+class StoreVersionError(StoreError):
+    """The store was written by a newer ragdb or chromadb than this one."""
+
+
+class StoreBusyError(StoreError):
+    """Another process held the store for longer than we were willing to wait."""
+
+    exit_code = 4
+
+
+class EmbeddingModelError(RagdbError):
+    """The embedding model cannot be loaded."""
+
+
+class LLMError(RagdbError):
+    """The language model could not answer (server down, model missing, timeout)."""
+
+    exit_code = 3

@@ -1,0 +1,317 @@
+"""The Python API: a knowledge base that ingests, retrieves, answers and forgets.
+
+>>> from ragdb import KnowledgeBase
+>>> kb = KnowledgeBase(store="~/notes-kb")
+>>> kb.ingest(["~/notes"])
+>>> result = kb.ask("When is the Innovation Summit held?")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .chunking import Chunker
+from .config import DEFAULT_EMBED_MODEL, Settings
+from .embeddings import Embedder, ModelIdentity, get_embedder
+from .errors import EmptyStoreError, InputError, UsageError
+from .generate import DEFAULT_CONTEXT_TOKENS, NOT_ENOUGH, build_prompt, stream_answer
+from .ingest import IngestReport, Progress, Warn, run_ingest
+from .loaders import Input, expand_paths, read_records
+from .retrieve import Hit, dense_search
+from .sources import list_sources, remove_sources
+from .store import Store
+
+
+@dataclasses.dataclass
+class Retrieval:
+    question: str
+    hits: list[Hit]
+    timings: dict[str, float]
+
+
+@dataclasses.dataclass
+class Answer:
+    question: str
+    hits: list[Hit]
+    answer: str | None
+    enough_context: bool
+    model: str | None
+    timings: dict[str, float]
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "question": self.question,
+            "chunks": [h.to_dict() for h in self.hits],
+            "answer": self.answer,
+            "enough_context": self.enough_context,
+            "model": self.model,
+            "timings": self.timings,
+        }
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 2)
+
+
+class KnowledgeBase:
+    """A persistent knowledge base. Options override environment and defaults
+    (see :class:`ragdb.config.Settings`)."""
+
+    def __init__(self, settings: Settings | None = None, **options: Any) -> None:
+        if settings is None:
+            settings = Settings.resolve(**options)
+        elif options:
+            settings = settings.replace(**{k: v for k, v in options.items() if v is not None})
+        self.settings = settings
+        self._store: Store | None = None
+
+    # -- the parts ------------------------------------------------------------------
+    def store(self, create: bool = False) -> Store:
+        """The opened store (``create`` makes it if there is none yet)."""
+        if self._store is None:
+            identity = self._new_identity() if create and not self._exists() else None
+            self._store = Store.open(self.settings, create=create, identity=identity)
+        return self._store
+
+    def _exists(self) -> bool:
+        if self.settings.chroma_url is not None:
+            return False  # the store decides; creating asks for the identity anyway
+        return (self.settings.store.expanduser() / "ragdb.json").is_file()
+
+    def _new_identity(self) -> ModelIdentity:
+        return self._embedder_for(self.settings.embed_model or DEFAULT_EMBED_MODEL).identity
+
+    def _embedder_for(self, name: str) -> Embedder:
+        return get_embedder(name, self.settings.device)
+
+    @property
+    def embedder(self) -> Embedder:
+        return self._embedder_for(self.store().identity.name)
+
+    def chunker(self) -> Chunker:
+        identity = self.store().identity
+        return Chunker.for_model(self.embedder.tokenizer, identity.max_seq_length)
+
+    # -- ingest -----------------------------------------------------------------------
+    def ingest(
+        self,
+        paths: Sequence[str | Path] = (),
+        *,
+        prune: bool = False,
+        progress: Progress | None = None,
+        warn: Warn | None = None,
+    ) -> IngestReport:
+        """Add new and changed files under ``paths`` (files, directories, globs)."""
+        files, dirs = expand_paths([str(p) for p in paths])
+        inputs = [Input(source=str(f), path=f) for f in files]
+        return self.ingest_inputs(
+            inputs, prune_dirs=dirs if prune else (), progress=progress, warn=warn
+        )
+
+    def ingest_text(
+        self,
+        name: str,
+        data: bytes | str,
+        *,
+        kind: str | None = None,
+        progress: Progress | None = None,
+        warn: Warn | None = None,
+    ) -> IngestReport:
+        """Add one source given directly (standard input, say) under ``name``."""
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if not name.strip():
+            raise UsageError("a source name must not be empty")
+        return self.ingest_inputs(
+            [Input(source=name, data=data, kind_hint=kind)], progress=progress, warn=warn
+        )
+
+    def ingest_records(
+        self,
+        path: str | Path,
+        *,
+        id_field: str = "id",
+        text_field: str = "text",
+        title_field: str | None = None,
+        meta_fields: Sequence[str] = (),
+        prune: bool = False,
+        progress: Progress | None = None,
+        warn: Warn | None = None,
+    ) -> IngestReport:
+        """Add each record of a JSONL or CSV file as a source named by its id."""
+        inputs = read_records(path, id_field, text_field, title_field, tuple(meta_fields))
+        return self.ingest_inputs(inputs, progress=progress, warn=warn, prune_records=prune)
+
+    def ingest_inputs(
+        self,
+        inputs: Sequence[Input],
+        prune_dirs: Sequence[Path] = (),
+        progress: Progress | None = None,
+        warn: Warn | None = None,
+        prune_records: bool = False,
+    ) -> IngestReport:
+        store = self.store(create=True)
+        return run_ingest(
+            store,
+            self.embedder,
+            self.chunker(),
+            inputs,
+            prune_dirs,
+            progress=progress,
+            warn=warn,
+            prune_records=prune_records,
+        )
+
+    # -- retrieval --------------------------------------------------------------------
+    def retrieve(self, question: str, k: int = 4) -> Retrieval:
+        if not question.strip():
+            raise UsageError("the question is empty")
+        if k < 1:
+            raise UsageError("-k must be at least 1")
+        store = self.store()
+        t0 = time.perf_counter()
+        embedding = self.embedder.encode_query(question)
+        t1 = time.perf_counter()
+        with store.session() as session:
+            if session.collection.count() == 0:
+                raise EmptyStoreError(
+                    f"the knowledge base at {store.location} is empty: "
+                    "add documents with `ragdb ingest PATH`"
+                )
+            hits = dense_search(session, embedding, k)
+        t2 = time.perf_counter()
+        return Retrieval(question, hits, {"embed_ms": _ms(t1 - t0), "search_ms": _ms(t2 - t1)})
+
+    def ask(
+        self,
+        question: str,
+        k: int = 4,
+        *,
+        min_score: float | None = None,
+        context_tokens: int = DEFAULT_CONTEXT_TOKENS,
+        show_thinking: bool = False,
+        retrieve_only: bool = False,
+        on_hits: Callable[[list[Hit]], None] | None = None,
+        on_text: Callable[[str], None] | None = None,
+    ) -> Answer:
+        """Retrieve, then answer from what was retrieved. ``on_hits`` sees the
+        passages before the model is asked; ``on_text`` sees the answer as it
+        streams. An :class:`~ragdb.errors.LLMError` propagates after ``on_hits``."""
+        if context_tokens < 16:
+            raise UsageError("--context-tokens must be at least 16")
+        t0 = time.perf_counter()
+        retrieval = self.retrieve(question, k)
+        hits = retrieval.hits
+        timings = dict(retrieval.timings)
+        if on_hits:
+            on_hits(hits)
+        enough = bool(hits) and (min_score is None or any(h.score >= min_score for h in hits))
+        if retrieve_only:
+            timings["total_ms"] = _ms(time.perf_counter() - t0)
+            return Answer(question, hits, None, enough, None, timings)
+        if not enough:
+            if on_text:
+                on_text(NOT_ENOUGH)
+            timings["total_ms"] = _ms(time.perf_counter() - t0)
+            return Answer(question, hits, NOT_ENOUGH, False, None, timings)
+        usable = [h for h in hits if min_score is None or h.score >= min_score]
+        tokenizer = self.embedder.tokenizer
+        prompt = build_prompt(
+            question,
+            usable,
+            context_tokens,
+            lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids),
+        )
+        t1 = time.perf_counter()
+        pieces: list[str] = []
+        first: float | None = None
+        for piece in stream_answer(self.settings, prompt.messages, show_thinking=show_thinking):
+            if first is None:
+                first = time.perf_counter()
+            pieces.append(piece)
+            if on_text:
+                on_text(piece)
+        t2 = time.perf_counter()
+        timings["first_token_ms"] = _ms((first or t2) - t1)
+        timings["generate_ms"] = _ms(t2 - t1)
+        timings["total_ms"] = _ms(t2 - t0)
+        timings["context_tokens"] = prompt.context_tokens
+        return Answer(
+            question, hits, "".join(pieces).strip(), True, self.settings.llm_model, timings
+        )
+
+    # -- removal ------------------------------------------------------------------------
+    def remove(self, targets: Sequence[str | Path]) -> tuple[list[str], int]:
+        """Remove sources: a stored source name, a file's path, or a directory
+        (every source under it). Returns the sources removed and their chunk count."""
+        store = self.store()
+        with store.session() as session:
+            known = list_sources(session)
+            doomed: list[str] = []
+            for target in targets:
+                matched = _match_sources(str(target), known)
+                if not matched:
+                    raise InputError(f"not in the knowledge base: {target}")
+                doomed.extend(m for m in matched if m not in doomed)
+            chunks = remove_sources(session, doomed)
+        return doomed, chunks
+
+    def reset(self) -> int:
+        """Delete every chunk; returns how many there were."""
+        store = self.store()
+        with store.session() as session:
+            n = session.collection.count()
+            name = session.manifest["collection"]
+            store.begin_write(session, [])
+            session.client.delete_collection(name)
+            session._collection = None
+            _ = session.collection  # recreated empty, with the store's settings
+            store.end_write(session)
+        return n
+
+    def sources(self) -> list[dict[str, Any]]:
+        with self.store().session() as session:
+            infos = list_sources(session)
+        return [dataclasses.asdict(i) for i in sorted(infos.values(), key=lambda i: i.source)]
+
+    def status(self) -> dict[str, Any]:
+        store = self.store()
+        with store.session() as session:
+            chunks = session.collection.count()
+            sources = len(session.collection.get(where={"chunk_index": 0}, include=[])["ids"])
+            manifest = dict(session.manifest)
+        return {
+            "store": store.location,
+            "mode": "server" if store.server else "embedded",
+            "collection": manifest["collection"],
+            "chunks": chunks,
+            "sources": sources,
+            "embed_model": manifest["embed_model"]["name"],
+            "embed_dimension": manifest["embed_model"]["dimension"],
+            "max_seq_length": manifest["embed_model"]["max_seq_length"],
+            "format_version": manifest["format_version"],
+            "ragdb_version": manifest.get("ragdb_version"),
+            "chromadb_version": manifest.get("chromadb_version"),
+            "created_at": manifest.get("created_at"),
+            "updated_at": manifest.get("updated_at"),
+        }
+
+
+def _match_sources(target: str, known: dict[str, Any]) -> list[str]:
+    if target in known:
+        return [target]
+    path = Path(target).expanduser()
+    candidates = {str(path.absolute()), str(path.resolve())}
+    hits = [c for c in candidates if c in known]
+    if hits:
+        return hits[:1]
+    prefixes = tuple(c.rstrip("/") + "/" for c in candidates)
+    return sorted(s for s in known if s.startswith(prefixes))

@@ -1,0 +1,305 @@
+"""Finding input files and turning each into plain text.
+
+HTML goes through BeautifulSoup (visible text only), PDF through pypdf (text
+per page), everything else must be text: UTF-8, or an encoding that
+charset-normalizer can tell. Binary and unreadable inputs raise
+:class:`Skipped` with a reason, which ingest reports and counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import InputError
+
+MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdown", ".mkd"}
+HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
+PDF_SUFFIXES = {".pdf"}
+# Sniffing this much of a file decides whether it is text.
+_SNIFF = 8192
+
+
+class Skipped(Exception):
+    """An input that cannot be ingested; the message says why."""
+
+
+@dataclasses.dataclass
+class Document:
+    source: str
+    text: str
+    kind: str  # "text", "markdown", "html", "pdf"
+    page_starts: list[int] | None = None  # offsets at which PDF pages start
+    title: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Input:
+    """One source to ingest: a file on disk, or bytes given directly (stdin, records)."""
+
+    source: str
+    path: Path | None = None
+    data: bytes | None = None
+    kind_hint: str | None = None
+    title: str | None = None
+    # Extra metadata stored on every chunk (record fields given with --meta-field).
+    meta: tuple[tuple[str, str | int | float | bool], ...] = ()
+    # The records file a record came from, so --prune can find records that left it.
+    origin: str | None = None
+
+    def read_bytes(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        assert self.path is not None
+        try:
+            return self.path.read_bytes()
+        except PermissionError:
+            raise Skipped("permission denied") from None
+        except IsADirectoryError:
+            raise Skipped("is a directory") from None
+        except OSError as exc:
+            raise Skipped(f"cannot read: {exc.strerror or exc}") from None
+
+    def describe(self) -> str:
+        """What, beside its bytes, decides how this input is stored."""
+        return repr((self.kind_hint, self.title, self.meta))
+
+
+def _is_hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def expand_paths(args: list[str]) -> tuple[list[Path], list[Path]]:
+    """Files named by ``args`` (files, directories walked recursively, glob
+    patterns), and the directories given, for ``--prune``.
+
+    Hidden files and directories inside a given directory are left out, as
+    version-control and tool folders are not documents. A path that matches
+    nothing is an error before anything is ingested.
+    """
+    files: dict[Path, None] = {}
+    dirs: list[Path] = []
+    for arg in args:
+        path = Path(arg).expanduser()
+        if glob.has_magic(arg) and not path.exists():
+            matches = sorted(glob.glob(os.path.expanduser(arg), recursive=True))
+            if not matches:
+                raise InputError(f"no files match {arg!r}")
+            for m in matches:
+                mp = Path(m)
+                if mp.is_dir():
+                    dirs.append(mp.resolve())
+                    files.update(dict.fromkeys(_walk(mp.resolve())))
+                else:
+                    files[mp.resolve()] = None
+            continue
+        if not path.exists() and not path.is_symlink():
+            raise InputError(f"no such file or directory: {arg}")
+        if path.is_dir():
+            root = path.resolve()
+            dirs.append(root)
+            files.update(dict.fromkeys(_walk(root)))
+        else:
+            files[path.absolute() if path.is_symlink() else path.resolve()] = None
+    return list(files), dirs
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def kind_of(source: str, hint: str | None = None) -> str:
+    if hint:
+        return hint
+    suffix = Path(source).suffix.lower()
+    if suffix in MARKDOWN_SUFFIXES:
+        return "markdown"
+    if suffix in HTML_SUFFIXES:
+        return "html"
+    if suffix in PDF_SUFFIXES:
+        return "pdf"
+    return "text"
+
+
+def extract(inp: Input, data: bytes) -> Document:
+    """The text of one input; raises :class:`Skipped` when there is none to take."""
+    if not data:
+        raise Skipped("empty")
+    kind = kind_of(inp.source, inp.kind_hint)
+    if kind == "pdf" or data.startswith(b"%PDF-"):
+        return _pdf(inp.source, data)
+    text = decode_text(data)
+    if inp.title:
+        # As BEIR and MTEB do: the title leads the text it names.
+        text = f"{inp.title}\n\n{text}"
+        return Document(inp.source, text, kind, title=inp.title)
+    if kind == "html" or (kind == "text" and _looks_like_html(text)):
+        doc = _html(inp.source, text)
+    else:
+        doc = Document(inp.source, text, kind)
+    if not doc.text.strip():
+        raise Skipped("no text")
+    return doc
+
+
+def decode_text(data: bytes) -> str:
+    """Text from bytes, or :class:`Skipped` for binary content."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise Skipped("binary file (invalid UTF-16)") from None
+    head = data[:_SNIFF]
+    if b"\x00" in head:
+        raise Skipped("binary file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None or best.encoding is None:
+        raise Skipped("binary file (not text in any known encoding)")
+    text = str(best)
+    # Control characters beyond whitespace mean a binary file that happened to decode.
+    controls = sum(1 for ch in text[:_SNIFF] if ord(ch) < 32 and ch not in "\t\n\r\f\v")
+    if controls > len(text[:_SNIFF]) * 0.01:
+        raise Skipped("binary file")
+    return text
+
+
+_HTML_START = re.compile(r"^\s*(<!doctype html|<html[\s>])", re.IGNORECASE)
+
+
+def _looks_like_html(text: str) -> bool:
+    return bool(_HTML_START.match(text[:1024]))
+
+
+def _html(source: str, text: str) -> Document:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(text, "html.parser")
+    title = soup.title.get_text(strip=True) if soup.title else None
+    for tag in soup(["script", "style", "noscript", "template", "head", "svg"]):
+        tag.decompose()
+    visible = soup.get_text("\n")
+    lines = [re.sub(r"[ \t\xa0]+", " ", line).strip() for line in visible.splitlines()]
+    # Keep paragraph breaks (one blank line) so the splitter still sees them.
+    out = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    return Document(source, out, "html", title=title or None)
+
+
+def _pdf(source: str, data: bytes) -> Document:
+    import io
+    import logging
+
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    # pypdf logs recoverable damage as warnings; the skip message covers the rest.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            try:
+                reader.decrypt("")
+            except Exception:
+                raise Skipped("encrypted PDF") from None
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except Skipped:
+        raise
+    except (PyPdfError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise Skipped(f"corrupt PDF ({type(exc).__name__}: {str(exc)[:80]})") from None
+    starts = []
+    parts = []
+    offset = 0
+    for text in pages:
+        starts.append(offset)
+        parts.append(text)
+        offset += len(text) + 2
+    text = "\n\n".join(parts)
+    if not text.strip():
+        raise Skipped("PDF has no extractable text (scanned?)")
+    return Document(source, text, "pdf", page_starts=starts)
+
+
+def read_records(
+    path: str | Path,
+    id_field: str,
+    text_field: str,
+    title_field: str | None = None,
+    meta_fields: tuple[str, ...] = (),
+) -> list[Input]:
+    """Each record of a JSONL or CSV file as an :class:`Input` named by its id."""
+    import csv
+    import json
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise InputError(f"no such records file: {path}")
+    origin = str(file.resolve())
+    suffix = file.suffix.lower()
+    rows: list[tuple[int, dict[str, object]]] = []
+    try:
+        with open(file, encoding="utf-8-sig", newline="") as fh:
+            if suffix in (".csv", ".tsv"):
+                reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
+                rows = [(i + 2, dict(row)) for i, row in enumerate(reader)]
+            elif suffix in (".jsonl", ".ndjson", ".json"):
+                for lineno, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except ValueError as exc:
+                        raise InputError(f"{path}:{lineno}: not a JSON object ({exc})") from None
+                    if not isinstance(row, dict):
+                        raise InputError(f"{path}:{lineno}: not a JSON object")
+                    rows.append((lineno, row))
+            else:
+                raise InputError(f"{path}: records files must be .jsonl, .ndjson, .csv or .tsv")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    out: list[Input] = []
+    seen: set[str] = set()
+    for lineno, row in rows:
+        for field in (id_field, text_field):
+            if field not in row:
+                raise InputError(f"{path}:{lineno}: record has no field {field!r}")
+        rid = str(row[id_field]).strip()
+        if not rid:
+            raise InputError(f"{path}:{lineno}: empty id in field {id_field!r}")
+        if rid in seen:
+            raise InputError(f"{path}:{lineno}: duplicate id {rid!r}")
+        seen.add(rid)
+        text = "" if row[text_field] is None else str(row[text_field])
+        title = str(row.get(title_field) or "").strip() or None if title_field else None
+        meta: list[tuple[str, str | int | float | bool]] = []
+        for field in meta_fields:
+            value = row.get(field)
+            if isinstance(value, (str, int, float, bool)):
+                meta.append((field, value))
+            elif value is not None:
+                meta.append((field, json.dumps(value, ensure_ascii=False)))
+        out.append(
+            Input(
+                source=rid,
+                data=text.encode("utf-8") if text.strip() else b"",
+                kind_hint="text",
+                title=title,
+                meta=tuple(meta),
+                origin=origin,
+            )
+        )
+    return out

@@ -1,0 +1,494 @@
+"""The store: one object that owns a knowledge base's Chroma collection.
+
+Opening a :class:`Store` resolves where it lives, checks the store format and
+the embedding model, and applies migrations. Every use of Chroma goes through
+:meth:`Store.session`, which takes the store's lock (embedded stores: Chroma's
+local store is not process-safe, and even readers replay its log), opens a
+fresh client so the session sees every write that finished before it, finishes
+any write a killed process left half-done, and closes the client again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import getpass
+import json
+import os
+import shutil
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from . import __version__
+from .config import Settings
+from .embeddings import ModelIdentity, canonical_name, same_model
+from .errors import (
+    ModelMismatchError,
+    StoreBusyError,
+    StoreError,
+    StoreNotFoundError,
+    StoreVersionError,
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
+
+MANIFEST = "ragdb.json"
+LOCK = "ragdb.lock"
+HOLDER = "ragdb.lock.holder"
+PENDING = "ragdb.pending.json"
+BACKUPS = "backups"
+# In server mode the manifest lives in the metadata of this (empty) collection.
+MANIFEST_COLLECTION = "ragdb-manifest"
+
+# Chosen so that HNSW top-10 matches exact cosine search on SciFact
+# (scripts/eval-scifact reports the measured recall).
+HNSW_SETTINGS: dict[str, Any] = {
+    "space": "cosine",
+    "ef_construction": 200,
+    "max_neighbors": 32,
+    "ef_search": 400,
+}
+
+
+def utcnow() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def migrations() -> list[tuple[str, Any]]:
+    from .migrations import MIGRATIONS
+
+    return list(MIGRATIONS)
+
+
+def _version_tuple(v: str) -> tuple[int, ...]:
+    out = []
+    for part in v.split("."):
+        digits = "".join(ch for ch in part if ch.isdigit())
+        out.append(int(digits) if digits else 0)
+    return tuple(out)
+
+
+class MigrationContext:
+    """What a migration may touch: the manifest (a dict, saved once the
+    migration finishes) and the Chroma client."""
+
+    def __init__(self, store: Store, client: ClientAPI, manifest: dict[str, Any]):
+        self.store = store
+        self.client = client
+        self.manifest = manifest
+
+    def create_chunk_collection(self, name: str) -> Collection:
+        return self.store._create_chunk_collection(self.client, name, self.manifest)
+
+    def tune_hnsw_search(self, name: str) -> None:
+        coll = self.client.get_collection(name)
+        coll.modify(configuration={"hnsw": {"ef_search": HNSW_SETTINGS["ef_search"]}})
+
+
+class Session:
+    """One locked use of the store; its ``collection`` is fresh for this session."""
+
+    def __init__(self, store: Store, client: ClientAPI, manifest: dict[str, Any]):
+        self.store = store
+        self.client = client
+        self.manifest = manifest
+        self._collection: Collection | None = None
+        self.wrote = False
+
+    @property
+    def collection(self) -> Collection:
+        if self._collection is None:
+            from chromadb.errors import NotFoundError
+
+            try:
+                self._collection = self.client.get_collection(self.manifest["collection"])
+            except NotFoundError:
+                # Lost (a reset killed between delete and create): recreate empty.
+                self._collection = self.store._create_chunk_collection(
+                    self.client, self.manifest["collection"], self.manifest
+                )
+        return self._collection
+
+    def max_batch(self) -> int:
+        return max(1, min(int(self.client.get_max_batch_size()), 5000))
+
+    def mark_written(self) -> None:
+        self.wrote = True
+
+
+class Store:
+    """A knowledge base's storage: an embedded Chroma directory or a Chroma server."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.server = settings.chroma_url is not None
+        self.path: Path | None = None if self.server else settings.store.resolve()
+        self._manifest: dict[str, Any] | None = None
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        self._file_lock: Any = None
+        self._session: Session | None = None
+
+    # -- opening -----------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        settings: Settings,
+        create: bool = False,
+        identity: ModelIdentity | None = None,
+    ) -> Store:
+        """Open (or, with ``create``, create) the store ``settings`` name.
+
+        ``identity`` is the embedding model's, needed only to create a store.
+        """
+        store = cls(settings)
+        store._check_location(create)
+        with store.session(create=create, identity=identity):
+            pass
+        return store
+
+    @property
+    def location(self) -> str:
+        return str(self.settings.chroma_url) if self.server else str(self.path)
+
+    def _check_location(self, create: bool) -> None:
+        if self.path is None:
+            return
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"store path {self.path} is a file, not a directory")
+        if (self.path / MANIFEST).is_file():
+            return
+        if not create:
+            raise StoreNotFoundError(
+                f"no knowledge base at {self.path} (create one with `ragdb ingest PATH`)"
+            )
+        if self.path.is_dir() and any(p.name not in (LOCK, HOLDER) for p in self.path.iterdir()):
+            raise StoreError(
+                f"{self.path} is not empty and holds no ragdb store; "
+                "choose an empty or new directory with --store"
+            )
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The manifest as last read in a session."""
+        if self._manifest is None:
+            with self.session():
+                pass
+        assert self._manifest is not None
+        return self._manifest
+
+    @property
+    def identity(self) -> ModelIdentity:
+        return ModelIdentity.from_dict(self.manifest["embed_model"])
+
+    # -- coordination --------------------------------------------------------------
+    def _acquire(self) -> None:
+        """Take the store's file lock, waiting up to ``settings.wait`` seconds."""
+        if self.path is None:
+            return
+        from filelock import FileLock, Timeout
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        if self._file_lock is None:
+            # 0o666 & ~umask: a group-writable umask gives the group the lock too.
+            self._file_lock = FileLock(
+                str(self.path / LOCK), mode=0o666, thread_local=False, is_singleton=False
+            )
+        try:
+            self._file_lock.acquire(timeout=max(0.0, self.settings.wait), poll_interval=0.02)
+        except Timeout:
+            raise StoreBusyError(
+                f"store is busy: {self._holder()} has held {self.path} for longer than "
+                f"--wait {self.settings.wait:g}s; try again or raise --wait"
+            ) from None
+        except PermissionError:
+            raise StoreError(
+                f"cannot lock {self.path / LOCK}: permission denied. Every user of a shared "
+                "store needs write access to its directory (see README, 'Sharing a store')"
+            ) from None
+        with contextlib.suppress(OSError):
+            holder = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "user": _user(),
+                "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])[:200],
+                "since": utcnow(),
+            }
+            _atomic_write(self.path / HOLDER, json.dumps(holder))
+
+    def _release(self) -> None:
+        if self._file_lock is not None:
+            self._file_lock.release()
+
+    def _holder(self) -> str:
+        assert self.path is not None
+        try:
+            info = json.loads((self.path / HOLDER).read_text())
+            return (
+                f"process {info['pid']} ({info.get('command') or '?'}) of user "
+                f"{info.get('user', '?')} on {info.get('host', '?')}"
+            )
+        except (OSError, ValueError, KeyError):
+            return "another process"
+
+    @contextlib.contextmanager
+    def session(
+        self, create: bool = False, identity: ModelIdentity | None = None
+    ) -> Iterator[Session]:
+        """Hold the store for one piece of Chroma work.
+
+        Sessions nest within a thread (the outer one owns the client); keep them
+        short: read, chunk and embed outside them.
+        """
+        with self._thread_lock:
+            if self._session is not None:
+                yield self._session
+                return
+            self._acquire()
+            client = None
+            try:
+                client = self._connect()
+                manifest = self._load_manifest(client, create, identity)
+                session = Session(self, client, manifest)
+                self._session = session
+                self._recover(session)
+                yield session
+                if session.wrote:
+                    manifest["generation"] = int(manifest.get("generation", 0)) + 1
+                    self._save_manifest(client, manifest)
+            finally:
+                self._session = None
+                if client is not None:
+                    with contextlib.suppress(Exception):
+                        client.close()
+                self._release()
+
+    # -- Chroma clients ------------------------------------------------------------
+    def _connect(self) -> ClientAPI:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        from . import chroma_ef  # noqa: F401  (registers ragdb's embedding function)
+
+        chroma_settings = ChromaSettings(anonymized_telemetry=False)
+        if self.server:
+            url = urlparse(str(self.settings.chroma_url))
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise UsageError(
+                    f"--chroma-url {self.settings.chroma_url!r} is not an http(s)://HOST:PORT URL"
+                )
+            try:
+                return chromadb.HttpClient(
+                    host=url.hostname,
+                    port=url.port or (443 if url.scheme == "https" else 8000),
+                    ssl=url.scheme == "https",
+                    headers=dict(self.settings.chroma_headers) or None,
+                    settings=chroma_settings,
+                )
+            except Exception as exc:
+                raise StoreError(
+                    f"cannot reach the Chroma server at {self.settings.chroma_url}: "
+                    f"{_first_line(exc)}"
+                ) from exc
+        assert self.path is not None
+        try:
+            return chromadb.PersistentClient(path=str(self.path), settings=chroma_settings)
+        except Exception as exc:
+            raise StoreError(
+                f"cannot open the Chroma store in {self.path}: {_first_line(exc)}"
+            ) from exc
+
+    def _create_chunk_collection(
+        self, client: ClientAPI, name: str, manifest: dict[str, Any]
+    ) -> Collection:
+        from .chroma_ef import RagdbEmbeddingFunction
+
+        return client.get_or_create_collection(
+            name,
+            configuration={"hnsw": dict(HNSW_SETTINGS)},
+            embedding_function=RagdbEmbeddingFunction(manifest["embed_model"]["name"]),
+            metadata={"ragdb": "chunks"},
+        )
+
+    # -- the manifest ---------------------------------------------------------------
+    def _read_manifest(self, client: ClientAPI) -> dict[str, Any] | None:
+        if self.path is not None:
+            try:
+                return dict(json.loads((self.path / MANIFEST).read_text()))
+            except FileNotFoundError:
+                return None
+            except (OSError, ValueError) as exc:
+                raise StoreError(f"cannot read {self.path / MANIFEST}: {exc}") from exc
+        from chromadb.errors import NotFoundError
+
+        try:
+            coll = client.get_collection(MANIFEST_COLLECTION)
+        except NotFoundError:
+            return None
+        raw = (coll.metadata or {}).get("manifest")
+        return dict(json.loads(raw)) if raw else None
+
+    def _save_manifest(self, client: ClientAPI, manifest: dict[str, Any]) -> None:
+        manifest["updated_at"] = utcnow()
+        if self.path is not None:
+            _atomic_write(self.path / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
+        else:
+            coll = client.get_or_create_collection(MANIFEST_COLLECTION, embedding_function=None)
+            coll.modify(metadata={"manifest": json.dumps(manifest, sort_keys=True)})
+        self._manifest = manifest
+
+    def _load_manifest(
+        self, client: ClientAPI, create: bool, identity: ModelIdentity | None
+    ) -> dict[str, Any]:
+        manifest = self._read_manifest(client)
+        if manifest is None:
+            if not create:
+                raise StoreNotFoundError(
+                    f"no knowledge base at {self.location} (create one with `ragdb ingest PATH`)"
+                )
+            if identity is None:
+                raise StoreError("creating a store needs the embedding model's identity")
+            manifest = self._new_manifest(identity)
+            self._save_manifest(client, manifest)
+        self._check_versions(manifest)
+        self._check_model(manifest)
+        self._migrate(client, manifest)
+        self._manifest = manifest
+        return manifest
+
+    def _new_manifest(self, identity: ModelIdentity) -> dict[str, Any]:
+        import chromadb
+
+        return {
+            "format_version": 0,
+            "migrations": [],
+            "ragdb_version": __version__,
+            "chromadb_version": chromadb.__version__,
+            "created_at": utcnow(),
+            "embed_model": identity.to_dict(),
+            "generation": 0,
+        }
+
+    def _check_versions(self, manifest: dict[str, Any]) -> None:
+        import chromadb
+
+        known = [name for name, _ in migrations()]
+        unknown = [m for m in manifest.get("migrations", []) if m not in known]
+        if unknown or int(manifest.get("format_version", 0)) > len(known):
+            raise StoreVersionError(
+                f"store {self.location} has format {manifest.get('format_version')} "
+                f"(written by ragdb {manifest.get('ragdb_version', '?')}); this ragdb "
+                f"{__version__} reads formats up to {len(known)}: upgrade ragdb "
+                f"to {manifest.get('ragdb_version', 'a newer version')} or later"
+            )
+        written = str(manifest.get("chromadb_version", "0"))
+        if _version_tuple(written) > _version_tuple(chromadb.__version__):
+            raise StoreVersionError(
+                f"store {self.location} was written by chromadb {written}; the installed "
+                f"chromadb is {chromadb.__version__}: install chromadb>={written}"
+            )
+
+    def _check_model(self, manifest: dict[str, Any]) -> None:
+        wanted = self.settings.embed_model
+        recorded = manifest["embed_model"]["name"]
+        if wanted is not None and not same_model(wanted, recorded):
+            raise ModelMismatchError(
+                f"store {self.location} was made with embedding model {recorded!r}, not "
+                f"{canonical_name(wanted)!r}; use the store's model (drop --embed-model), "
+                "another --store, or `ragdb reembed --embed-model "
+                f"{canonical_name(wanted)}`"
+            )
+
+    def _migrate(self, client: ClientAPI, manifest: dict[str, Any]) -> None:
+        import chromadb
+
+        pending = [(n, fn) for n, fn in migrations() if n not in manifest.get("migrations", [])]
+        if not pending:
+            return
+        if manifest.get("migrations"):
+            self._backup(manifest)
+        for name, fn in pending:
+            fn(MigrationContext(self, client, manifest))
+            manifest.setdefault("migrations", []).append(name)
+            manifest["format_version"] = len(manifest["migrations"])
+            manifest["ragdb_version"] = __version__
+            if _version_tuple(chromadb.__version__) > _version_tuple(
+                str(manifest.get("chromadb_version", "0"))
+            ):
+                manifest["chromadb_version"] = chromadb.__version__
+            self._save_manifest(client, manifest)
+
+    def _backup(self, manifest: dict[str, Any]) -> None:
+        """Copy an embedded store aside before migrating it."""
+        if self.path is None:
+            return
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        dest = self.path / BACKUPS / f"format-{manifest.get('format_version', 0)}-{stamp}"
+        tmp = dest.with_name(dest.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(
+            self.path,
+            tmp,
+            ignore=lambda d, names: (
+                [n for n in names if n in (BACKUPS, LOCK, HOLDER)] if Path(d) == self.path else []
+            ),
+        )
+        os.replace(tmp, dest)
+
+    # -- crash recovery ---------------------------------------------------------------
+    def begin_write(self, session: Session, sources: Sequence[str]) -> None:
+        """Record which sources a write is about to touch, so that a process
+        killed part-way leaves a note for the next session to finish."""
+        session.mark_written()
+        if self.path is not None:
+            _atomic_write(self.path / PENDING, json.dumps({"sources": list(sources)}))
+
+    def end_write(self, session: Session) -> None:
+        if self.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                (self.path / PENDING).unlink()
+
+    def _recover(self, session: Session) -> None:
+        if self.path is None:
+            return
+        try:
+            pending = json.loads((self.path / PENDING).read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError):
+            pending = {"sources": None}
+        from .sources import settle_sources
+
+        settle_sources(session, pending.get("sources"))
+        session.mark_written()
+        self.end_write(session)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return str(os.getuid()) if hasattr(os, "getuid") else "?"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
