@@ -80,7 +80,17 @@ class Chunker:
         self, text: str, markdown: bool = False, pages: list[int] | None = None
     ) -> list[Chunk]:
         """Chunks of ``text`` in order. ``pages`` holds the offset at which each
-        page starts (PDF), so that each chunk knows its page."""
+        page starts (PDF): pages are split separately, so every chunk has one page."""
+        if pages:
+            bounds = [*pages[1:], len(text)]
+            out: list[Chunk] = []
+            for number, (start, end) in enumerate(zip(pages, bounds, strict=True), 1):
+                for c in self._split(text[start:end], markdown):
+                    out.append(Chunk(c.text, c.start + start, c.end + start, c.heading, number))
+            return out
+        return self._split(text, markdown)
+
+    def _split(self, text: str, markdown: bool) -> list[Chunk]:
         splitter = self._markdown if markdown else self._text
         headings = _headings(text) if markdown else []
         heading_starts = [h[0] for h in headings]
@@ -93,10 +103,7 @@ class Chunker:
                 i = bisect.bisect_right(heading_starts, start) - 1
                 if i >= 0:
                     heading = headings[i][1]
-            page = None
-            if pages:
-                page = bisect.bisect_right(pages, start)  # 1-based
-            chunks.append(Chunk(piece, start, start + len(piece), heading, page))
+            chunks.append(Chunk(piece, start, start + len(piece), heading))
         return chunks
 
     def count_tokens(self, text: str) -> int:

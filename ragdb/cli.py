@@ -35,9 +35,9 @@ class RagdbGroup(click.Group):
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    err = click.ClickException(message)
-    err.exit_code = code
-    raise err
+    # ClickException's exit code is a class attribute: one subclass per code.
+    error_class = type("RagdbFailure", (click.ClickException,), {"exit_code": code})
+    raise error_class(message)
 
 
 def _emit_json(data: Any) -> None:
@@ -203,7 +203,7 @@ def ingest(
                 warn=_warn,
             )
         elif paths == ("-",):
-            data = click.get_binary_stream("stdin").read()
+            data = sys.stdin.buffer.read()
             if not data.strip():
                 raise RagdbError("standard input is empty: nothing to ingest")
             report = kb.ingest_text(name or "stdin", data, progress=progress, warn=_warn)

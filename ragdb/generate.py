@@ -150,10 +150,12 @@ def stream_answer(
 
     url, model = settings.llm_url, settings.llm_model
     think = ThinkFilter()
+    started = False  # once the server has answered, a failure is a broken stream
     try:
         stream = _client(settings).chat.completions.create(
             model=model, messages=messages, stream=True, temperature=0.1
         )
+        started = True
         for event in stream:
             if not getattr(event, "choices", None):
                 continue
@@ -176,6 +178,11 @@ def stream_answer(
             "raise --timeout, or use a smaller --model"
         ) from None
     except openai.APIConnectionError as exc:
+        if started:
+            raise LLMError(
+                f"the answer stream from {url} broke off ({_cause(exc)}); "
+                "try again, or check the server's log"
+            ) from None
         raise LLMError(
             f"cannot reach a language model at {url} ({_cause(exc)}): start Ollama with "
             "`ollama serve`, or point --llm-url at a running OpenAI-compatible server"

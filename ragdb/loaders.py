@@ -8,6 +8,7 @@ charset-normalizer can tell. Binary and unreadable inputs raise
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import os
@@ -170,12 +171,40 @@ def decode_text(data: bytes) -> str:
     if best is None or best.encoding is None:
         raise Skipped("binary file (not text in any known encoding)")
     text = str(best)
+    if best.encoding in _LATIN_LOOKALIKES:
+        # Short Western-European texts fit several Latin code pages equally well;
+        # Windows-1252 (a superset of Latin-1) is by far the likeliest of them.
+        with contextlib.suppress(UnicodeDecodeError):
+            text = data.decode("cp1252")
     # Control characters beyond whitespace mean a binary file that happened to decode.
     controls = sum(1 for ch in text[:_SNIFF] if ord(ch) < 32 and ch not in "\t\n\r\f\v")
     if controls > len(text[:_SNIFF]) * 0.01:
         raise Skipped("binary file")
     return text
 
+
+_LATIN_LOOKALIKES = {
+    "cp1250",
+    "cp1252",
+    "cp1254",
+    "cp1257",
+    "latin_1",
+    "iso8859_2",
+    "iso8859_3",
+    "iso8859_4",
+    "iso8859_9",
+    "iso8859_10",
+    "iso8859_13",
+    "iso8859_14",
+    "iso8859_15",
+    "iso8859_16",
+    "mac_latin2",
+    "mac_roman",
+    "mac_iceland",
+    "mac_turkish",
+    "cp850",
+    "cp437",
+}
 
 _HTML_START = re.compile(r"^\s*(<!doctype html|<html[\s>])", re.IGNORECASE)
 

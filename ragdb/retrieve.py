@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from .store import Session
@@ -45,9 +45,9 @@ def dense_search(session: Session, embedding: list[float], k: int) -> list[Hit]:
     """Chroma's cosine nearest neighbours; score = 1 - cosine distance."""
     coll = session.collection
     got: Any = coll.query(
-        query_embeddings=[embedding],
+        query_embeddings=cast(Any, [embedding]),
         n_results=k,
-        include=["documents", "metadatas", "distances"],  # type: ignore[list-item]
+        include=["documents", "metadatas", "distances"],
     )
     hits = []
     for i, cid in enumerate(got["ids"][0]):

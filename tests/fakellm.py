@@ -1,0 +1,99 @@
+"""A tiny OpenAI-style HTTP server that fails on purpose: the faults a real server
+cannot be made to produce on demand (404 model missing, 500, hanging, broken streams)."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: Any
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length", 0))
+        self.rfile.read(length)
+        self.server.calls += 1
+        mode = self.server.mode
+        if mode == "404":
+            body = {
+                "error": {
+                    "message": 'model "qwen3:4b" not found, try pulling it first',
+                    "type": "api_error",
+                }
+            }
+            self._json(404, body)
+        elif mode == "500":
+            self._json(500, {"error": {"message": "llama runner process has terminated"}})
+        elif mode == "hang":
+            time.sleep(self.server.hang_seconds)
+            self._json(500, {"error": {"message": "too late"}})
+        elif mode in ("broken", "think", "cut"):
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            for piece in self.server.pieces:
+                self._chunk(self._event(piece))
+            if mode == "broken":
+                self._chunk(b"data: {this is not json\n\n")
+                self._chunk(b"")
+            elif mode == "cut":
+                # Close mid-stream without the terminating chunk.
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            else:
+                self._chunk(b"data: [DONE]\n\n")
+                self._chunk(b"")
+
+    def _event(self, content: str) -> bytes:
+        data = {
+            "id": "x",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "fake",
+            "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}],
+        }
+        return f"data: {json.dumps(data)}\n\n".encode()
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _json(self, code: int, body: dict[str, Any]) -> None:
+        raw = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+
+@contextmanager
+def fake_llm(
+    mode: str, pieces: list[str] | None = None, hang_seconds: float = 5.0
+) -> Iterator[Any]:
+    server: Any = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    server.mode = mode
+    server.pieces = pieces or ["Partial ", "answer "]
+    server.hang_seconds = hang_seconds
+    server.calls = 0
+    server.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,183 @@
+"""Query, status, reset and the store's guard rails."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import FACTS, Ragdb
+from .fakellm import fake_llm
+
+
+def test_retrieve_only_json(ragdb: Ragdb, facts_dir: Path) -> None:
+    ragdb("ingest", str(facts_dir))
+    out = ragdb.json("query", "When is the Innovation Summit held?", "--retrieve-only", "-k", "3")
+    assert out["question"] == "When is the Innovation Summit held?"
+    assert out["answer"] is None
+    assert [c["rank"] for c in out["chunks"]] == [1, 2, 3]
+    scores = [c["score"] for c in out["chunks"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(-1.0 <= s <= 1.0 for s in scores)
+    assert "Innovation Summit" in out["chunks"][0]["text"]
+    assert out["chunks"][0]["source"].endswith("fact0.txt")
+    assert {"source", "chunk_index"} <= set(out["chunks"][0]["metadata"])
+    assert "timings" in out and "enough_context" in out and "model" in out
+
+
+def test_score_is_cosine_similarity(ragdb: Ragdb, facts_dir: Path) -> None:
+    """The printed score equals the cosine similarity computed independently."""
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    from ragdb.embeddings import resolve_model_path
+
+    ragdb("ingest", str(facts_dir))
+    question = "Which animal does the company like?"
+    out = ragdb.json("query", question, "--retrieve-only", "-k", "4")
+    model = SentenceTransformer(resolve_model_path("all-MiniLM-L6-v2"), device="cpu")
+    q = model.encode([question], normalize_embeddings=True)[0]
+    for chunk in out["chunks"]:
+        d = model.encode([chunk["text"]], normalize_embeddings=True)[0]
+        assert abs(float(np.dot(q, d)) - chunk["score"]) < 1e-3
+    assert out["chunks"][0]["source"].endswith("fact3.txt")
+
+
+def test_human_output_numbers_chunks(ragdb: Ragdb, facts_dir: Path) -> None:
+    ragdb("ingest", str(facts_dir))
+    result = ragdb("query", "coffee machine", "--retrieve-only", "-k", "2")
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("[1] ") and "fact2.txt" in lines[0]
+    assert "similarity" in lines[0]
+    assert any(line.startswith("[2] ") for line in lines)
+
+
+def test_min_score_skips_the_model(ragdb: Ragdb, facts_dir: Path) -> None:
+    ragdb("ingest", str(facts_dir))
+    with fake_llm("500") as server:
+        out = ragdb.json(
+            "query",
+            "What is the capital of Mongolia?",
+            "--min-score",
+            "0.95",
+            "--llm-url",
+            server.url,
+        )
+        assert server.calls == 0
+    assert out["enough_context"] is False
+    assert "enough information" in out["answer"]
+    assert out["chunks"]  # still shown
+
+
+def test_query_missing_and_empty_store(ragdb: Ragdb, facts_dir: Path, store: Path) -> None:
+    result = ragdb("query", "anything", code=1)
+    assert "no knowledge base" in result.stderr and "ragdb ingest" in result.stderr
+    assert not store.exists()
+    ragdb("status", code=1)
+    ragdb("ingest", str(facts_dir))
+    ragdb("reset", "--yes")
+    result = ragdb("query", "anything", "--retrieve-only", code=1)
+    assert "empty" in result.stderr
+
+
+def test_reset_asks_first(ragdb: Ragdb, facts_dir: Path) -> None:
+    ragdb("ingest", str(facts_dir))
+    result = ragdb("reset", input="n\n", code=1)
+    assert "Aborted" in result.stderr
+    assert ragdb.json("status")["chunks"] == len(FACTS)
+    ragdb("reset", input="y\n")
+    assert ragdb.json("status")["chunks"] == 0
+    # The store still works after a reset.
+    assert ragdb.json("ingest", str(facts_dir))["added"] == len(FACTS)
+
+
+def test_status_json(ragdb: Ragdb, facts_dir: Path, store: Path) -> None:
+    ragdb("ingest", str(facts_dir))
+    info = ragdb.json("status")
+    assert info["store"] == str(store.resolve())
+    assert {"store", "chunks", "sources", "embed_model", "format_version"} <= set(info)
+
+
+def test_other_model_is_refused(ragdb: Ragdb, facts_dir: Path, store: Path) -> None:
+    ragdb("ingest", str(facts_dir))
+    result = ragdb.runner.invoke(
+        __import__("ragdb.cli", fromlist=["cli"]).cli,
+        [
+            "--store",
+            str(store),
+            "--embed-model",
+            "BAAI/bge-small-en-v1.5",
+            "query",
+            "x",
+            "--retrieve-only",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "all-MiniLM-L6-v2" in result.stderr and "bge-small-en-v1.5" in result.stderr
+    # Naming the same model either way is fine.
+    Ragdb(store, ["--embed-model", "sentence-transformers/all-MiniLM-L6-v2"])(
+        "query", "x", "--retrieve-only"
+    )
+
+
+def test_store_path_that_is_a_file_or_foreign_dir(tmp_path: Path, facts_dir: Path) -> None:
+    f = tmp_path / "file"
+    f.write_text("x")
+    result = Ragdb(f)("ingest", str(facts_dir), code=2)
+    assert "is a file" in result.stderr
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "thing.txt").write_text("mine")
+    result = Ragdb(foreign)("ingest", str(facts_dir), code=1)
+    assert "not empty" in result.stderr
+    assert sorted(p.name for p in foreign.iterdir()) == ["thing.txt"]
+
+
+def test_store_opens_from_another_install(tmp_path: Path, facts_dir: Path, store: Path) -> None:
+    """Nothing in the store names a path of this install (venv, model folder)."""
+    ragdb = Ragdb(store)
+    ragdb("ingest", str(facts_dir))
+    venv = str(Path(sys.prefix).resolve())
+    for path in store.rglob("*"):
+        if path.is_file():
+            assert venv.encode() not in path.read_bytes(), path
+    # Chroma records ragdb's embedding function by model name, not by path.
+    code = (
+        "import chromadb, json\n"
+        f"c = chromadb.PersistentClient(path={str(store)!r})\n"
+        "print(json.dumps(c.get_collection('ragdb-chunks').configuration_json))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    config = json.loads(out.stdout.strip().splitlines()[-1])
+    assert config["embedding_function"]["name"] == "ragdb_sentence_transformer"
+    assert config["embedding_function"]["config"] == {"model_name": "all-MiniLM-L6-v2"}
+    assert config["hnsw"]["space"] == "cosine"
+    # And ragdb's embedding function rebuilds from that record alone.
+    from ragdb.chroma_ef import RagdbEmbeddingFunction
+
+    ef = RagdbEmbeddingFunction.build_from_config(config["embedding_function"]["config"])
+    assert len(ef(["hello"])[0]) == 384
+
+
+def test_help_is_light() -> None:
+    code = (
+        "import sys\n"
+        "from ragdb.cli import cli\n"
+        "try:\n"
+        "    cli(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = [m for m in ('torch', 'chromadb', 'sentence_transformers', 'transformers',"
+        " 'numpy', 'openai') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in out.stdout
+
+
+def test_python_module_entry_point(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "ragdb", "--version"], capture_output=True, text=True, check=True
+    )
+    assert "ragdb" in out.stdout

@@ -1,0 +1,96 @@
+"""Whatever sequence of edits and ingests a user makes, the store holds each
+current source exactly once, in its latest version, and nothing else."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from ragdb import KnowledgeBase
+
+NAMES = ["a.txt", "b.md", "sub/c.txt", "sub/d.txt"]
+TEXTS = [
+    "Llamas live in the Andes.",
+    "# Octopus\n\nThe octopus has three hearts.\n\n## More\n\nAnd blue blood.",
+    "Coffee is on the third floor. " * 60,
+    "",
+    "Zebras have stripes.",
+]
+
+
+class StoreMachine(RuleBasedStateMachine):
+    @initialize()
+    def setup(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp())
+        self.docs = self.tmp / "docs"
+        self.docs.mkdir()
+        self.kb = KnowledgeBase(store=self.tmp / "store")
+        self.expected: dict[str, str] = {}  # source -> text, as of the last ingest
+
+    def teardown(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    @rule(name=st.sampled_from(NAMES), text=st.sampled_from(TEXTS))
+    def write(self, name: str, text: str) -> None:
+        path = self.docs / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    @rule(name=st.sampled_from(NAMES))
+    def delete(self, name: str) -> None:
+        (self.docs / name).unlink(missing_ok=True)
+
+    @rule(prune=st.booleans())
+    def ingest(self, prune: bool) -> None:
+        files = {str(p.resolve()): p.read_text() for p in self.docs.rglob("*") if p.is_file()}
+        if not files:
+            return
+        report = self.kb.ingest([self.docs], prune=prune)
+        for src, text in files.items():
+            if text:
+                self.expected[src] = text
+        if prune:
+            for src in list(self.expected):
+                if src not in files:
+                    del self.expected[src]
+        assert report.skipped == sum(1 for t in files.values() if not t)
+
+    @rule(name=st.sampled_from(NAMES))
+    def remove(self, name: str) -> None:
+        src = str((self.docs / name).resolve())
+        if src in self.expected:
+            self.kb.remove([src])
+            del self.expected[src]
+
+    @invariant()
+    def store_matches(self) -> None:
+        if not self.expected:
+            return
+        with self.kb.store().session() as session:
+            got = session.collection.get(include=["metadatas", "documents"])
+        by_source: dict[str, list[tuple[dict, str]]] = {}
+        for meta, doc in zip(got["metadatas"], got["documents"], strict=True):
+            by_source.setdefault(meta["source"], []).append((meta, doc))
+        assert set(by_source) == set(self.expected)
+        assert len(set(got["ids"])) == len(got["ids"])
+        for src, chunks in by_source.items():
+            n = chunks[0][0]["n_chunks"]
+            assert sorted(m["chunk_index"] for m, _ in chunks) == list(range(n))
+            assert len({m["source_hash"] for m, _ in chunks}) == 1
+            text = self.expected[src]
+            for meta, doc in chunks:
+                assert text[meta["start"] : meta["end"]] == doc
+
+
+StoreMachine.TestCase.settings = settings(
+    max_examples=12,
+    stateful_step_count=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestStore = StoreMachine.TestCase
