@@ -17,7 +17,7 @@ from typing import Any
 from .chunking import Chunker
 from .config import DEFAULT_EMBED_MODEL, Settings
 from .embeddings import Embedder, ModelIdentity, get_embedder
-from .errors import EmptyStoreError, InputError, UsageError
+from .errors import EmptyStoreError, InputError, StoreNotFoundError, UsageError
 from .generate import DEFAULT_CONTEXT_TOKENS, NOT_ENOUGH, build_prompt, stream_answer
 from .ingest import IngestReport, Progress, Warn, run_ingest
 from .loaders import Input, expand_paths, read_records
@@ -77,14 +77,14 @@ class KnowledgeBase:
     def store(self, create: bool = False) -> Store:
         """The opened store (``create`` makes it if there is none yet)."""
         if self._store is None:
-            identity = self._new_identity() if create and not self._exists() else None
-            self._store = Store.open(self.settings, create=create, identity=identity)
+            try:
+                self._store = Store.open(self.settings)
+            except StoreNotFoundError:
+                if not create:
+                    raise
+                # Only a new store needs the model loaded before it opens.
+                self._store = Store.open(self.settings, create=True, identity=self._new_identity())
         return self._store
-
-    def _exists(self) -> bool:
-        if self.settings.chroma_url is not None:
-            return False  # the store decides; creating asks for the identity anyway
-        return (self.settings.store.expanduser() / "ragdb.json").is_file()
 
     def _new_identity(self) -> ModelIdentity:
         return self._embedder_for(self.settings.embed_model or DEFAULT_EMBED_MODEL).identity

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from ragdb import KnowledgeBase
 from ragdb.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,12 +48,33 @@ def store(tmp_path: Path) -> Path:
 
 
 class Ragdb:
-    """Runs ragdb's CLI in-process against one store."""
+    """Runs ragdb's CLI in-process against one store (a directory, or a Chroma
+    server when ``chroma_url`` is given)."""
 
-    def __init__(self, store: Path, extra: list[str] | None = None) -> None:
+    def __init__(
+        self, store: Path, extra: list[str] | None = None, chroma_url: str | None = None
+    ) -> None:
         self.store = store
-        self.extra = extra or []
+        self.chroma_url = chroma_url
+        self.extra = (extra or []) + (["--chroma-url", chroma_url] if chroma_url else [])
         self.runner = CliRunner()
+
+    @property
+    def server(self) -> bool:
+        return self.chroma_url is not None
+
+    def kb(self) -> KnowledgeBase:
+        """The same store, through the Python API."""
+        return KnowledgeBase(store=self.store, chroma_url=self.chroma_url)
+
+    def chunks(self) -> list[dict[str, Any]]:
+        """Every chunk's metadata, id and text."""
+        with self.kb().store().session() as session:
+            got = session.collection.get(include=["metadatas", "documents"])
+        return [
+            {**meta, "id": cid, "text": doc}
+            for cid, meta, doc in zip(got["ids"], got["metadatas"], got["documents"], strict=True)
+        ]
 
     def __call__(
         self,
@@ -80,9 +102,59 @@ class Ragdb:
         return json.loads(result.stdout)
 
 
+@pytest.fixture(params=["embedded", "server"])
+def ragdb(request: pytest.FixtureRequest, store: Path) -> Ragdb:
+    """A store of each kind: a local directory, and a real `chroma run` server."""
+    if request.param == "embedded":
+        return Ragdb(store)
+    url = request.getfixturevalue("chroma_server")
+    clear_server(url)
+    return Ragdb(store, chroma_url=url)
+
+
 @pytest.fixture
-def ragdb(store: Path) -> Ragdb:
+def local_ragdb(store: Path) -> Ragdb:
+    """For what only a local store has (its directory, its lock)."""
     return Ragdb(store)
+
+
+def clear_server(url: str) -> None:
+    import chromadb
+    from chromadb.config import Settings
+
+    host, port = url.rsplit("//", 1)[1].split(":")
+    client = chromadb.HttpClient(
+        host=host, port=int(port), settings=Settings(anonymized_telemetry=False)
+    )
+    for coll in client.list_collections():
+        client.delete_collection(coll.name)
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Chroma server (`chroma run`) on a free loopback port."""
+    import shutil
+
+    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
+    assert chroma, "the chroma command (from chromadb) is not installed"
+    port = free_port()
+    data = tmp_path_factory.mktemp("chroma-server")
+    log = data / "server.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [chroma, "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", proc, 60, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 @pytest.fixture

@@ -8,21 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ragdb import KnowledgeBase
-
 from .conftest import FACTS, Ragdb
 from .pdfgen import write_pdf
-
-
-def all_chunks(store: Path) -> list[dict]:
-    """Every chunk's metadata, read through the library's own store object."""
-    kb = KnowledgeBase(store=store)
-    with kb.store().session() as session:
-        got = session.collection.get(include=["metadatas", "documents"])
-    return [
-        {**meta, "id": cid, "text": doc}
-        for cid, meta, doc in zip(got["ids"], got["metadatas"], got["documents"], strict=True)
-    ]
 
 
 def test_ingest_then_reingest_embeds_nothing(ragdb: Ragdb, facts_dir: Path) -> None:
@@ -64,7 +51,7 @@ def test_changed_file_replaces_all_its_chunks(ragdb: Ragdb, tmp_path: Path, stor
     ]
     doc.write_text("# Title\n\n" + "\n\n".join(old_sections))
     ragdb("ingest", str(doc))
-    before = all_chunks(store)
+    before = ragdb.chunks()
     assert len(before) > 2
     # Change only the last section: unchanged chunks keep their embeddings.
     new_sections = [*old_sections[:3], "## Part 3\n\n" + "Brand new text about octopus. " * 30]
@@ -73,7 +60,7 @@ def test_changed_file_replaces_all_its_chunks(ragdb: Ragdb, tmp_path: Path, stor
     assert report["updated"] == 1
     assert report["chunks_embedded"] < len(before)
     assert report["chunks_reused"] > 0
-    after = all_chunks(store)
+    after = ragdb.chunks()
     hashes = {c["source_hash"] for c in after}
     assert len(hashes) == 1 and hashes.isdisjoint({c["source_hash"] for c in before})
     assert sorted(c["chunk_index"] for c in after) == list(range(after[0]["n_chunks"]))
@@ -89,7 +76,7 @@ def test_markdown_headings_and_metadata(ragdb: Ragdb, tmp_path: Path, store: Pat
     doc = tmp_path / "guide.md"
     doc.write_text("# Guide\n\nIntro.\n\n## Install\n\n" + "Run the installer now. " * 150)
     ragdb("ingest", str(doc))
-    chunks = all_chunks(store)
+    chunks = ragdb.chunks()
     assert any(c.get("heading") == "Install" for c in chunks)
     for c in chunks:
         assert c["source"] == str(doc.resolve())
@@ -97,9 +84,9 @@ def test_markdown_headings_and_metadata(ragdb: Ragdb, tmp_path: Path, store: Pat
             assert key in c
     ids = {c["id"] for c in chunks}
     # Deterministic ids: a fresh store gets the same ones.
-    other = tmp_path / "store2"
-    Ragdb(other)("ingest", str(doc))
-    assert {c["id"] for c in all_chunks(other)} == ids
+    ragdb("reset", "--yes")
+    ragdb("ingest", str(doc))
+    assert {c["id"] for c in ragdb.chunks()} == ids
 
 
 def test_formats_html_pdf_code_and_latin1(ragdb: Ragdb, tmp_path: Path, store: Path) -> None:
@@ -116,7 +103,7 @@ def test_formats_html_pdf_code_and_latin1(ragdb: Ragdb, tmp_path: Path, store: P
     (d / "latin.txt").write_bytes("Un café crème à Paris, très bon.".encode("latin-1"))
     report = ragdb.json("ingest", str(d))
     assert report["added"] == 5, report
-    chunks = all_chunks(store)
+    chunks = ragdb.chunks()
     by_source = {Path(c["source"]).name: c for c in chunks}
     html = by_source["page.html"]
     assert "black and white stripes" in " ".join(html["text"].split())
@@ -192,6 +179,7 @@ def test_missing_path_creates_nothing(ragdb: Ragdb, tmp_path: Path, store: Path)
     assert "no such file or directory" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not store.exists()
+    ragdb("status", code=1)  # no knowledge base was created, locally or on the server
 
 
 def test_empty_file_binary_dir_corrupt_pdf(ragdb: Ragdb, tmp_path: Path) -> None:
@@ -238,6 +226,7 @@ def test_empty_stdin(ragdb: Ragdb, store: Path) -> None:
     result = ragdb("ingest", "-", input="", code=1)
     assert "standard input is empty" in result.stderr
     assert not store.exists()
+    ragdb("status", code=1)
 
 
 def test_usage_errors_exit_2(ragdb: Ragdb, tmp_path: Path) -> None:

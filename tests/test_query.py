@@ -72,6 +72,7 @@ def test_min_score_skips_the_model(ragdb: Ragdb, facts_dir: Path) -> None:
 
 def test_query_missing_and_empty_store(ragdb: Ragdb, facts_dir: Path, store: Path) -> None:
     result = ragdb("query", "anything", code=1)
+    assert len(result.stderr.strip().splitlines()) == 1
     assert "no knowledge base" in result.stderr and "ragdb ingest" in result.stderr
     assert not store.exists()
     ragdb("status", code=1)
@@ -95,30 +96,23 @@ def test_reset_asks_first(ragdb: Ragdb, facts_dir: Path) -> None:
 def test_status_json(ragdb: Ragdb, facts_dir: Path, store: Path) -> None:
     ragdb("ingest", str(facts_dir))
     info = ragdb.json("status")
-    assert info["store"] == str(store.resolve())
+    assert info["store"] == (ragdb.chroma_url if ragdb.server else str(store.resolve()))
+    assert info["mode"] == ("server" if ragdb.server else "embedded")
     assert {"store", "chunks", "sources", "embed_model", "format_version"} <= set(info)
 
 
 def test_other_model_is_refused(ragdb: Ragdb, facts_dir: Path, store: Path) -> None:
     ragdb("ingest", str(facts_dir))
-    result = ragdb.runner.invoke(
-        __import__("ragdb.cli", fromlist=["cli"]).cli,
-        [
-            "--store",
-            str(store),
-            "--embed-model",
-            "BAAI/bge-small-en-v1.5",
-            "query",
-            "x",
-            "--retrieve-only",
-        ],
-    )
-    assert result.exit_code == 1
+    other = Ragdb(store, ["--embed-model", "BAAI/bge-small-en-v1.5"], ragdb.chroma_url)
+    result = other("query", "x", "--retrieve-only", code=1)
     assert "all-MiniLM-L6-v2" in result.stderr and "bge-small-en-v1.5" in result.stderr
+    result = other("ingest", str(facts_dir), code=1)
+    assert "reembed" in result.stderr
     # Naming the same model either way is fine.
-    Ragdb(store, ["--embed-model", "sentence-transformers/all-MiniLM-L6-v2"])(
-        "query", "x", "--retrieve-only"
+    same = Ragdb(
+        store, ["--embed-model", "sentence-transformers/all-MiniLM-L6-v2"], ragdb.chroma_url
     )
+    same("query", "x", "--retrieve-only")
 
 
 def test_store_path_that_is_a_file_or_foreign_dir(tmp_path: Path, facts_dir: Path) -> None:
@@ -134,10 +128,9 @@ def test_store_path_that_is_a_file_or_foreign_dir(tmp_path: Path, facts_dir: Pat
     assert sorted(p.name for p in foreign.iterdir()) == ["thing.txt"]
 
 
-def test_store_opens_from_another_install(tmp_path: Path, facts_dir: Path, store: Path) -> None:
+def test_store_opens_from_another_install(local_ragdb: Ragdb, facts_dir: Path, store: Path) -> None:
     """Nothing in the store names a path of this install (venv, model folder)."""
-    ragdb = Ragdb(store)
-    ragdb("ingest", str(facts_dir))
+    local_ragdb("ingest", str(facts_dir))
     venv = str(Path(sys.prefix).resolve())
     for path in store.rglob("*"):
         if path.is_file():
