@@ -419,6 +419,86 @@ def sources_cmd(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"{item['n_chunks']:>5}  {item['ingested_at'][:19]}  {item['source']}")
 
 
+# -- upkeep -----------------------------------------------------------------------------
+@cli.command()
+@click.option("--repair", is_flag=True, help="Fix what can be fixed.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def doctor(ctx: click.Context, repair: bool, as_json: bool) -> None:
+    """Check the store; exit 0 when healthy, 1 when not."""
+    report = _kb(ctx).doctor(repair=repair)
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        for line in report.repaired:
+            click.echo(f"repaired: {line}")
+        for finding in report.findings:
+            click.echo(f"problem: {finding.problem}: {finding.detail}")
+        state = "healthy" if report.healthy else "NOT healthy"
+        click.echo(f"{report.store}: {state} ({report.chunks} chunks, {report.sources} sources)")
+    if not report.healthy:
+        _fail(
+            f"{len(report.findings)} problem(s) found"
+            + ("" if repair else "; `ragdb doctor --repair` fixes what it can"),
+            1,
+        )
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def migrate(ctx: click.Context, as_json: bool) -> None:
+    """Bring the store to this ragdb's format (a backup is taken first)."""
+    info = _kb(ctx).migrate()
+    if as_json:
+        _emit_json(info)
+    elif info["applied"]:
+        click.echo(f"applied {', '.join(info['applied'])}; format {info['format_version']}")
+    else:
+        click.echo(f"{info['store']} is up to date (format {info['format_version']})")
+
+
+@cli.command()
+@click.option(
+    "--embed-model",
+    "model",
+    required=True,
+    metavar="NAME",
+    help="The embedding model to re-embed every chunk with.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def reembed(ctx: click.Context, model: str, as_json: bool) -> None:
+    """Re-embed every chunk with another model, then switch to it atomically."""
+    from tqdm import tqdm
+
+    if ctx.obj.get("embed_model"):
+        raise UsageError("give the new model as `ragdb reembed --embed-model NAME`")
+    bar: Any = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(
+                total=total, unit="chunk", desc="re-embedding", file=sys.stderr, disable=None
+            )
+        bar.n = done
+        bar.refresh()
+
+    kb = _kb(ctx)
+    # The store's current model, whatever RAGDB_EMBED_MODEL says.
+    kb.settings = kb.settings.replace(embed_model=None)
+    try:
+        info = kb.reembed(model, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    if as_json:
+        _emit_json(info)
+    else:
+        click.echo(f"re-embedded {info['chunks']} chunks with {info['to']} (was {info['from']})")
+
+
 def main() -> None:
     cli(prog_name="ragdb")
 

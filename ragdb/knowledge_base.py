@@ -16,6 +16,7 @@ from typing import Any
 
 from .chunking import Chunker
 from .config import DEFAULT_EMBED_MODEL, Settings
+from .doctor import Report as DoctorReport
 from .embeddings import Embedder, ModelIdentity, get_embedder
 from .errors import EmptyStoreError, InputError, StoreNotFoundError, UsageError
 from .generate import DEFAULT_CONTEXT_TOKENS, NOT_ENOUGH, build_prompt, stream_answer
@@ -276,6 +277,44 @@ class KnowledgeBase:
             _ = session.collection  # recreated empty, with the store's settings
             store.end_write(session)
         return n
+
+    def doctor(self, repair: bool = False) -> DoctorReport:
+        """Check the store (and with ``repair``, fix what can be fixed)."""
+        from .doctor import check
+        from .doctor import repair as do_repair
+
+        store = self.store()
+        return do_repair(store) if repair else check(store)
+
+    def migrate(self) -> dict[str, Any]:
+        """Bring the store to this ragdb's format (opening does so too)."""
+        store = self.store()
+        return {
+            "store": store.location,
+            "applied": list(store.migrated),
+            "format_version": store.manifest["format_version"],
+            "migrations": list(store.manifest.get("migrations", [])),
+        }
+
+    def reembed(self, model: str, progress: Progress | None = None) -> dict[str, Any]:
+        """Re-embed every chunk with ``model`` into a new collection, then switch to it."""
+        from .embeddings import same_model
+        from .rebuild import rebuild
+
+        store = self.store()
+        old = store.identity
+        if same_model(model, old.name):
+            raise UsageError(f"the store already uses {old.name!r}")
+        embedder = self._embedder_for(model)
+        identity = embedder.identity
+        name, count = rebuild(store, embedder, identity.to_dict(), progress=progress)
+        return {
+            "store": store.location,
+            "from": old.name,
+            "to": identity.name,
+            "collection": name,
+            "chunks": count,
+        }
 
     def sources(self) -> list[dict[str, Any]]:
         with self.store().session() as session:

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import sys
 import threading
 import time
@@ -137,6 +138,8 @@ class Store:
         self._depth = 0
         self._file_lock: Any = None
         self._session: Session | None = None
+        # Migrations this process applied when it opened the store.
+        self.migrated: list[str] = []
 
     # -- opening -----------------------------------------------------------------
     @classmethod
@@ -265,6 +268,7 @@ class Store:
                 if session.wrote:
                     manifest["generation"] = int(manifest.get("generation", 0)) + 1
                     self._save_manifest(client, manifest)
+                    self._share_with_group()
             finally:
                 self._session = None
                 if client is not None:
@@ -272,6 +276,31 @@ class Store:
                         # ClientAPI's stubs lack close(); the client has it.
                         cast(Any, client).close()
                 self._release()
+
+    def _share_with_group(self) -> None:
+        """Chroma creates its files 0644 whatever the umask; give the group what
+        the umask allows, so a store in a shared directory works for the group."""
+        if self.path is None or os.name != "posix":
+            return
+        allowed = 0o777 & ~_umask()
+        group = allowed & 0o070
+        if not group:
+            return
+        for root, dirs, files in os.walk(self.path):
+            if Path(root).name == BACKUPS:
+                dirs[:] = []
+                continue
+            for name in [*dirs, *files]:
+                path = os.path.join(root, name)
+                with contextlib.suppress(OSError):
+                    st = os.lstat(path)
+                    regular = stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)
+                    if st.st_uid != os.getuid() or not regular:
+                        continue
+                    owner = (st.st_mode & 0o700) >> 3
+                    want = st.st_mode | (owner & group)
+                    if want != st.st_mode:
+                        os.chmod(path, want & 0o7777)
 
     # -- Chroma clients ------------------------------------------------------------
     def _connect(self) -> ClientAPI:
@@ -419,6 +448,7 @@ class Store:
             self._backup(manifest)
         for name, fn in pending:
             fn(MigrationContext(self, client, manifest))
+            self.migrated.append(name)
             manifest.setdefault("migrations", []).append(name)
             manifest["format_version"] = len(manifest["migrations"])
             manifest["ragdb_version"] = __version__
@@ -472,6 +502,19 @@ class Store:
         settle_sources(session, pending.get("sources"))
         session.mark_written()
         self.end_write(session)
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    current = os.umask(0o022)  # no other way to read it; put it straight back
+    os.umask(current)
+    return current
 
 
 def _first_line(exc: BaseException) -> str:

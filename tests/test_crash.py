@@ -1,0 +1,111 @@
+"""A process killed in the middle of a write leaves a store that opens, answers,
+and holds each source whole (old or new version, never a mix)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from .conftest import Ragdb
+
+KILL_IN = """
+import os, signal, sys
+from chromadb.api.models.Collection import Collection
+from ragdb import KnowledgeBase
+
+where = sys.argv[3]
+original_add = Collection.add
+
+def add_half_then_die(self, ids, **kw):
+    half = max(1, len(ids) // 2)
+    original_add(self, ids=ids[:half], **{k: v[:half] for k, v in kw.items()})
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def die(self, *a, **kw):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if where == "add":
+    Collection.add = add_half_then_die
+elif where == "delete":
+    Collection.delete = die
+KnowledgeBase(store=sys.argv[1]).ingest([sys.argv[2]], prune=True)
+"""
+
+
+def long_text(word: str) -> str:
+    return "\n\n".join(f"Paragraph {i} about {word}. " + f"More on {word}. " * 40 for i in range(6))
+
+
+@pytest.mark.parametrize("where", ["add", "delete"])
+def test_kill_during_update(local_ragdb: Ragdb, tmp_path: Path, store: Path, where: str) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    doc = docs / "doc.txt"
+    doc.write_text(long_text("llamas"))
+    local_ragdb("ingest", str(docs))
+    old = {c["id"] for c in local_ragdb.chunks()}
+    doc.write_text(long_text("octopus"))
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(KILL_IN), str(store), str(docs), where],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == -9
+    # The next process finishes or undoes the interrupted write before anything else.
+    result = local_ragdb("doctor")
+    assert "healthy" in result.stdout
+    chunks = local_ragdb.chunks()
+    ids = {c["id"] for c in chunks}
+    assert len({c["source_hash"] for c in chunks}) == 1
+    if where == "add":  # the new version never became whole: the old one stays
+        assert ids == old
+    else:  # the new version was whole: it wins
+        assert ids.isdisjoint(old) and all("octopus" in c["text"] for c in chunks)
+    # A re-run brings the store to exactly the expected state.
+    local_ragdb("ingest", str(docs))
+    chunks = local_ragdb.chunks()
+    assert all("octopus" in c["text"] for c in chunks)
+    assert sorted(c["chunk_index"] for c in chunks) == list(range(chunks[0]["n_chunks"]))
+
+
+def test_doctor_finds_and_repairs(local_ragdb: Ragdb, facts_dir: Path) -> None:
+    local_ragdb("ingest", str(facts_dir))
+    kb = local_ragdb.kb()
+    with kb.store().session() as session:
+        coll = session.collection
+        got = coll.get(limit=1, include=["embeddings", "metadatas"])
+        vec = [float(x) for x in got["embeddings"][0]]
+        meta = got["metadatas"][0]
+        # A stray chunk with no records, and a half-written second version.
+        coll.add(ids=["stray"], embeddings=[vec], documents=["stray"], metadatas=[{"x": 1}])
+        coll.add(
+            ids=["half"],
+            embeddings=[vec],
+            documents=["half"],
+            metadatas=[{**meta, "source_hash": "f" * 32, "n_chunks": 3}],
+        )
+    result = local_ragdb("doctor", code=1)
+    assert "chunks-without-source" in result.stdout and "mixed-versions" in result.stdout
+    result = local_ragdb("doctor", "--repair")
+    assert "repaired" in result.stdout and "healthy" in result.stdout
+    ids = {c["id"] for c in local_ragdb.chunks()}
+    assert "stray" not in ids and "half" not in ids and len(ids) == 4
+    local_ragdb("doctor")
+
+
+def test_repair_rebuilds_a_broken_index(local_ragdb: Ragdb, facts_dir: Path, store: Path) -> None:
+    local_ragdb("ingest", str(facts_dir))
+    before = local_ragdb.json("query", "octopus", "--retrieve-only", "-k", "4")
+    # Tear Chroma's HNSW files, as a crash while they were written can.
+    segment_files = [p for p in store.rglob("*.bin") if p.stat().st_size > 0]
+    for path in segment_files:
+        path.write_bytes(b"\x00" * 16)
+    local_ragdb("doctor", "--repair", code=None)
+    local_ragdb("doctor")
+    after = local_ragdb.json("query", "octopus", "--retrieve-only", "-k", "4")
+    assert [c["id"] for c in after["chunks"]] == [c["id"] for c in before["chunks"]]

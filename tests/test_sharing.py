@@ -1,0 +1,140 @@
+"""Several processes on one embedded store: the lock, fresh reads, busy errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from ragdb import KnowledgeBase
+
+from .conftest import Ragdb
+
+
+def run_py(code: str, *args: str, wait: bool = True) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    if wait:
+        proc.wait(120)
+    return proc
+
+
+HOLD = """
+import sys, time
+from ragdb import KnowledgeBase
+kb = KnowledgeBase(store=sys.argv[1])
+with kb.store().session():
+    print("holding", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_busy_store_exits_4_naming_the_holder(
+    local_ragdb: Ragdb, facts_dir: Path, store: Path
+) -> None:
+    local_ragdb("ingest", str(facts_dir))
+    holder = run_py(HOLD, str(store), "8", wait=False)
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "holding"
+    try:
+        t0 = time.monotonic()
+        result = local_ragdb("--wait", "0.5", "query", "x", "--retrieve-only", code=4)
+        assert time.monotonic() - t0 < 5
+        assert "store is busy" in result.stderr
+        assert f"process {holder.pid}" in result.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    # Once the holder is gone (even killed), the store opens at once.
+    local_ragdb("--wait", "2", "query", "x", "--retrieve-only")
+
+
+def test_wait_option_order(local_ragdb: Ragdb, facts_dir: Path, store: Path) -> None:
+    """A holder that lets go within --wait is waited for, not reported."""
+    local_ragdb("ingest", str(facts_dir))
+    holder = run_py(HOLD, str(store), "1.5", wait=False)
+    assert holder.stdout is not None
+    holder.stdout.readline()
+    local_ragdb("--wait", "30", "query", "x", "--retrieve-only")
+    holder.wait()
+
+
+def test_reader_sees_writes_of_other_processes(
+    local_ragdb: Ragdb, facts_dir: Path, store: Path, tmp_path: Path
+) -> None:
+    local_ragdb("ingest", str(facts_dir))
+    kb = KnowledgeBase(store=store)
+    before = kb.retrieve("zebra stripes", k=1)
+    assert "zebra" not in before.hits[0].text.lower()
+    new = tmp_path / "zebra.txt"
+    new.write_text("Zebras have black and white stripes.")
+    writer = run_py(
+        "import sys\nfrom ragdb import KnowledgeBase\n"
+        "KnowledgeBase(store=sys.argv[1]).ingest([sys.argv[2]])\n",
+        str(store),
+        str(new),
+    )
+    assert writer.returncode == 0, writer.stderr.read() if writer.stderr else ""
+    after = kb.retrieve("zebra stripes", k=1)
+    assert "Zebras" in after.hits[0].text
+    assert kb.status()["sources"] == 5
+    # And a removal by yet another process.
+    remover = run_py(
+        "import sys\nfrom ragdb import KnowledgeBase\n"
+        "KnowledgeBase(store=sys.argv[1]).remove([sys.argv[2]])\n",
+        str(store),
+        str(new),
+    )
+    assert remover.returncode == 0
+    assert "Zebras" not in kb.retrieve("zebra stripes", k=1).hits[0].text
+
+
+def test_concurrent_ingests_of_distinct_files(
+    local_ragdb: Ragdb, tmp_path: Path, store: Path
+) -> None:
+    dirs = []
+    for w in range(3):
+        d = tmp_path / f"w{w}"
+        d.mkdir()
+        for i in range(5):
+            (d / f"f{i}.txt").write_text(f"Writer {w} file {i}: " + "words about llamas. " * 30)
+        dirs.append(d)
+    procs = [
+        run_py(
+            "import sys\nfrom ragdb import KnowledgeBase\n"
+            "KnowledgeBase(store=sys.argv[1]).ingest([sys.argv[2]])\n",
+            str(store),
+            str(d),
+            wait=False,
+        )
+        for d in dirs
+    ]
+    for p in procs:
+        p.wait(180)
+        assert p.returncode == 0, p.stderr.read() if p.stderr else ""
+    status = local_ragdb.json("status")
+    assert status["sources"] == 15
+    chunks = local_ragdb.chunks()
+    assert len({c["id"] for c in chunks}) == len(chunks) == status["chunks"]
+    doctor = json.loads(local_ragdb("doctor", "--json").stdout)
+    assert doctor["healthy"] is True
+
+
+def test_lock_file_respects_group_umask(tmp_path: Path, facts_dir: Path) -> None:
+    code = (
+        "import os, sys\nos.umask(0o002)\nfrom ragdb import KnowledgeBase\n"
+        "KnowledgeBase(store=sys.argv[1]).ingest([sys.argv[2]])\n"
+    )
+    store = tmp_path / "shared"
+    proc = run_py(code, str(store), str(facts_dir))
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    for name in ("ragdb.lock", "ragdb.json", "chroma.sqlite3"):
+        mode = (store / name).stat().st_mode
+        assert mode & 0o060 == 0o060, (name, oct(mode))
