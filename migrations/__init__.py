@@ -29,9 +29,15 @@ def migration(fn: Migration) -> Migration:
 
 @migration
 def m001_chunks_collection(ctx: MigrationContext) -> None:
-    """Create the cosine-space chunk collection and record its name."""
+    """Create the cosine-space chunk collection and record its name.
+
+    Its HNSW settings are those of format 1, frozen here: later formats change
+    them in migrations of their own.
+    """
     name = ctx.manifest.get("collection") or "ragdb-chunks"
-    ctx.create_chunk_collection(name)
+    ctx.create_chunk_collection(
+        name, hnsw={"space": "cosine", "ef_construction": 200, "max_neighbors": 32}
+    )
     ctx.manifest["collection"] = name
 
 

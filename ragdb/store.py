@@ -87,8 +87,8 @@ class MigrationContext:
         self.client = client
         self.manifest = manifest
 
-    def create_chunk_collection(self, name: str) -> Collection:
-        return self.store._create_chunk_collection(self.client, name, self.manifest)
+    def create_chunk_collection(self, name: str, hnsw: dict[str, Any]) -> Collection:
+        return self.store._create_chunk_collection(self.client, name, self.manifest, hnsw)
 
     def tune_hnsw_search(self, name: str) -> None:
         coll = self.client.get_collection(name)
@@ -338,13 +338,17 @@ class Store:
             ) from exc
 
     def _create_chunk_collection(
-        self, client: ClientAPI, name: str, manifest: dict[str, Any]
+        self,
+        client: ClientAPI,
+        name: str,
+        manifest: dict[str, Any],
+        hnsw: dict[str, Any] | None = None,
     ) -> Collection:
         from .chroma_ef import RagdbEmbeddingFunction
 
         return client.get_or_create_collection(
             name,
-            configuration=cast(Any, {"hnsw": dict(HNSW_SETTINGS)}),
+            configuration=cast(Any, {"hnsw": dict(hnsw or HNSW_SETTINGS)}),
             embedding_function=cast(Any, RagdbEmbeddingFunction(manifest["embed_model"]["name"])),
             metadata={"ragdb": "chunks"},
         )
@@ -462,8 +466,15 @@ class Store:
         """Copy an embedded store aside before migrating it."""
         if self.path is None:
             return
+        fmt = manifest.get("format_version", 0)
+        backups = self.path / BACKUPS
+        if backups.is_dir() and any(
+            p.name.startswith(f"format-{fmt}-") and not p.name.endswith(".partial")
+            for p in backups.iterdir()
+        ):
+            return  # taken before an earlier, interrupted try: that copy is the one to keep
         stamp = time.strftime("%Y%m%dT%H%M%S")
-        dest = self.path / BACKUPS / f"format-{manifest.get('format_version', 0)}-{stamp}"
+        dest = backups / f"format-{fmt}-{stamp}"
         tmp = dest.with_name(dest.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(

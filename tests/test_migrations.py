@@ -1,0 +1,115 @@
+"""Store formats: old stores migrate (after a backup), newer ones are refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import ragdb.migrations as migrations_module
+from ragdb import KnowledgeBase
+
+from .conftest import Ragdb
+
+LATEST = len(migrations_module.MIGRATIONS)
+
+
+def make_old_store(
+    store: Path, facts_dir: Path, monkeypatch: pytest.MonkeyPatch, fmt: int = 1
+) -> None:
+    """A store as a ragdb that knew only the first ``fmt`` migrations made it."""
+    with monkeypatch.context() as m:
+        m.setattr(migrations_module, "MIGRATIONS", migrations_module.MIGRATIONS[:fmt])
+        KnowledgeBase(store=store).ingest([facts_dir])
+    manifest = json.loads((store / "ragdb.json").read_text())
+    assert manifest["format_version"] == fmt
+
+
+def hnsw(store: Path) -> dict:
+    kb = KnowledgeBase(store=store)
+    with kb.store().session() as session:
+        return dict(session.collection.configuration_json["hnsw"])
+
+
+def test_old_store_migrates_with_backup(
+    local_ragdb: Ragdb, facts_dir: Path, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_old_store(store, facts_dir, monkeypatch)
+    before = json.loads(local_ragdb("query", "octopus", "--retrieve-only", "--json").stdout)
+    manifest = json.loads((store / "ragdb.json").read_text())
+    assert manifest["format_version"] == LATEST
+    assert hnsw(store)["ef_search"] == 400
+    backups = list((store / "backups").iterdir())
+    assert len(backups) == 1 and backups[0].name.startswith("format-1-")
+    old = json.loads((backups[0] / "ragdb.json").read_text())
+    assert old["format_version"] == 1
+    assert (backups[0] / "chroma.sqlite3").is_file()
+    # Nothing was lost on the way.
+    assert local_ragdb.json("status")["chunks"] == 4
+    assert before["chunks"][0]["text"].startswith("The company's favorite animal")
+    out = local_ragdb.json("migrate")
+    assert out["applied"] == [] and out["format_version"] == LATEST
+
+
+def test_migrate_command_reports_what_it_applied(
+    local_ragdb: Ragdb, facts_dir: Path, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_old_store(store, facts_dir, monkeypatch)
+    out = local_ragdb.json("migrate")
+    assert out["applied"] == [name for name, _ in migrations_module.MIGRATIONS[1:]]
+
+
+KILL_IN_MIGRATION = """
+import os, signal, sys
+import ragdb.migrations as m
+name, fn = m.MIGRATIONS[-1]
+def run_then_die(ctx):
+    fn(ctx)
+    os.kill(os.getpid(), signal.SIGKILL)  # done, but not yet recorded
+m.MIGRATIONS[-1] = (name, run_then_die)
+from ragdb import KnowledgeBase
+KnowledgeBase(store=sys.argv[1]).status()
+"""
+
+
+def test_kill_during_migration_leaves_usable_store(
+    local_ragdb: Ragdb, facts_dir: Path, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_old_store(store, facts_dir, monkeypatch)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(KILL_IN_MIGRATION), str(store)],
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == -9
+    manifest = json.loads((store / "ragdb.json").read_text())
+    assert manifest["format_version"] == LATEST - 1  # the killed one is not recorded
+    # The next open runs it again (each migration is safe to re-run).
+    out = local_ragdb.json("query", "octopus", "--retrieve-only")
+    assert out["chunks"][0]["source"].endswith("fact3.txt")
+    assert json.loads((store / "ragdb.json").read_text())["format_version"] == LATEST
+    local_ragdb("doctor")
+
+
+def test_newer_store_is_refused(local_ragdb: Ragdb, facts_dir: Path, store: Path) -> None:
+    local_ragdb("ingest", str(facts_dir))
+    path = store / "ragdb.json"
+    manifest = json.loads(path.read_text())
+    newer = {
+        **manifest,
+        "format_version": LATEST + 1,
+        "ragdb_version": "9.1.0",
+        "migrations": [*manifest["migrations"], "m999_from_the_future"],
+    }
+    path.write_text(json.dumps(newer))
+    result = local_ragdb("status", code=1)
+    assert "ragdb 9.1.0" in result.stderr and f"up to {LATEST}" in result.stderr
+    path.write_text(json.dumps({**manifest, "chromadb_version": "9.0.0"}))
+    result = local_ragdb("status", code=1)
+    assert "chromadb>=9.0.0" in result.stderr
+    path.write_text(json.dumps(manifest))
+    local_ragdb("status")
