@@ -9,8 +9,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 import ragdb.migrations as migrations_module
+
 from ragdb import KnowledgeBase
 
 from .conftest import Ragdb
