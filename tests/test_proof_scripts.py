@@ -1,0 +1,38 @@
+"""The stress and crash scripts, in small sizes: they must pass, not just run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import ROOT, clear_server
+
+
+def run_script(name: str, *args: str, timeout: float = 600) -> dict:
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args, "--json"],
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
+    return json.loads(proc.stdout)
+
+
+def test_stress_embedded() -> None:
+    out = run_script("stress.py", "--writers", "3", "--readers", "3", "--seconds", "20")
+    assert out["errors"] == out["lost_chunks"] == out["duplicated_chunks"] == 0
+    assert out["write_ops"] > 0 and out["queries"] > 0
+
+
+def test_stress_server(chroma_server: str) -> None:
+    clear_server(chroma_server)
+    out = run_script("stress.py", "--writers", "2", "--readers", "2", "--seconds", "10",
+                     "--chroma-url", chroma_server)
+    assert out["mode"] == "server"
+    assert out["errors"] == out["lost_chunks"] == out["duplicated_chunks"] == 0
+
+
+def test_crashtest(tmp_path: Path) -> None:
+    out = run_script("crashtest.py", "--kills", "5", "--docs", "80")
+    assert out["killed"] == 5
+    assert out["unusable_stores"] == out["unhealthy_after_kill"] == 0
+    assert out["lost_chunks"] == out["duplicated_chunks"] == 0
