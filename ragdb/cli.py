@@ -241,6 +241,12 @@ def _print_hit(hit: Hit, width: int = 300) -> None:
     show_default=True,
     help="How many chunks to retrieve.",
 )
+@click.option(
+    "--mode",
+    type=click.Choice(["dense", "bm25", "hybrid"]),
+    default=None,
+    help="Retrieve by embedding, by keywords (BM25), or both fused [default: hybrid].",
+)
 @click.option("--retrieve-only", is_flag=True, help="Only retrieve; do not ask the model.")
 @click.option(
     "--min-score",
@@ -280,6 +286,7 @@ def query(
     ctx: click.Context,
     question: str,
     k: int,
+    mode: str | None,
     retrieve_only: bool,
     min_score: float | None,
     context_tokens: int | None,
@@ -292,6 +299,7 @@ def query(
     """Answer QUESTION from the knowledge base, citing the chunks retrieved."""
     from .errors import LLMError
     from .generate import DEFAULT_CONTEXT_TOKENS
+    from .retrieve import DEFAULT_MODE
 
     kb = _kb(ctx, llm_url=llm_url, llm_model=llm_model, llm_timeout=llm_timeout)
     shown: list[Hit] = []
@@ -317,6 +325,7 @@ def query(
         answer = kb.ask(
             question,
             k,
+            mode=mode or DEFAULT_MODE,
             min_score=min_score,
             context_tokens=context_tokens or DEFAULT_CONTEXT_TOKENS,
             show_thinking=show_thinking,

@@ -51,7 +51,21 @@ def check(store: Store) -> Report:
         _check_collections(session, report)
         _check_chunks(session, report)
         _check_index(session, report)
+        _check_keywords(session, report)
     return report
+
+
+def _check_keywords(session: Session, report: Report) -> None:
+    chroma_ids = set(session.collection.get(include=[])["ids"])
+    keyword_ids = session.keywords.ids()
+    if chroma_ids != keyword_ids:
+        report.findings.append(
+            Finding(
+                "keyword-index-differs",
+                f"the keyword index holds {len(keyword_ids - chroma_ids)} chunk(s) the "
+                f"collection lacks and lacks {len(chroma_ids - keyword_ids)}",
+            )
+        )
 
 
 def _check_model(session: Session, report: Report) -> None:
@@ -181,6 +195,11 @@ def repair(store: Store) -> Report:
                 repaired.append(
                     f"settled {len(fixed)} source(s), deleting {sum(fixed.values())} chunk(s)"
                 )
+    if "keyword-index-differs" in problems:
+        with store.session() as session:
+            session.keywords.rebuild(session.collection)
+            session.mark_written()
+        repaired.append("rebuilt the keyword index")
     if "index-unloadable" in problems:
         name, count = rebuild(store, None)
         repaired.append(f"rebuilt the vector index as {name} ({count} chunks)")

@@ -22,7 +22,7 @@ from .errors import EmptyStoreError, InputError, StoreNotFoundError, UsageError
 from .generate import DEFAULT_CONTEXT_TOKENS, NOT_ENOUGH, build_prompt, stream_answer
 from .ingest import IngestReport, Progress, Warn, run_ingest
 from .loaders import Input, expand_paths, read_records
-from .retrieve import Hit, dense_search
+from .retrieve import DEFAULT_MODE, MODES, Hit, search
 from .sources import list_sources, remove_sources
 from .store import Store
 
@@ -172,11 +172,15 @@ class KnowledgeBase:
         )
 
     # -- retrieval --------------------------------------------------------------------
-    def retrieve(self, question: str, k: int = 4) -> Retrieval:
+    def retrieve(self, question: str, k: int = 4, mode: str = DEFAULT_MODE) -> Retrieval:
+        """The ``k`` chunks nearest ``question``: by embedding (``dense``), by
+        keywords (``bm25``), or both fused (``hybrid``)."""
         if not question.strip():
             raise UsageError("the question is empty")
         if k < 1:
             raise UsageError("-k must be at least 1")
+        if mode not in MODES:
+            raise UsageError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
         store = self.store()
         t0 = time.perf_counter()
         embedding = self.embedder.encode_query(question)
@@ -187,7 +191,7 @@ class KnowledgeBase:
                     f"the knowledge base at {store.location} is empty: "
                     "add documents with `ragdb ingest PATH`"
                 )
-            hits = dense_search(session, embedding, k)
+            hits = search(session, mode, question, embedding, k)
         t2 = time.perf_counter()
         return Retrieval(question, hits, {"embed_ms": _ms(t1 - t0), "search_ms": _ms(t2 - t1)})
 
@@ -196,6 +200,7 @@ class KnowledgeBase:
         question: str,
         k: int = 4,
         *,
+        mode: str = DEFAULT_MODE,
         min_score: float | None = None,
         context_tokens: int = DEFAULT_CONTEXT_TOKENS,
         show_thinking: bool = False,
@@ -209,7 +214,7 @@ class KnowledgeBase:
         if context_tokens < 16:
             raise UsageError("--context-tokens must be at least 16")
         t0 = time.perf_counter()
-        retrieval = self.retrieve(question, k)
+        retrieval = self.retrieve(question, k, mode)
         hits = retrieval.hits
         timings = dict(retrieval.timings)
         if on_hits:
@@ -272,6 +277,7 @@ class KnowledgeBase:
             n = session.collection.count()
             name = session.manifest["collection"]
             store.begin_write(session, [])
+            session.keywords.clear()
             session.client.delete_collection(name)
             session._collection = None
             _ = session.collection  # recreated empty, with the store's settings

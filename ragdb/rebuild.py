@@ -103,6 +103,7 @@ def rebuild(
         if progress:
             progress(done, total)
     with store.session() as session:
+        _ = session.keywords  # same chunk ids after the switch: keep it in step
         if int(session.manifest.get("generation", 0)) != start_generation:
             _catch_up(session, new_name, encoder if not copy_embeddings or embedder else None)
         target_coll = session.client.get_collection(new_name)

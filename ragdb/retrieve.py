@@ -5,6 +5,14 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any, cast
 
+MODES = ("dense", "bm25", "hybrid")
+DEFAULT_MODE = "dense"
+# Reciprocal rank fusion: score = sum of weight / (RRF_K + rank) over the retrievers.
+RRF_K = 60
+HYBRID_WEIGHTS = {"dense": 1.0, "bm25": 1.0}
+# How many candidates each retriever offers to the fusion, at least.
+HYBRID_DEPTH = 50
+
 if TYPE_CHECKING:
     from .store import Session
 
@@ -14,9 +22,11 @@ class Hit:
     rank: int
     id: str
     source: str
-    score: float  # cosine similarity for dense retrieval
+    score: float  # cosine similarity to the question, whatever the mode
     text: str
     metadata: dict[str, Any]
+    # Per-retriever evidence: "bm25" (keyword score), "fused" (hybrid's RRF score).
+    scores: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def location(self) -> str:
@@ -38,6 +48,7 @@ class Hit:
             "score": self.score,
             "text": self.text,
             "metadata": self.metadata,
+            "scores": self.scores,
         }
 
 
@@ -63,3 +74,100 @@ def dense_search(session: Session, embedding: list[float], k: int) -> list[Hit]:
             )
         )
     return hits
+
+
+def keyword_search(session: Session, question: str, embedding: list[float], k: int) -> list[Hit]:
+    """BM25 over the chunks; each hit still carries its cosine similarity."""
+    found = session.keywords.search(question, k)
+    if not found:
+        return []
+    return _hits_for(
+        session,
+        [cid for cid, _ in found],
+        embedding,
+        {cid: {"bm25": round(score, 6)} for cid, score in found},
+    )
+
+
+def _hits_for(
+    session: Session, ids: list[str], embedding: list[float], scores: dict[str, dict[str, float]]
+) -> list[Hit]:
+    import numpy as np
+
+    got: Any = session.collection.get(
+        ids=ids, include=cast(Any, ["documents", "metadatas", "embeddings"])
+    )
+    pos = {cid: i for i, cid in enumerate(got["ids"])}
+    query = np.asarray(embedding, dtype=np.float32)
+    hits: list[Hit] = []
+    for cid in ids:
+        i = pos.get(cid)
+        if i is None:
+            continue
+        meta = dict(got["metadatas"][i] or {})
+        cosine = float(np.dot(np.asarray(got["embeddings"][i], dtype=np.float32), query))
+        hits.append(
+            Hit(
+                rank=len(hits) + 1,
+                id=cid,
+                source=str(meta.get("source", "")),
+                score=round(cosine, 6),
+                text=got["documents"][i] or "",
+                metadata=meta,
+                scores=scores.get(cid, {}),
+            )
+        )
+    return hits
+
+
+def hybrid_search(
+    session: Session,
+    question: str,
+    embedding: list[float],
+    k: int,
+    depth: int | None = None,
+) -> list[Hit]:
+    """Dense and BM25 rankings fused by reciprocal rank."""
+    depth = max(k, depth or HYBRID_DEPTH)
+    dense = dense_search(session, embedding, depth)
+    keyword = session.keywords.search(question, depth)
+    fused: dict[str, float] = {}
+    for rank, hit in enumerate(dense, 1):
+        fused[hit.id] = fused.get(hit.id, 0.0) + HYBRID_WEIGHTS["dense"] / (RRF_K + rank)
+    bm25 = {}
+    for rank, (cid, score) in enumerate(keyword, 1):
+        fused[cid] = fused.get(cid, 0.0) + HYBRID_WEIGHTS["bm25"] / (RRF_K + rank)
+        bm25[cid] = score
+    best = sorted(fused, key=lambda cid: -fused[cid])[:k]
+    known = {h.id: h for h in dense}
+    missing = [cid for cid in best if cid not in known]
+    if missing:
+        for hit in _hits_for(session, missing, embedding, {}):
+            known[hit.id] = hit
+    hits: list[Hit] = []
+    for cid in best:
+        found = known.get(cid)
+        if found is None:
+            continue
+        scores = {"fused": round(fused[cid], 6)}
+        if cid in bm25:
+            scores["bm25"] = round(bm25[cid], 6)
+        hits.append(dataclasses.replace(found, rank=len(hits) + 1, scores=scores))
+    return hits
+
+
+def search(
+    session: Session,
+    mode: str,
+    question: str,
+    embedding: list[float],
+    k: int,
+    depth: int | None = None,
+) -> list[Hit]:
+    if mode == "dense":
+        return dense_search(session, embedding, k)
+    if mode == "bm25":
+        return keyword_search(session, question, embedding, k)
+    if mode == "hybrid":
+        return hybrid_search(session, question, embedding, k, depth)
+    raise ValueError(f"unknown retrieval mode {mode!r}")

@@ -115,6 +115,7 @@ def write_versions(
     def flush() -> None:
         if ids:
             session.collection.add(ids=ids, documents=docs, metadatas=metas, embeddings=embs)  # type: ignore[arg-type]
+            session.keywords.add(ids, docs)
             ids.clear()
             docs.clear()
             metas.clear()
@@ -132,6 +133,7 @@ def write_versions(
     stale = [cid for v in versions for cid in old_ids.get(v.source, []) if cid not in set(v.ids)]
     for part in _batches(stale, batch):
         session.collection.delete(ids=list(part))
+        session.keywords.delete(part)
     store.end_write(session)
 
 
@@ -145,6 +147,7 @@ def remove_sources(session: Session, sources: Sequence[str]) -> int:
     ids = [cid for entry in found.values() for cid in entry["ids"]]
     for part in _batches(ids, session.max_batch()):
         session.collection.delete(ids=list(part))
+        session.keywords.delete(part)
     store.end_write(session)
     return len(ids)
 
@@ -179,6 +182,7 @@ def settle_sources(session: Session, sources: Sequence[str] | None) -> dict[str,
         if doomed:
             for part in _batches(doomed, session.max_batch()):
                 session.collection.delete(ids=list(part))
+                session.keywords.delete(part)
             fixed[source] = len(doomed)
     return fixed
 

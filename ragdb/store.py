@@ -42,10 +42,13 @@ if TYPE_CHECKING:
     from chromadb.api import ClientAPI
     from chromadb.api.models.Collection import Collection
 
+    from .keywords import KeywordIndex
+
 MANIFEST = "ragdb.json"
 LOCK = "ragdb.lock"
 HOLDER = "ragdb.lock.holder"
 PENDING = "ragdb.pending.json"
+KEYWORDS = "ragdb.keywords.sqlite3"
 BACKUPS = "backups"
 # In server mode the manifest lives in the metadata of this (empty) collection.
 MANIFEST_COLLECTION = "ragdb-manifest"
@@ -103,6 +106,7 @@ class Session:
         self.client = client
         self.manifest = manifest
         self._collection: Collection | None = None
+        self._keywords: KeywordIndex | None = None
         self.wrote = False
 
     @property
@@ -118,6 +122,20 @@ class Session:
                     self.client, self.manifest["collection"], self.manifest
                 )
         return self._collection
+
+    @property
+    def keywords(self) -> KeywordIndex:
+        """The keyword index, brought in line with the collection if it is not."""
+        if self._keywords is None:
+            from .keywords import KeywordIndex
+
+            index = KeywordIndex(self.store.keywords_path(self.manifest))
+            generation = int(self.manifest.get("generation", 0))
+            if index.generation != generation:
+                index.rebuild(self.collection)
+                index.set_generation(generation)
+            self._keywords = index
+        return self._keywords
 
     def max_batch(self) -> int:
         return max(1, min(int(self.client.get_max_batch_size()), 5000))
@@ -268,8 +286,13 @@ class Store:
                 if session.wrote:
                     manifest["generation"] = int(manifest.get("generation", 0)) + 1
                     self._save_manifest(client, manifest)
+                    if session._keywords is not None:
+                        # Updated alongside every write of this session: in step.
+                        session._keywords.set_generation(manifest["generation"])
                     self._share_with_group()
             finally:
+                if self._session is not None and self._session._keywords is not None:
+                    self._session._keywords.close()
                 self._session = None
                 if client is not None:
                     with contextlib.suppress(Exception):
@@ -487,10 +510,24 @@ class Store:
         os.replace(tmp, dest)
 
     # -- crash recovery ---------------------------------------------------------------
+    def keywords_path(self, manifest: dict[str, Any]) -> Path:
+        if self.path is not None:
+            return self.path / KEYWORDS
+        # A server's clients each keep a cache, rebuilt when the store's generation moves.
+        import hashlib
+
+        from platformdirs import user_cache_path
+
+        key = f"{self.settings.chroma_url}|{manifest.get('created_at')}"
+        digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+        return user_cache_path("ragdb", appauthor=False) / "keywords" / f"{digest}.sqlite3"
+
     def begin_write(self, session: Session, sources: Sequence[str]) -> None:
         """Record which sources a write is about to touch, so that a process
         killed part-way leaves a note for the next session to finish."""
         session.mark_written()
+        # Unstamped until the session ends: a crash before then forces a rebuild.
+        session.keywords.set_generation(None)
         if self.path is not None:
             _atomic_write(self.path / PENDING, json.dumps({"sources": list(sources)}))
 
