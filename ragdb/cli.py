@@ -428,6 +428,83 @@ def sources_cmd(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"{item['n_chunks']:>5}  {item['ingested_at'][:19]}  {item['source']}")
 
 
+# -- evaluation ---------------------------------------------------------------------------
+@cli.command("eval")
+@click.option(
+    "--queries",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help='Questions, one JSON object per line: {"_id", "text"}.',
+)
+@click.option(
+    "--qrels",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Judgements: query-id <TAB> corpus-id <TAB> score (source ids or paths).",
+)
+@click.option(
+    "-k",
+    "k",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Cut-off for nDCG, recall and MRR.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["dense", "bm25", "hybrid"]),
+    default=None,
+    help="Retrieval mode to evaluate [default: the query default].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--run-file",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also write each query's ranked sources to this JSON file.",
+)
+@click.pass_context
+def eval_cmd(
+    ctx: click.Context,
+    queries: str,
+    qrels: str,
+    k: int,
+    mode: str | None,
+    as_json: bool,
+    run_file: str | None,
+) -> None:
+    """Measure retrieval quality: nDCG, recall and MRR of the sources ranked."""
+    from tqdm import tqdm
+
+    from .evaluate import evaluate
+    from .retrieve import DEFAULT_MODE
+
+    bar: Any = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="query", desc="evaluating", file=sys.stderr, disable=None)
+        bar.n = done
+        bar.refresh()
+
+    try:
+        result = evaluate(
+            _kb(ctx), queries, qrels, mode=mode or DEFAULT_MODE, k=k, progress=progress
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    run = result.pop("run")
+    if run_file:
+        with open(run_file, "w", encoding="utf-8") as fh:
+            json.dump(run, fh)
+    if as_json:
+        _emit_json(result)
+        return
+    for key, value in result.items():
+        click.echo(f"{key:>16}: {value}")
+
+
 # -- upkeep -----------------------------------------------------------------------------
 @cli.command()
 @click.option("--repair", is_flag=True, help="Fix what can be fixed.")

@@ -38,15 +38,30 @@ def corpus_texts(n: int) -> list[str]:
                 if len(texts) >= n * 2:
                     break
     rng = random.Random(7)
-    words = "cell protein gene tumor immune response patient trial dose risk".split()
+    words = [
+        "cell",
+        "protein",
+        "gene",
+        "tumor",
+        "immune",
+        "response",
+        "patient",
+        "trial",
+        "dose",
+        "risk",
+    ]
     while len(texts) < n * 2:
         texts.append(" ".join(rng.choice(words) for _ in range(rng.randint(50, 400))))
     return texts
 
 
 def ragdb(args: list[str], base: list[str], **kw: object) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "ragdb", *base, *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)  # type: ignore[call-overload]
+    return subprocess.Popen(
+        [sys.executable, "-m", "ragdb", *base, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kw,
+    )  # type: ignore[call-overload]
 
 
 def main() -> int:
@@ -58,8 +73,9 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     opts = parser.parse_args()
 
-    from ragdb import KnowledgeBase
     from storecheck import compare
+
+    from ragdb import KnowledgeBase
 
     rng = random.Random(opts.seed)
     work = Path(tempfile.mkdtemp(prefix="ragdb-crash-"))
@@ -83,8 +99,10 @@ def main() -> int:
     t0 = time.monotonic()
     ragdb(["ingest", "--prune", str(corpus)], base).communicate()
     noop = time.monotonic() - t0  # imports, model load, hashing: nothing to write
-    print(f"full ingest of {opts.docs} docs: {full:.1f}s; unchanged re-ingest {noop:.1f}s",
-          file=sys.stderr)
+    print(
+        f"full ingest of {opts.docs} docs: {full:.1f}s; unchanged re-ingest {noop:.1f}s",
+        file=sys.stderr,
+    )
 
     unusable = unhealthy = killed = 0
     problems: list[str] = []
@@ -128,19 +146,37 @@ def main() -> int:
             os.kill(proc.pid, signal.SIGKILL)
             killed += 1
         proc.communicate()
-        doctor = subprocess.run([sys.executable, "-m", "ragdb", *base, "doctor", "--json"],
-                                capture_output=True, text=True)
-        query = subprocess.run([sys.executable, "-m", "ragdb", *base, "query", "tumor cells",
-                                "--retrieve-only", "--json"], capture_output=True, text=True)
+        doctor = subprocess.run(
+            [sys.executable, "-m", "ragdb", *base, "doctor", "--json"],
+            capture_output=True,
+            text=True,
+        )
+        query = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ragdb",
+                *base,
+                "query",
+                "tumor cells",
+                "--retrieve-only",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+        )
         if query.returncode != 0 or doctor.returncode not in (0, 1):
             unusable += 1
             problems.append(f"round {round_no}: {query.stderr.strip() or doctor.stderr.strip()}")
         elif doctor.returncode == 1:
             unhealthy += 1
             problems.append(f"round {round_no}: {doctor.stdout.strip()[:500]}")
-        print(f"round {round_no + 1}: {kind} {'killed' if proc.returncode == -9 else 'ended'} "
-              f"after {delay:.1f}s ({killed}/{opts.kills} kills), doctor exit "
-              f"{doctor.returncode}, query exit {query.returncode}", file=sys.stderr)
+        print(
+            f"round {round_no + 1}: {kind} {'killed' if proc.returncode == -9 else 'ended'} "
+            f"after {delay:.1f}s ({killed}/{opts.kills} kills), doctor exit "
+            f"{doctor.returncode}, query exit {query.returncode}",
+            file=sys.stderr,
+        )
 
     final = ragdb(["ingest", "--prune", str(corpus)], base)
     _, err = final.communicate()
@@ -170,9 +206,16 @@ def main() -> int:
         for key, value in summary.items():
             print(f"{key:>22}: {value}")
     shutil.rmtree(work, ignore_errors=True)
-    ok = (killed == opts.kills and unusable == 0 and unhealthy == 0 and final.returncode == 0
-          and check["lost_chunks"] == 0 and check["duplicated_chunks"] == 0
-          and check["missing_sources"] == 0 and check["unexpected_sources"] == 0)
+    ok = (
+        killed == opts.kills
+        and unusable == 0
+        and unhealthy == 0
+        and final.returncode == 0
+        and check["lost_chunks"] == 0
+        and check["duplicated_chunks"] == 0
+        and check["missing_sources"] == 0
+        and check["unexpected_sources"] == 0
+    )
     print("crashtest: PASS" if ok else "crashtest: FAIL", file=sys.stderr)
     return 0 if ok else 1
 

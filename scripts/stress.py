@@ -15,7 +15,6 @@ import json
 import multiprocessing as mp
 import random
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -25,13 +24,36 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-WORDS = (
-    "llama octopus coffee summit protocol zebra river mountain library engine "
-    "garden theory signal market winter harbor castle planet violin forest"
-).split()
+WORDS = [
+    "llama",
+    "octopus",
+    "coffee",
+    "summit",
+    "protocol",
+    "zebra",
+    "river",
+    "mountain",
+    "library",
+    "engine",
+    "garden",
+    "theory",
+    "signal",
+    "market",
+    "winter",
+    "harbor",
+    "castle",
+    "planet",
+    "violin",
+    "forest",
+]
 QUESTIONS = [
-    "Where is the coffee?", "What do llamas eat?", "octopus hearts", "winter harbor",
-    "the theory of signals", "mountain river", "violin music in the castle",
+    "Where is the coffee?",
+    "What do llamas eat?",
+    "octopus hearts",
+    "winter harbor",
+    "the theory of signals",
+    "mountain river",
+    "violin music in the castle",
 ]
 
 
@@ -84,8 +106,15 @@ def writer(i: int, args: dict[str, Any], ready: Any, start: Any, out: Any) -> No
         errors += 1
         error_lines.append(traceback.format_exc(limit=3))
     expected = {str(p.resolve()): p.read_text() for p in folder.iterdir()}
-    out.put({"role": "writer", "ops": ops, "errors": errors, "expected": expected,
-             "error_lines": error_lines[:3]})
+    out.put(
+        {
+            "role": "writer",
+            "ops": ops,
+            "errors": errors,
+            "expected": expected,
+            "error_lines": error_lines[:3],
+        }
+    )
 
 
 def reader(i: int, args: dict[str, Any], ready: Any, start: Any, stop: Any, out: Any) -> None:
@@ -105,8 +134,9 @@ def reader(i: int, args: dict[str, Any], ready: Any, start: Any, stop: Any, out:
         except Exception:
             errors += 1
             error_lines.append(traceback.format_exc(limit=3))
-    out.put({"role": "reader", "latencies": latencies, "errors": errors,
-             "error_lines": error_lines[:3]})
+    out.put(
+        {"role": "reader", "latencies": latencies, "errors": errors, "error_lines": error_lines[:3]}
+    )
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -128,13 +158,19 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     opts = parser.parse_args()
 
-    from ragdb import KnowledgeBase
     from storecheck import compare
+
+    from ragdb import KnowledgeBase
 
     work = Path(tempfile.mkdtemp(prefix="ragdb-stress-"))
     store = Path(opts.store) if opts.store else work / "store"
-    args = {"store": str(store), "chroma_url": opts.chroma_url, "seconds": opts.seconds,
-            "files": opts.files, "work": str(work)}
+    args = {
+        "store": str(store),
+        "chroma_url": opts.chroma_url,
+        "seconds": opts.seconds,
+        "files": opts.files,
+        "work": str(work),
+    }
     seed = work / "seed.txt"
     seed.write_text("The coffee machine is on the third floor. " * 5)
     kb = KnowledgeBase(store=store, chroma_url=opts.chroma_url)
@@ -146,16 +182,22 @@ def main() -> int:
     ctx = mp.get_context("spawn")
     ready, out = ctx.Queue(), ctx.Queue()
     start, stop = ctx.Event(), ctx.Event()
-    procs = [ctx.Process(target=writer, args=(i, args, ready, start, out))
-             for i in range(opts.writers)]
-    procs += [ctx.Process(target=reader, args=(i, args, ready, start, stop, out))
-              for i in range(opts.readers)]
+    procs = [
+        ctx.Process(target=writer, args=(i, args, ready, start, out)) for i in range(opts.writers)
+    ]
+    procs += [
+        ctx.Process(target=reader, args=(i, args, ready, start, stop, out))
+        for i in range(opts.readers)
+    ]
     for p in procs:
         p.start()
     for _ in procs:
         ready.get(timeout=600)
-    print(f"{opts.writers} writers and {opts.readers} readers on {opts.chroma_url or store} "
-          f"for {opts.seconds:g}s...", file=sys.stderr)
+    print(
+        f"{opts.writers} writers and {opts.readers} readers on {opts.chroma_url or store} "
+        f"for {opts.seconds:g}s...",
+        file=sys.stderr,
+    )
     t0 = time.monotonic()
     start.set()
     results = []
@@ -175,7 +217,9 @@ def main() -> int:
     latencies = [x for r in results for x in r.get("latencies", [])]
     errors = sum(r["errors"] for r in results)
     summary = {
-        "writers": opts.writers, "readers": opts.readers, "seconds": round(elapsed, 1),
+        "writers": opts.writers,
+        "readers": opts.readers,
+        "seconds": round(elapsed, 1),
         "mode": "server" if opts.chroma_url else "embedded",
         "write_ops": sum(r.get("ops", 0) for r in results),
         "queries": len(latencies),
