@@ -44,7 +44,9 @@ def main() -> int:
             missing = [cid for cid, _ in keyword if cid not in sources]
             if missing:
                 got = session.collection.get(ids=missing, include=["metadatas"])
-                sources.update({c: m["source"] for c, m in zip(got["ids"], got["metadatas"])})
+                sources.update(
+                    {c: m["source"] for c, m in zip(got["ids"], got["metadatas"], strict=False)}
+                )
         rankings.append((qid, [c for c, _ in dense], [c for c, _ in keyword], sources))
 
     def score(rrf_k: int, w_bm25: float) -> float:

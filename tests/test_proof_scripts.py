@@ -11,8 +11,12 @@ from .conftest import ROOT, clear_server
 
 
 def run_script(name: str, *args: str, timeout: float = 600) -> dict:
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args, "--json"],
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / name), *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
     return json.loads(proc.stdout)
 
@@ -25,8 +29,17 @@ def test_stress_embedded() -> None:
 
 def test_stress_server(chroma_server: str) -> None:
     clear_server(chroma_server)
-    out = run_script("stress.py", "--writers", "2", "--readers", "2", "--seconds", "10",
-                     "--chroma-url", chroma_server)
+    out = run_script(
+        "stress.py",
+        "--writers",
+        "2",
+        "--readers",
+        "2",
+        "--seconds",
+        "10",
+        "--chroma-url",
+        chroma_server,
+    )
     assert out["mode"] == "server"
     assert out["errors"] == out["lost_chunks"] == out["duplicated_chunks"] == 0
 
