@@ -73,6 +73,8 @@ class StoreMachine(RuleBasedStateMachine):
             return
         with self.kb.store().session() as session:
             got = session.collection.get(include=["metadatas", "documents"])
+            # The keyword index holds exactly the collection's chunks.
+            assert session.keywords.ids() == set(got["ids"])
         by_source: dict[str, list[tuple[dict, str]]] = {}
         for meta, doc in zip(got["metadatas"], got["documents"], strict=True):
             by_source.setdefault(meta["source"], []).append((meta, doc))
