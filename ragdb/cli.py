@@ -48,6 +48,37 @@ def _warn(message: str) -> None:
     click.secho(f"warning: {message}", fg="yellow", err=True)
 
 
+class _Bar:
+    """A tqdm bar on stderr, made on first use (so nothing shows when there is no
+    work); its total may grow as work is discovered."""
+
+    def __init__(self, desc: str, unit: str) -> None:
+        self.desc, self.unit = desc, unit
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            if total == 0:
+                return
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total,
+                unit=self.unit,
+                desc=self.desc,
+                file=sys.stderr,
+                disable=None,
+                dynamic_ncols=True,
+            )
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _kb(ctx: click.Context, **options: Any) -> KnowledgeBase:
     from .config import Settings
     from .knowledge_base import KnowledgeBase
@@ -161,8 +192,6 @@ def ingest(
     Only new or changed sources are embedded; a changed file's chunks are replaced.
     With --records, each record of a JSONL/CSV file is a source named by its id.
     """
-    from tqdm import tqdm
-
     if records is not None and paths:
         raise UsageError("give either PATHS or --records FILE, not both")
     if records is None and not paths:
@@ -172,23 +201,7 @@ def ingest(
     if name is not None and "-" not in paths:
         raise UsageError("--name applies only to standard input ('-')")
     kb = _kb(ctx, device=device)
-    bar: Any = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            if total == 0:
-                return
-            bar = tqdm(
-                total=total,
-                unit="chunk",
-                desc="embedding",
-                file=sys.stderr,
-                disable=None,
-                dynamic_ncols=True,
-            )
-        bar.n = done
-        bar.refresh()
+    progress = _Bar("embedding", "chunk")
 
     try:
         if records is not None:
@@ -210,8 +223,7 @@ def ingest(
         else:
             report = kb.ingest(list(paths), prune=prune, progress=progress, warn=_warn)
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
     if as_json:
         _emit_json(report.to_dict())
     else:
@@ -473,27 +485,17 @@ def eval_cmd(
     run_file: str | None,
 ) -> None:
     """Measure retrieval quality: nDCG, recall and MRR of the sources ranked."""
-    from tqdm import tqdm
-
     from .evaluate import evaluate
     from .retrieve import DEFAULT_MODE
 
-    bar: Any = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, unit="query", desc="evaluating", file=sys.stderr, disable=None)
-        bar.n = done
-        bar.refresh()
+    progress = _Bar("evaluating", "query")
 
     try:
         result = evaluate(
             _kb(ctx), queries, qrels, mode=mode or DEFAULT_MODE, k=k, progress=progress
         )
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
     run = result.pop("run")
     if run_file:
         with open(run_file, "w", encoding="utf-8") as fh:
@@ -556,20 +558,9 @@ def migrate(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def reembed(ctx: click.Context, model: str, as_json: bool) -> None:
     """Re-embed every chunk with another model, then switch to it atomically."""
-    from tqdm import tqdm
-
     if ctx.obj.get("embed_model"):
         raise UsageError("give the new model as `ragdb reembed --embed-model NAME`")
-    bar: Any = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(
-                total=total, unit="chunk", desc="re-embedding", file=sys.stderr, disable=None
-            )
-        bar.n = done
-        bar.refresh()
+    progress = _Bar("re-embedding", "chunk")
 
     kb = _kb(ctx)
     # The store's current model, whatever RAGDB_EMBED_MODEL says.
@@ -577,8 +568,7 @@ def reembed(ctx: click.Context, model: str, as_json: bool) -> None:
     try:
         info = kb.reembed(model, progress=progress)
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
     if as_json:
         _emit_json(info)
     else:

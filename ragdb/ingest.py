@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import queue
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .chunking import Chunk, Chunker
 from .loaders import Document, Input, Skipped, extract
@@ -27,7 +29,8 @@ if TYPE_CHECKING:
     from .store import Store
 
 # Chunks embedded between two writes: bounds memory and how long queries wait.
-WRITE_EVERY = 2048
+WRITE_EVERY = 1024
+T = TypeVar("T")
 
 Progress = Callable[[int, int], None]  # (chunks done, chunks in all)
 Warn = Callable[[str], None]
@@ -118,39 +121,53 @@ def run_ingest(
         else:
             todo.append(_Pending(inp, digest, updating=known is not None))
 
-    # 2. Extract and chunk what is new or changed.
-    for item in todo:
-        try:
-            data = item.inp.read_bytes()
-            item.doc = extract(item.inp, data)
-        except Skipped as exc:
-            skip(item.inp.source, str(exc))
-            continue
-        item.chunks = chunker.split(
-            item.doc.text, markdown=item.doc.kind == "markdown", pages=item.doc.page_starts
-        )
-        if not item.chunks:
-            skip(item.inp.source, "no text")
-            item.doc = None
-    ready = [item for item in todo if item.doc is not None]
-
-    # 3. Embed and write, a batch of sources at a time.
-    total = sum(len(item.chunks) for item in ready)
+    # 2-3. A pipeline: a thread extracts and chunks the next sources while this
+    #      one embeds, and another writes what was embedded, so the encoder
+    #      (the real cost) never waits for either.
+    total = 0
     done = 0
-    if progress:
-        progress(0, total)
-    group: list[_Pending] = []
-    group_chunks = 0
-    for item in ready:
-        group.append(item)
-        group_chunks += len(item.chunks)
-        if group_chunks >= WRITE_EVERY:
-            done = _embed_and_write(
-                store, embedder, group, report, done, total, progress, batch_size
+
+    def chunked() -> Iterator[list[_Pending]]:
+        nonlocal total
+        group: list[_Pending] = []
+        size = 0
+        for item in todo:
+            try:
+                data = item.inp.read_bytes()
+                item.doc = extract(item.inp, data)
+            except Skipped as exc:
+                skip(item.inp.source, str(exc))
+                continue
+            item.chunks = chunker.split(
+                item.doc.text, markdown=item.doc.kind == "markdown", pages=item.doc.page_starts
             )
-            group, group_chunks = [], 0
-    if group:
-        done = _embed_and_write(store, embedder, group, report, done, total, progress, batch_size)
+            if not item.chunks:
+                skip(item.inp.source, "no text")
+                continue
+            group.append(item)
+            size += len(item.chunks)
+            total += len(item.chunks)
+            if size >= WRITE_EVERY:
+                yield group
+                group, size = [], 0
+        if group:
+            yield group
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(done, total)
+
+    with _Writer(store) as writer:
+        for group in _prefetch(chunked()):
+            versions, old_ids = _embed(store, embedder, group, report, tick, batch_size)
+            writer.put(versions, old_ids)
+            for item in group:
+                if item.updating:
+                    report.updated += 1
+                else:
+                    report.added += 1
 
     # 4. Prune sources that no longer exist under the directories given, or
     #    records no longer in the records files given.
@@ -187,16 +204,83 @@ def _under(source: str, directory: Path) -> bool:
     return True
 
 
-def _embed_and_write(
+def _prefetch(items: Iterator[T]) -> Iterator[T]:
+    """``items``, computed one ahead in a thread."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=1)
+    done = object()
+
+    def run() -> None:
+        try:
+            for item in items:
+                q.put(item)
+        except BaseException as exc:  # handed to the consumer
+            q.put(_Failure(exc))
+            return
+        q.put(done)
+
+    thread = threading.Thread(target=run, name="ragdb-chunking", daemon=True)
+    thread.start()
+    while True:
+        item = q.get()
+        if item is done:
+            break
+        if isinstance(item, _Failure):
+            raise item.exc
+        yield item
+    thread.join()
+
+
+@dataclasses.dataclass
+class _Failure:
+    exc: BaseException
+
+
+class _Writer:
+    """Writes embedded sources to the store in a thread of its own, in order."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="ragdb-writer", daemon=True)
+
+    def __enter__(self) -> _Writer:
+        self.thread.start()
+        return self
+
+    def put(self, versions: list[NewVersion], old_ids: dict[str, list[str]]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((versions, old_ids))
+
+    def _run(self) -> None:
+        while True:
+            job = self.queue.get()
+            if job is None:
+                return
+            if self.error is not None:
+                continue  # drain: the first failure is the one reported
+            try:
+                with self.store.session() as session:
+                    write_versions(session, *job)
+            except BaseException as exc:
+                self.error = exc
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None and exc_info[0] is None:
+            raise self.error
+
+
+def _embed(
     store: Store,
     embedder: Embedder,
     group: list[_Pending],
     report: IngestReport,
-    done: int,
-    total: int,
-    progress: Progress | None,
+    tick: Callable[[int], None],
     batch_size: int,
-) -> int:
+) -> tuple[list[NewVersion], dict[str, list[str]]]:
     import numpy as np
 
     updating = [item.inp.source for item in group if item.updating]
@@ -223,15 +307,7 @@ def _embed_and_write(
             else:
                 texts.append(chunk.text)
                 where.append((gi, ci))
-    to_embed = len(where)
-
-    def tick(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress:
-            progress(done, total)
-
-    tick(sum(len(item.chunks) for item in group) - to_embed)  # reused ones
+    tick(sum(len(item.chunks) for item in group) - len(where))  # the reused ones
     embedded = embedder.encode(texts, batch_size=batch_size, progress=tick)
     for (gi, ci), vec in zip(where, embedded, strict=True):
         vectors[gi][ci] = vec
@@ -242,26 +318,18 @@ def _embed_and_write(
     for gi, item in enumerate(group):
         assert item.doc is not None
         n = len(item.chunks)
-        ids = [chunk_id(item.inp.source, item.source_hash, i) for i in range(n)]
-        metas = [_metadata(item, i, chunk, n, now) for i, chunk in enumerate(item.chunks)]
         versions.append(
             NewVersion(
                 source=item.inp.source,
-                ids=ids,
+                ids=[chunk_id(item.inp.source, item.source_hash, i) for i in range(n)],
                 documents=[c.text for c in item.chunks],
-                metadatas=metas,
+                metadatas=[
+                    _metadata(item, i, chunk, n, now) for i, chunk in enumerate(item.chunks)
+                ],
                 embeddings=np.stack(vectors[gi]),
             )
         )
-    old_ids = {src: list(entry["ids"]) for src, entry in old.items()}
-    with store.session() as session:
-        write_versions(session, versions, old_ids)
-    for item in group:
-        if item.updating:
-            report.updated += 1
-        else:
-            report.added += 1
-    return done
+    return versions, {src: list(entry["ids"]) for src, entry in old.items()}
 
 
 def _metadata(item: _Pending, index: int, chunk: Chunk, n: int, now: str) -> dict[str, Any]:

@@ -276,8 +276,9 @@ class Store:
                 return
             self._acquire()
             client = None
+            ok = False
             try:
-                client = self._connect()
+                client = self._client()
                 manifest = self._load_manifest(client, create, identity)
                 session = Session(self, client, manifest)
                 self._session = session
@@ -290,14 +291,14 @@ class Store:
                         # Updated alongside every write of this session: in step.
                         session._keywords.set_generation(manifest["generation"])
                     self._share_with_group()
+                _remember(self._client_key, client, int(manifest.get("generation", 0)))
+                ok = True
             finally:
                 if self._session is not None and self._session._keywords is not None:
                     self._session._keywords.close()
                 self._session = None
-                if client is not None:
-                    with contextlib.suppress(Exception):
-                        # ClientAPI's stubs lack close(); the client has it.
-                        cast(Any, client).close()
+                if not ok:
+                    _forget(self._client_key)  # its state is unknown: open afresh next time
                 self._release()
 
     def _share_with_group(self) -> None:
@@ -324,6 +325,40 @@ class Store:
                     want = st.st_mode | (owner & group)
                     if want != st.st_mode:
                         os.chmod(path, want & 0o7777)
+
+    # -- Chroma clients ------------------------------------------------------------
+    @property
+    def _client_key(self) -> str:
+        if self.server:
+            return f"{self.settings.chroma_url}|{sorted(self.settings.chroma_headers.items())}"
+        return str(self.path)
+
+    def _client(self) -> ClientAPI:
+        """This process's client for the store, reused while it is known to be
+        fresh: a server always is; a local store is while its generation (bumped
+        by every write, from any process) is the one the client last saw and no
+        write was left half-done. Opening a client loads the vector index, which
+        is what makes reuse worth it."""
+        with _clients_lock:
+            cached = _clients.get(self._client_key)
+            if cached is not None:
+                client, generation = cached
+                if self.server or self._unchanged_since(generation):
+                    return client
+                _forget(self._client_key)
+            client = self._connect()
+            _clients[self._client_key] = (client, -1)
+            return client
+
+    def _unchanged_since(self, generation: int) -> bool:
+        assert self.path is not None
+        if (self.path / PENDING).exists():
+            return False
+        try:
+            current = json.loads((self.path / MANIFEST).read_text()).get("generation")
+        except (OSError, ValueError):
+            return False
+        return bool(current == generation)
 
     # -- Chroma clients ------------------------------------------------------------
     def _connect(self) -> ClientAPI:
@@ -550,6 +585,26 @@ class Store:
         settle_sources(session, pending.get("sources"))
         session.mark_written()
         self.end_write(session)
+
+
+# One client per store and process: Chroma shares its state between clients of
+# one path inside a process, so two would see each other's staleness.
+_clients: dict[str, tuple[Any, int]] = {}
+_clients_lock = threading.RLock()
+
+
+def _remember(key: str, client: Any, generation: int) -> None:
+    with _clients_lock:
+        _clients[key] = (client, generation)
+
+
+def _forget(key: str) -> None:
+    with _clients_lock:
+        cached = _clients.pop(key, None)
+    if cached is not None:
+        with contextlib.suppress(Exception):
+            # ClientAPI's stubs lack close(); the client has it.
+            cached[0].close()
 
 
 def _umask() -> int:
