@@ -20,6 +20,12 @@ if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+# Lucene's English stop words. Left out of queries (not of the index): they match
+# nearly every chunk, which makes the search slow and adds nothing to the ranking.
+STOP_WORDS = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the "
+    "their then there these they this to was will with".split()
+)
 PAGE = 2000
 
 
@@ -27,7 +33,11 @@ class KeywordIndex:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), timeout=60, isolation_level=None)
+        # Used from one thread at a time (the store's session), though not always
+        # the thread that opened it: a query searches it beside the embedding.
+        self.db = sqlite3.connect(
+            str(path), timeout=60, isolation_level=None, check_same_thread=False
+        )
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(
@@ -123,7 +133,7 @@ class KeywordIndex:
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         """The ``k`` best chunks for ``query`` by BM25 (higher is better)."""
-        words = _WORD.findall(query.lower())
+        words = [w for w in _WORD.findall(query.lower()) if w not in STOP_WORDS]
         if not words:
             return []
         match = " OR ".join(f'"{w}"' for w in dict.fromkeys(words))

@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .chunking import Chunker
 from .config import DEFAULT_EMBED_MODEL, Settings
@@ -22,7 +23,7 @@ from .errors import EmptyStoreError, InputError, StoreNotFoundError, UsageError
 from .generate import DEFAULT_CONTEXT_TOKENS, NOT_ENOUGH, build_prompt, stream_answer
 from .ingest import IngestReport, Progress, Warn, run_ingest
 from .loaders import Input, expand_paths, read_records
-from .retrieve import DEFAULT_MODE, MODES, Hit, search
+from .retrieve import DEFAULT_MODE, MODES, Hit, candidate_depth, search
 from .sources import list_sources, remove_sources
 from .store import Store
 
@@ -56,6 +57,35 @@ class Answer:
         if self.error is not None:
             out["error"] = self.error
         return out
+
+
+T = TypeVar("T")
+_executor: ThreadPoolExecutor | None = None
+
+
+def _background() -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragdb-keywords")
+    return _executor
+
+
+def _retrying(store: Store, read: Callable[[], T]) -> T:
+    """A read, tried again when a Chroma server trips over a concurrent delete
+    ("Error finding id"): the server has no transaction across its index and
+    records. Local stores are locked and need no second try."""
+    if not store.server:
+        return read()
+    from chromadb.errors import InternalError
+
+    for attempt in range(4):
+        try:
+            return read()
+        except InternalError:
+            if attempt == 3:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _ms(seconds: float) -> float:
@@ -182,16 +212,32 @@ class KnowledgeBase:
         if mode not in MODES:
             raise UsageError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
         store = self.store()
-        t0 = time.perf_counter()
-        embedding = self.embedder.encode_query(question)
-        t1 = time.perf_counter()
-        with store.session() as session:
-            if session.collection.count() == 0:
+        embedder = self.embedder
+        if mode == "dense":
+            t0 = time.perf_counter()
+            embedding = embedder.encode_query(question)
+            t1 = time.perf_counter()
+            with store.session() as session:
+                hits = _retrying(store, lambda: search(session, mode, question, embedding, k))
+        else:
+            _ = embedder.model  # a first load takes seconds: never under the lock
+            t0 = time.perf_counter()
+            with store.session() as session:
+                # The keyword search needs no embedding: it runs beside the encoder.
+                index = session.keywords
+                keyword = _background().submit(index.search, question, candidate_depth(mode, k))
+                embedding = embedder.encode_query(question)
+                t1 = time.perf_counter()
+                found = keyword.result()
+                hits = _retrying(
+                    store, lambda: search(session, mode, question, embedding, k, keyword=found)
+                )
+            # Counting costs a little on every query: only when nothing came back.
+            if not hits and session.collection.count() == 0:
                 raise EmptyStoreError(
                     f"the knowledge base at {store.location} is empty: "
                     "add documents with `ragdb ingest PATH`"
                 )
-            hits = search(session, mode, question, embedding, k)
         t2 = time.perf_counter()
         return Retrieval(question, hits, {"embed_ms": _ms(t1 - t0), "search_ms": _ms(t2 - t1)})
 

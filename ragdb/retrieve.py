@@ -14,7 +14,7 @@ DEFAULT_MODE = "hybrid"
 RRF_K = 10
 HYBRID_WEIGHTS = {"dense": 1.0, "bm25": 1.25}
 # How many candidates each retriever offers to the fusion, at least.
-HYBRID_DEPTH = 50
+HYBRID_DEPTH = 20
 
 if TYPE_CHECKING:
     from .store import Session
@@ -79,9 +79,16 @@ def dense_search(session: Session, embedding: list[float], k: int) -> list[Hit]:
     return hits
 
 
-def keyword_search(session: Session, question: str, embedding: list[float], k: int) -> list[Hit]:
+def keyword_search(
+    session: Session,
+    question: str,
+    embedding: list[float],
+    k: int,
+    found: list[tuple[str, float]] | None = None,
+) -> list[Hit]:
     """BM25 over the chunks; each hit still carries its cosine similarity."""
-    found = session.keywords.search(question, k)
+    if found is None:
+        found = session.keywords.search(question, k)
     if not found:
         return []
     return _hits_for(
@@ -97,6 +104,8 @@ def _hits_for(
 ) -> list[Hit]:
     import numpy as np
 
+    if not ids:
+        return []
     got: Any = session.collection.get(
         ids=ids, include=cast(Any, ["documents", "metadatas", "embeddings"])
     )
@@ -129,34 +138,37 @@ def hybrid_search(
     embedding: list[float],
     k: int,
     depth: int | None = None,
+    keyword: list[tuple[str, float]] | None = None,
 ) -> list[Hit]:
-    """Dense and BM25 rankings fused by reciprocal rank."""
-    depth = max(k, depth or HYBRID_DEPTH)
-    dense = dense_search(session, embedding, depth)
-    keyword = session.keywords.search(question, depth)
+    """Dense and BM25 rankings fused by reciprocal rank. ``keyword`` is the BM25
+    ranking when it was computed already (see :func:`candidate_depth`)."""
+    depth = candidate_depth("hybrid", k, depth)
+    # Ids and distances only: text and metadata are fetched for the winners alone.
+    got: Any = session.collection.query(
+        query_embeddings=cast(Any, [embedding]), n_results=depth, include=["distances"]
+    )
+    dense_ids = got["ids"][0]
+    if keyword is None:
+        keyword = session.keywords.search(question, depth)
     fused: dict[str, float] = {}
-    for rank, hit in enumerate(dense, 1):
-        fused[hit.id] = fused.get(hit.id, 0.0) + HYBRID_WEIGHTS["dense"] / (RRF_K + rank)
+    for rank, cid in enumerate(dense_ids, 1):
+        fused[cid] = fused.get(cid, 0.0) + HYBRID_WEIGHTS["dense"] / (RRF_K + rank)
     bm25 = {}
     for rank, (cid, score) in enumerate(keyword, 1):
         fused[cid] = fused.get(cid, 0.0) + HYBRID_WEIGHTS["bm25"] / (RRF_K + rank)
         bm25[cid] = score
     best = sorted(fused, key=lambda cid: -fused[cid])[:k]
-    known = {h.id: h for h in dense}
-    missing = [cid for cid in best if cid not in known]
-    if missing:
-        for hit in _hits_for(session, missing, embedding, {}):
-            known[hit.id] = hit
-    hits: list[Hit] = []
+    scores: dict[str, dict[str, float]] = {}
     for cid in best:
-        found = known.get(cid)
-        if found is None:
-            continue
-        scores = {"fused": round(fused[cid], 6)}
+        scores[cid] = {"fused": round(fused[cid], 6)}
         if cid in bm25:
-            scores["bm25"] = round(bm25[cid], 6)
-        hits.append(dataclasses.replace(found, rank=len(hits) + 1, scores=scores))
-    return hits
+            scores[cid]["bm25"] = round(bm25[cid], 6)
+    return _hits_for(session, best, embedding, scores)
+
+
+def candidate_depth(mode: str, k: int, depth: int | None = None) -> int:
+    """How many BM25 candidates ``mode`` needs for ``k`` results."""
+    return max(k, depth or HYBRID_DEPTH) if mode == "hybrid" else k
 
 
 def search(
@@ -166,11 +178,12 @@ def search(
     embedding: list[float],
     k: int,
     depth: int | None = None,
+    keyword: list[tuple[str, float]] | None = None,
 ) -> list[Hit]:
     if mode == "dense":
         return dense_search(session, embedding, k)
     if mode == "bm25":
-        return keyword_search(session, question, embedding, k)
+        return keyword_search(session, question, embedding, k, keyword)
     if mode == "hybrid":
-        return hybrid_search(session, question, embedding, k, depth)
+        return hybrid_search(session, question, embedding, k, depth, keyword)
     raise ValueError(f"unknown retrieval mode {mode!r}")
