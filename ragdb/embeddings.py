@@ -176,6 +176,13 @@ class Embedder:
             ) from exc
 
     @property
+    def batch_size(self) -> int:
+        """Texts per forward pass. On a CPU small batches win (measured with
+        scripts/bench: 16 beat 32 and 64 by 10-20% on SciFact chunks): less padding
+        and the cores are busy anyway; a GPU wants large ones."""
+        return 16 if str(self.model.device).startswith("cpu") else 128
+
+    @property
     def dimension(self) -> int:
         model = self.model
         # sentence-transformers 5 renamed the method; keep both working.
@@ -197,7 +204,7 @@ class Embedder:
     def encode(
         self,
         texts: Sequence[str],
-        batch_size: int = 64,
+        batch_size: int | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> np.ndarray:
         """Normalised float32 embeddings of ``texts``, in order.
@@ -208,6 +215,7 @@ class Embedder:
         import numpy as np
 
         model = self.model
+        batch_size = batch_size or self.batch_size
         n = len(texts)
         dim = self.dimension
         out = np.empty((n, dim), dtype=np.float32)

@@ -85,7 +85,7 @@ def run_ingest(
     prune_dirs: Sequence[Path] = (),
     progress: Progress | None = None,
     warn: Warn | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     prune_records: bool = False,
 ) -> IngestReport:
     started = time.perf_counter()
@@ -161,7 +161,9 @@ def run_ingest(
 
     with _Writer(store) as writer:
         for group in _prefetch(chunked()):
-            versions, old_ids = _embed(store, embedder, group, report, tick, batch_size)
+            versions, old_ids = _embed(
+                store, embedder, group, report, tick, batch_size or embedder.batch_size
+            )
             writer.put(versions, old_ids)
             for item in group:
                 if item.updating:
