@@ -15,6 +15,7 @@ import click
 
 from . import __version__
 from .errors import RagdbError, UsageError
+from .retrieve import DEFAULT_MODE, MODES
 
 if TYPE_CHECKING:
     from .knowledge_base import KnowledgeBase
@@ -46,6 +47,14 @@ def _emit_json(data: Any) -> None:
 
 def _warn(message: str) -> None:
     click.secho(f"warning: {message}", fg="yellow", err=True)
+
+
+mode_option = click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default=None,
+    help=f"Retrieve by embedding, by keywords (BM25), or both fused [default: {DEFAULT_MODE}].",
+)
 
 
 class _Bar:
@@ -253,12 +262,7 @@ def _print_hit(hit: Hit, width: int = 300) -> None:
     show_default=True,
     help="How many chunks to retrieve.",
 )
-@click.option(
-    "--mode",
-    type=click.Choice(["dense", "bm25", "hybrid"]),
-    default=None,
-    help="Retrieve by embedding, by keywords (BM25), or both fused [default: hybrid].",
-)
+@mode_option
 @click.option("--retrieve-only", is_flag=True, help="Only retrieve; do not ask the model.")
 @click.option(
     "--min-score",
@@ -311,7 +315,6 @@ def query(
     """Answer QUESTION from the knowledge base, citing the chunks retrieved."""
     from .errors import LLMError
     from .generate import DEFAULT_CONTEXT_TOKENS
-    from .retrieve import DEFAULT_MODE
 
     kb = _kb(ctx, llm_url=llm_url, llm_model=llm_model, llm_timeout=llm_timeout)
     shown: list[Hit] = []
@@ -462,12 +465,7 @@ def sources_cmd(ctx: click.Context, as_json: bool) -> None:
     show_default=True,
     help="Cut-off for nDCG, recall and MRR.",
 )
-@click.option(
-    "--mode",
-    type=click.Choice(["dense", "bm25", "hybrid"]),
-    default=None,
-    help="Retrieval mode to evaluate [default: the query default].",
-)
+@mode_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option(
     "--run-file",
@@ -486,7 +484,6 @@ def eval_cmd(
 ) -> None:
     """Measure retrieval quality: nDCG, recall and MRR of the sources ranked."""
     from .evaluate import evaluate
-    from .retrieve import DEFAULT_MODE
 
     progress = _Bar("evaluating", "query")
 
