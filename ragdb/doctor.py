@@ -85,19 +85,26 @@ def _check_model(session: Session, report: Report) -> None:
         )
 
 
-def _check_collections(session: Session, report: Report) -> None:
+def _orphans(session: Session) -> list[str]:
+    """Chunk collections other than the active one: left by an interrupted
+    rebuild or re-embed."""
     active = session.manifest["collection"]
     base = active.rsplit("-", 1)[0] if active[-1].isdigit() else active
-    for coll in session.client.list_collections():
-        if coll.name in (active, MANIFEST_COLLECTION):
-            continue
-        if coll.name.startswith(base):
-            report.findings.append(
-                Finding(
-                    "orphan-collection",
-                    f"collection {coll.name!r} is left from an interrupted rebuild or re-embed",
-                )
+    return [
+        c.name
+        for c in session.client.list_collections()
+        if c.name not in (active, MANIFEST_COLLECTION) and c.name.startswith(base)
+    ]
+
+
+def _check_collections(session: Session, report: Report) -> None:
+    for name in _orphans(session):
+        report.findings.append(
+            Finding(
+                "orphan-collection",
+                f"collection {name!r} is left from an interrupted rebuild or re-embed",
             )
+        )
 
 
 def _check_chunks(session: Session, report: Report) -> None:
@@ -171,12 +178,9 @@ def repair(store: Store) -> Report:
     repaired: list[str] = []
     with store.session() as session:
         if "orphan-collection" in problems:
-            active = session.manifest["collection"]
-            base = active.rsplit("-", 1)[0] if active[-1].isdigit() else active
-            for coll in session.client.list_collections():
-                if coll.name not in (active, MANIFEST_COLLECTION) and coll.name.startswith(base):
-                    session.client.delete_collection(coll.name)
-                    repaired.append(f"deleted orphan collection {coll.name}")
+            for name in _orphans(session):
+                session.client.delete_collection(name)
+                repaired.append(f"deleted orphan collection {name}")
         if problems & {"chunks-without-source"}:
             got: Any = session.collection.get(include=["metadatas"])
             bad = [

