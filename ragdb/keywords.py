@@ -128,9 +128,6 @@ class KeywordIndex:
     def ids(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT chunk_id FROM chunk_ids")}
 
-    def count(self) -> int:
-        return int(self.db.execute("SELECT count(*) FROM chunk_ids").fetchone()[0])
-
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         """The ``k`` best chunks for ``query`` by BM25 (higher is better)."""
         words = [w for w in _WORD.findall(query.lower()) if w not in STOP_WORDS]

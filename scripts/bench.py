@@ -38,11 +38,6 @@ PY = sys.executable
 WORDS = "alpha beta gamma delta cell protein gene tumor immune market river".split()
 
 
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))]
-
-
 def log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
@@ -158,6 +153,7 @@ def questions(n: int) -> list[str]:
 
 def bench_queries(store: Path, n: int) -> dict[str, Any]:
     from ragdb import KnowledgeBase
+    from ragdb.evaluate import percentile
 
     kb = KnowledgeBase(store=store)
     kb.retrieve("warm up", k=4)
@@ -169,7 +165,7 @@ def bench_queries(store: Path, n: int) -> dict[str, Any]:
             kb.retrieve(q, k=4, mode=mode)
             lat.append((time.perf_counter() - t0) * 1000)
         out[f"{mode}_p50_ms"] = round(statistics.median(lat), 1)
-        out[f"{mode}_p95_ms"] = round(pct(lat, 95), 1)
+        out[f"{mode}_p95_ms"] = round(percentile(lat, 95), 1)
     return out
 
 
@@ -185,19 +181,7 @@ def synthetic_store(store: Path, n: int, dim: int = 384) -> float:
     kb.ingest_text("seed", "seed")
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(500, dim)).astype(np.float32)
-    words = [
-        "alpha",
-        "beta",
-        "gamma",
-        "delta",
-        "cell",
-        "protein",
-        "gene",
-        "tumor",
-        "immune",
-        "market",
-        "river",
-    ]
+    words = WORDS
     t0 = time.perf_counter()
     batch = 5000
     for start in range(0, n, batch):
@@ -304,19 +288,7 @@ print(json.dumps({"chunks": report.chunks_embedded, "seconds": report.seconds,
 
 def bench_memory(work: Path, n: int) -> dict[str, Any]:
     rng = random.Random(1)
-    words = [
-        "alpha",
-        "beta",
-        "gamma",
-        "delta",
-        "cell",
-        "protein",
-        "gene",
-        "tumor",
-        "immune",
-        "market",
-        "river",
-    ]
+    words = WORDS
     path = work / f"short-{n}.jsonl"
     with open(path, "w") as fh:
         for i in range(n):

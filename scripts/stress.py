@@ -139,14 +139,6 @@ def reader(i: int, args: dict[str, Any], ready: Any, start: Any, stop: Any, out:
     )
 
 
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    k = max(0, min(len(values) - 1, round(p / 100 * (len(values) - 1))))
-    return values[k]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--writers", type=int, default=4)
@@ -161,6 +153,7 @@ def main() -> int:
     from storecheck import compare
 
     from ragdb import KnowledgeBase
+    from ragdb.evaluate import percentile
 
     work = Path(tempfile.mkdtemp(prefix="ragdb-stress-"))
     store = Path(opts.store) if opts.store else work / "store"
