@@ -50,3 +50,14 @@ def m002_hnsw_search_breadth(ctx: MigrationContext) -> None:
     ``ragdb.store.HNSW_SETTINGS``.
     """
     ctx.tune_hnsw_search(ctx.manifest["collection"])
+
+
+@migration
+def m003_record_embed_backend(ctx: MigrationContext) -> None:
+    """Record which backend embedded the store's chunks.
+
+    Stores made before ONNX backends existed were embedded by torch (the value
+    frozen here). Recording it also makes older ragdb versions, which would
+    embed queries with torch whatever the store holds, refuse the store.
+    """
+    ctx.manifest["embed_model"].setdefault("backend", "torch")

@@ -20,12 +20,13 @@ EF_NAME = "ragdb_sentence_transformer"
 
 @register_embedding_function
 class RagdbEmbeddingFunction(EmbeddingFunction[Documents]):
-    def __init__(self, model_name: str, device: str = "auto") -> None:
+    def __init__(self, model_name: str, device: str = "auto", backend: str = "torch") -> None:
         self.model_name = model_name
         self.device = device
+        self.backend = backend
 
     def __call__(self, input: Documents) -> Embeddings:
-        vecs = get_embedder(self.model_name, self.device).encode(list(input))
+        vecs = get_embedder(self.model_name, self.device, self.backend).encode(list(input))
         return list(vecs)
 
     @staticmethod
@@ -40,11 +41,14 @@ class RagdbEmbeddingFunction(EmbeddingFunction[Documents]):
 
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> RagdbEmbeddingFunction:
-        return RagdbEmbeddingFunction(config["model_name"], config.get("device", "auto"))
+        # Collections made before backends existed were embedded by torch.
+        return RagdbEmbeddingFunction(
+            config["model_name"], config.get("device", "auto"), config.get("backend", "torch")
+        )
 
     def get_config(self) -> dict[str, Any]:
         # The device is a property of the machine, not of the store.
-        return {"model_name": self.model_name}
+        return {"model_name": self.model_name, "backend": self.backend}
 
     @staticmethod
     def validate_config(config: dict[str, Any]) -> None:

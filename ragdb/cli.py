@@ -124,6 +124,13 @@ def _kb(ctx: click.Context, **options: Any) -> KnowledgeBase:
     "[env RAGDB_EMBED_MODEL; default all-MiniLM-L6-v2].",
 )
 @click.option(
+    "--embed-backend",
+    type=click.Choice(["torch", "onnx", "onnx-int8"]),
+    help="What runs the embedding model: a new store records it, an existing store "
+    "accepts only a compatible one (torch and onnx are) [env RAGDB_EMBED_BACKEND; "
+    "default onnx-int8 on a CPU, torch on a GPU].",
+)
+@click.option(
     "--wait",
     type=click.FloatRange(min=0),
     metavar="SECONDS",
@@ -136,6 +143,7 @@ def cli(
     chroma_url: str | None,
     chroma_headers: tuple[str, ...],
     embed_model: str | None,
+    embed_backend: str | None,
     wait: float | None,
 ) -> None:
     """ragdb: a persistent knowledge base you ask questions of.
@@ -150,6 +158,7 @@ def cli(
         "chroma_url": chroma_url,
         "chroma_headers": parse_headers(chroma_headers) if chroma_headers else None,
         "embed_model": embed_model,
+        "embed_backend": embed_backend,
         "wait": wait,
     }
 
@@ -420,6 +429,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
         "chunks": "chunks",
         "sources": "sources",
         "embed_model": "embedding model",
+        "embed_backend": "backend",
         "embed_dimension": "dimension",
         "format_version": "store format",
         "ragdb_version": "written by ragdb",
@@ -547,29 +557,43 @@ def migrate(ctx: click.Context, as_json: bool) -> None:
 @click.option(
     "--embed-model",
     "model",
-    required=True,
     metavar="NAME",
-    help="The embedding model to re-embed every chunk with.",
+    help="The embedding model to re-embed every chunk with [default: the store's].",
+)
+@click.option(
+    "--embed-backend",
+    "backend",
+    type=click.Choice(["torch", "onnx", "onnx-int8"]),
+    help="The backend to re-embed with [default: the store's for its own model, "
+    "else the default for the new one].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
-def reembed(ctx: click.Context, model: str, as_json: bool) -> None:
-    """Re-embed every chunk with another model, then switch to it atomically."""
-    if ctx.obj.get("embed_model"):
-        raise UsageError("give the new model as `ragdb reembed --embed-model NAME`")
+def reembed(ctx: click.Context, model: str | None, backend: str | None, as_json: bool) -> None:
+    """Re-embed every chunk with another model or backend, then switch to it atomically."""
+    if ctx.obj.get("embed_model") or ctx.obj.get("embed_backend"):
+        raise UsageError(
+            "give the target after the command: `ragdb reembed --embed-model NAME "
+            "--embed-backend B`"
+        )
+    if model is None and backend is None:
+        raise UsageError("give --embed-model NAME, --embed-backend B, or both")
     progress = _Bar("re-embedding", "chunk")
 
     kb = _kb(ctx)
-    # The store's current model, whatever RAGDB_EMBED_MODEL says.
-    kb.settings = kb.settings.replace(embed_model=None)
+    # The store's current model and backend, whatever RAGDB_EMBED_* say.
+    kb.settings = kb.settings.replace(embed_model=None, embed_backend=None)
     try:
-        info = kb.reembed(model, progress=progress)
+        info = kb.reembed(model, progress=progress, backend=backend)
     finally:
         progress.close()
     if as_json:
         _emit_json(info)
     else:
-        click.echo(f"re-embedded {info['chunks']} chunks with {info['to']} (was {info['from']})")
+        click.echo(
+            f"re-embedded {info['chunks']} chunks with {info['to']} ({info['to_backend']}; "
+            f"was {info['from']} ({info['from_backend']}))"
+        )
 
 
 def main() -> None:

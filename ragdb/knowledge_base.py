@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from .chunking import Chunker
 from .config import DEFAULT_EMBED_MODEL, Settings
 from .doctor import Report as DoctorReport
-from .embeddings import Embedder, ModelIdentity, get_embedder
+from .embeddings import Embedder, ModelIdentity, default_backend, get_embedder
 from .errors import EmptyStoreError, InputError, StoreNotFoundError, UsageError
 from .generate import DEFAULT_CONTEXT_TOKENS, NOT_ENOUGH, build_prompt, stream_answer
 from .ingest import IngestReport, Progress, Warn, run_ingest
@@ -118,14 +118,19 @@ class KnowledgeBase:
         return self._store
 
     def _new_identity(self) -> ModelIdentity:
-        return self._embedder_for(self.settings.embed_model or DEFAULT_EMBED_MODEL).identity
+        name = self.settings.embed_model or DEFAULT_EMBED_MODEL
+        backend = self.settings.embed_backend or default_backend(name, self.settings.device)
+        return self._embedder_for(name, backend).identity
 
-    def _embedder_for(self, name: str) -> Embedder:
-        return get_embedder(name, self.settings.device)
+    def _embedder_for(self, name: str, backend: str) -> Embedder:
+        return get_embedder(name, self.settings.device, backend)
 
     @property
     def embedder(self) -> Embedder:
-        return self._embedder_for(self.store().identity.name)
+        """The store's model, run by ``--embed-backend`` when given (the store
+        checked that it is compatible), else by the backend that made the store."""
+        identity = self.store().identity
+        return self._embedder_for(identity.name, self.settings.embed_backend or identity.backend)
 
     def chunker(self) -> Chunker:
         identity = self.store().identity
@@ -220,7 +225,7 @@ class KnowledgeBase:
             with store.session() as session:
                 hits = _retrying(store, lambda: search(session, mode, question, embedding, k))
         else:
-            _ = embedder.model  # a first load takes seconds: never under the lock
+            embedder.load()  # a first load takes seconds: never under the lock
             t0 = time.perf_counter()
             with store.session() as session:
                 # The keyword search needs no embedding: it runs beside the encoder.
@@ -348,22 +353,39 @@ class KnowledgeBase:
             "migrations": list(store.manifest.get("migrations", [])),
         }
 
-    def reembed(self, model: str, progress: Progress | None = None) -> dict[str, Any]:
-        """Re-embed every chunk with ``model`` into a new collection, then switch to it."""
-        from .embeddings import same_model
+    def reembed(
+        self,
+        model: str | None = None,
+        progress: Progress | None = None,
+        *,
+        backend: str | None = None,
+    ) -> dict[str, Any]:
+        """Re-embed every chunk with ``model`` and/or ``backend`` (either one
+        defaults to the store's) into a new collection, then switch to it."""
+        from .embeddings import check_backend, same_model
         from .rebuild import rebuild
 
+        if model is None and backend is None:
+            raise UsageError("give the model or the backend to re-embed with")
         store = self.store()
         old = store.identity
-        if same_model(model, old.name):
-            raise UsageError(f"the store already uses {old.name!r}")
-        embedder = self._embedder_for(model)
+        target_model = model or old.name
+        target_backend = (
+            check_backend(backend)
+            if backend
+            else default_backend(target_model, self.settings.device)
+        )
+        if same_model(target_model, old.name) and target_backend == old.backend:
+            raise UsageError(f"the store already uses {old.name!r} with the {old.backend} backend")
+        embedder = self._embedder_for(target_model, target_backend)
         identity = embedder.identity
         name, count = rebuild(store, embedder, identity.to_dict(), progress=progress)
         return {
             "store": store.location,
             "from": old.name,
             "to": identity.name,
+            "from_backend": old.backend,
+            "to_backend": identity.backend,
             "collection": name,
             "chunks": count,
         }
@@ -386,6 +408,7 @@ class KnowledgeBase:
             "chunks": chunks,
             "sources": sources,
             "embed_model": manifest["embed_model"]["name"],
+            "embed_backend": manifest["embed_model"].get("backend", "torch"),
             "embed_dimension": manifest["embed_model"]["dimension"],
             "max_seq_length": manifest["embed_model"]["max_seq_length"],
             "format_version": manifest["format_version"],

@@ -70,7 +70,9 @@ def rebuild(
         start_generation = int(session.manifest.get("generation", 0))
         del new
     copy_embeddings = embedder is None
-    encoder = embedder or get_embedder(manifest_model["name"], store.settings.device)
+    encoder = embedder or get_embedder(
+        manifest_model["name"], store.settings.device, manifest_model.get("backend", "torch")
+    )
     done = 0
     offset = 0
     while True:

@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 
 from . import __version__
 from .config import Settings
-from .embeddings import ModelIdentity, canonical_name, same_model
+from .embeddings import ModelIdentity, canonical_name, compatible_backends, same_model
 from .errors import (
     ModelMismatchError,
     StoreBusyError,
@@ -407,7 +407,13 @@ class Store:
         return client.get_or_create_collection(
             name,
             configuration=cast(Any, {"hnsw": dict(hnsw or HNSW_SETTINGS)}),
-            embedding_function=cast(Any, RagdbEmbeddingFunction(manifest["embed_model"]["name"])),
+            embedding_function=cast(
+                Any,
+                RagdbEmbeddingFunction(
+                    manifest["embed_model"]["name"],
+                    backend=manifest["embed_model"].get("backend", "torch"),
+                ),
+            ),
             metadata={"ragdb": "chunks"},
         )
 
@@ -498,6 +504,14 @@ class Store:
                 f"{canonical_name(wanted)!r}; use the store's model (drop --embed-model), "
                 "another --store, or `ragdb reembed --embed-model "
                 f"{canonical_name(wanted)}`"
+            )
+        backend = self.settings.embed_backend
+        made_with = manifest["embed_model"].get("backend", "torch")
+        if backend is not None and not compatible_backends(backend, made_with):
+            raise ModelMismatchError(
+                f"store {self.location} was embedded with the {made_with} backend, whose "
+                f"vectors differ from {backend}'s; drop --embed-backend, or move the store "
+                f"with `ragdb reembed --embed-backend {backend}`"
             )
 
     def _migrate(self, client: ClientAPI, manifest: dict[str, Any]) -> None:

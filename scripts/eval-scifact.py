@@ -2,7 +2,11 @@
 fresh store and evaluates dense, BM25 and hybrid retrieval on the *test* split,
 beside the published reference figures.
 
-    scripts/eval-scifact [--store DIR] [--json]
+    scripts/eval-scifact [--embed-backend B]... [--store DIR] [--json]
+
+With several ``--embed-backend`` (default: torch and the CPU default,
+onnx-int8) it builds one store per backend and prints their figures side by
+side: the comparison that chose the default backend.
 
 It also rebuilds the dense reference the way MTEB measures it (each document cut
 to the model's 256-token window, one vector per document) to check the whole
@@ -49,15 +53,63 @@ def main() -> int:
     parser.add_argument(
         "--skip-reference", action="store_true", help="skip the MTEB-style truncated dense check"
     )
+    parser.add_argument(
+        "--embed-backend",
+        action="append",
+        choices=["torch", "onnx", "onnx-int8"],
+        help="backend of the store(s) to build (repeatable; default torch and onnx-int8)",
+    )
     parser.add_argument("--json", action="store_true")
     opts = parser.parse_args()
+    backends = opts.embed_backend or ["torch", "onnx-int8"]
+    if opts.store and len(backends) > 1:
+        parser.error("--store builds one store: give one --embed-backend with it")
+    work = Path(tempfile.mkdtemp(prefix="ragdb-scifact-"))
+    results = {}
+    try:
+        for backend in backends:
+            store = Path(opts.store) if opts.store else work / f"store-{backend}"
+            results[backend] = run(backend, store, work, opts.skip_reference)
+    finally:
+        if not opts.store:
+            shutil.rmtree(work, ignore_errors=True)
+    if opts.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print("SciFact test split (300 queries), sources ranked by their best chunk")
+    print(
+        f"{'backend':<10} {'mode':<18} {'nDCG@10':>8} {'reference':>10}  {'recall@100':>10} "
+        f"{'MRR@10':>7} {'p50 ms':>7} {'p95 ms':>7}  HNSW recall@10"
+    )
+    for backend, out in results.items():
+        for mode, row in out["modes"].items():
+            ref, what = REFERENCE[mode]
+            print(
+                f"{backend:<10} {mode:<18} {row['ndcg@10']:>8.4f} {ref:>10.4f}  "
+                f"{row['recall@100']:>10.4f} {row['mrr@10']:>7.4f} {row['latency_ms_p50']:>7.1f} "
+                f"{row['latency_ms_p95']:>7.1f}  {row.get('hnsw_recall@10', '-')}   ({what})"
+            )
+        if out["dense_mteb_style"]:
+            r = out["dense_mteb_style"]
+            print(
+                f"{backend:<10} {'dense, MTEB-style':<18} {r['ndcg@10']:>8.4f} {0.6451:>10.4f}  "
+                f"{r['recall@100']:>10.4f} {r['mrr@10']:>7.4f} {r['latency_ms_p50']:>7.1f} "
+                f"{r['latency_ms_p95']:>7.1f}  {r.get('hnsw_recall@10', '-')}   "
+                "(one vector per document, cut at 256 tokens)"
+            )
+        print(
+            f"{backend:<10} ingest {out['ingest_seconds']} s, {out['chunks']} chunks",
+            file=sys.stderr,
+        )
+    return 0
 
+
+def run(backend: str, store: Path, work: Path, skip_reference: bool) -> dict:
+    """Build a store with ``backend`` and evaluate it in every mode."""
     from ragdb import KnowledgeBase
     from ragdb.evaluate import evaluate
 
-    work = Path(tempfile.mkdtemp(prefix="ragdb-scifact-"))
-    store = Path(opts.store) if opts.store else work / "store"
-    kb = KnowledgeBase(store=store)
+    kb = KnowledgeBase(store=store, embed_backend=backend)
     t0 = time.perf_counter()
     report = kb.ingest_records(
         DATA / "corpus.jsonl", id_field="_id", text_field="text", title_field="title"
@@ -72,47 +124,22 @@ def main() -> int:
     for mode in ("dense", "bm25", "hybrid"):
         rows[mode] = evaluate(kb, DATA / "queries.jsonl", DATA / "qrels.tsv", mode=mode)
         rows[mode].pop("run")
-        print(f"{mode}: nDCG@10 {rows[mode]['ndcg@10']}", file=sys.stderr)
+        print(f"{backend} {mode}: nDCG@10 {rows[mode]['ndcg@10']}", file=sys.stderr)
     reference_check = None
-    if not opts.skip_reference:
+    if not skip_reference:
         flat = work / "corpus-truncated.jsonl"
-        truncated_corpus(DATA / "corpus.jsonl", flat)
-        ref_kb = KnowledgeBase(store=work / "store-truncated")
+        if not flat.exists():
+            truncated_corpus(DATA / "corpus.jsonl", flat)
+        ref_kb = KnowledgeBase(store=work / f"store-truncated-{backend}", embed_backend=backend)
         ref_kb.ingest_records(flat, id_field="_id", text_field="text")
         reference_check = evaluate(ref_kb, DATA / "queries.jsonl", DATA / "qrels.tsv", mode="dense")
         reference_check.pop("run")
-    out = {
+    return {
         "ingest_seconds": round(ingest_s, 1),
         "chunks": kb.status()["chunks"],
         "modes": rows,
         "dense_mteb_style": reference_check,
     }
-    if opts.json:
-        print(json.dumps(out, indent=2))
-    else:
-        print("SciFact test split (300 queries), sources ranked by their best chunk")
-        print(
-            f"{'mode':<22} {'nDCG@10':>8} {'reference':>10}  {'recall@100':>10} "
-            f"{'MRR@10':>7} {'p50 ms':>7} {'p95 ms':>7}  HNSW recall@10"
-        )
-        for mode, row in rows.items():
-            ref, what = REFERENCE[mode]
-            print(
-                f"{mode:<22} {row['ndcg@10']:>8.4f} {ref:>10.4f}  {row['recall@100']:>10.4f} "
-                f"{row['mrr@10']:>7.4f} {row['latency_ms_p50']:>7.1f} "
-                f"{row['latency_ms_p95']:>7.1f}  {row.get('hnsw_recall@10', '-')}   ({what})"
-            )
-        if reference_check:
-            r = reference_check
-            print(
-                f"{'dense, MTEB-style':<22} {r['ndcg@10']:>8.4f} {0.6451:>10.4f}  "
-                f"{r['recall@100']:>10.4f} {r['mrr@10']:>7.4f} {r['latency_ms_p50']:>7.1f} "
-                f"{r['latency_ms_p95']:>7.1f}  {r.get('hnsw_recall@10', '-')}   "
-                "(one vector per document, cut at 256 tokens)"
-            )
-    if not opts.store:
-        shutil.rmtree(work, ignore_errors=True)
-    return 0
 
 
 if __name__ == "__main__":
