@@ -33,13 +33,21 @@ FACTS = [
 ]
 
 
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ragdb's cache for the whole run: the ONNX export is made once, not per test,
+    and nothing lands in the developer's own ~/.cache."""
+    return tmp_path_factory.mktemp("xdg-cache")
+
+
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test sees the developer's own ragdb settings or store."""
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, session_cache: Path) -> None:
+    """No test sees the developer's own ragdb settings, store or cache."""
     for name in list(os.environ):
         if name.startswith("RAGDB_") or name in ("OLLAMA_HOST", "OPENAI_API_KEY"):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(session_cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 

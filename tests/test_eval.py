@@ -142,6 +142,8 @@ def test_eval_on_scifact_subset(
     from ragdb.embeddings import resolve_model_path
 
     ragdb = local_ragdb
+    # torch vectors: the independent dense ranking below uses sentence-transformers.
+    ragdb.extra = ["--embed-backend", "torch"]
     ragdb(
         "ingest",
         "--records",

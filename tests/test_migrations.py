@@ -113,3 +113,25 @@ def test_newer_store_is_refused(local_ragdb: Ragdb, facts_dir: Path, store: Path
     assert "chromadb>=9.0.0" in result.stderr
     path.write_text(json.dumps(manifest))
     local_ragdb("status")
+
+
+def test_store_from_before_backends_is_recorded_as_torch(
+    local_ragdb: Ragdb, facts_dir: Path, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Exactly what ragdb wrote before backends existed: torch vectors, format 2,
+    # an embed_model entry without "backend".
+    with monkeypatch.context() as m:
+        m.setattr(migrations_module, "MIGRATIONS", migrations_module.MIGRATIONS[:2])
+        KnowledgeBase(store=store, embed_backend="torch").ingest([facts_dir])
+    path = store / "ragdb.json"
+    manifest = json.loads(path.read_text())
+    del manifest["embed_model"]["backend"]
+    path.write_text(json.dumps(manifest))
+    out = local_ragdb.json("migrate")
+    assert out["applied"] == ["m003_record_embed_backend"]
+    after = json.loads(path.read_text())
+    assert after["embed_model"]["backend"] == "torch" and after["format_version"] == 3
+    # Its queries are embedded by torch's family; int8 is refused.
+    hits = local_ragdb.json("query", "octopus", "--retrieve-only", "--mode", "dense")["chunks"]
+    assert hits[0]["source"].endswith("fact3.txt")
+    assert "torch backend" in local_ragdb("--embed-backend", "onnx-int8", "status", code=1).stderr

@@ -55,10 +55,15 @@ def test_bench_quick() -> None:
     out = run_script("bench.py", "--quick")
     ingest = out["ingest"]
     assert ingest["chunks"] > 0 and ingest["ragdb_chunks_per_s"] > 0
-    assert 0 < ingest["ingest_ratio"] < 3
+    assert 0 < ingest["ingest_ratio"] < 5
+    assert set(ingest["backends"]) == {"torch", "onnx", "onnx-int8"}
+    assert ingest["default_backend"] == "onnx-int8"
     assert 0 < ingest["reingest_fraction"] < 1
     for key in ("query_corpus", "query_large"):
-        assert out[key]["dense_p50_ms"] > 0 and out[key]["hybrid_p95_ms"] > 0
-    assert out["query_large"]["chunks"] >= 5000
+        assert set(out[key]) == {"torch", "onnx", "onnx-int8"}
+        for row in out[key].values():
+            assert row["dense_p50_ms"] > 0 and row["hybrid_p95_ms"] > 0
+    assert out["query_large"]["onnx-int8"]["chunks"] >= 5000
     assert out["cli"]["help_s"] > 0 and out["cli"]["floor_s"] > 0
+    assert out["cli"]["cold_query_onnx-int8_dense_s"] > 0
     assert out["memory"]["chunks"] == 2000 and out["memory"]["peak_rss_mb"] > 0

@@ -33,6 +33,8 @@ def test_score_is_cosine_similarity(ragdb: Ragdb, facts_dir: Path) -> None:
 
     from ragdb.embeddings import resolve_model_path
 
+    # A torch store: its vectors are sentence-transformers' own, computed below.
+    ragdb.extra = [*ragdb.extra, "--embed-backend", "torch"]
     ragdb("ingest", str(facts_dir))
     question = "Which animal does the company like?"
     out = ragdb.json("query", question, "--retrieve-only", "-k", "4")
