@@ -303,7 +303,15 @@ def _print_hit(hit: Hit, width: int = 300) -> None:
     "llm_timeout",
     type=click.FloatRange(min=0.1),
     metavar="SECONDS",
-    help="How long to wait for the model [env RAGDB_LLM_TIMEOUT; default 120].",
+    help="How long the whole answer may take; a longer one is cut and marked truncated "
+    "[env RAGDB_LLM_TIMEOUT; default 120].",
+)
+@click.option(
+    "--max-tokens",
+    "llm_max_tokens",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Most tokens the answer may have [env RAGDB_LLM_MAX_TOKENS; default 1024].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
@@ -319,13 +327,20 @@ def query(
     llm_url: str | None,
     llm_model: str | None,
     llm_timeout: float | None,
+    llm_max_tokens: int | None,
     as_json: bool,
 ) -> None:
     """Answer QUESTION from the knowledge base, citing the chunks retrieved."""
     from .errors import LLMError
     from .generate import DEFAULT_CONTEXT_TOKENS
 
-    kb = _kb(ctx, llm_url=llm_url, llm_model=llm_model, llm_timeout=llm_timeout)
+    kb = _kb(
+        ctx,
+        llm_url=llm_url,
+        llm_model=llm_model,
+        llm_timeout=llm_timeout,
+        llm_max_tokens=llm_max_tokens,
+    )
     shown: list[Hit] = []
 
     def on_hits(hits: list[Hit]) -> None:
@@ -367,6 +382,7 @@ def query(
                     "enough_context": True,
                     "model": kb.settings.llm_model,
                     "timings": {},
+                    "truncated": False,
                     "error": str(exc),
                 }
             )
@@ -377,6 +393,13 @@ def query(
         _emit_json(answer.to_dict())
     elif not retrieve_only:
         click.echo()
+    if answer.truncated and not as_json:
+        why = {
+            "max_tokens": f"it reached --max-tokens {kb.settings.llm_max_tokens}",
+            "deadline": f"it took longer than --timeout {kb.settings.llm_timeout:g}s",
+            "repetition": "the model was repeating itself",
+        }.get(answer.truncated_reason or "", answer.truncated_reason or "")
+        _warn(f"the answer was cut short: {why}")
 
 
 # -- remove, reset, status, sources -------------------------------------------------------

@@ -78,7 +78,10 @@ class Settings:
     llm_url: str = DEFAULT_LLM_URL
     llm_model: str = DEFAULT_LLM_MODEL
     llm_api_key: str | None = None
+    # Seconds for the whole answer (and for each read of it).
     llm_timeout: float = 120.0
+    # Tokens an answer may have; a looping small model stops here at the latest.
+    llm_max_tokens: int = 1024
     wait: float = 60.0
 
     @classmethod
@@ -110,12 +113,28 @@ class Settings:
             values["llm_api_key"] = env.get("RAGDB_LLM_API_KEY") or env.get("OPENAI_API_KEY")
         timeout = _float(env, "RAGDB_LLM_TIMEOUT")
         if timeout is not None:
+            if timeout <= 0:
+                raise UsageError(
+                    f"RAGDB_LLM_TIMEOUT={timeout:g} must be a positive number of seconds"
+                )
             values["llm_timeout"] = timeout
+        max_tokens = _float(env, "RAGDB_LLM_MAX_TOKENS")
+        if max_tokens is not None:
+            if max_tokens < 1 or max_tokens != int(max_tokens):
+                raise UsageError(
+                    f"RAGDB_LLM_MAX_TOKENS={max_tokens:g} must be a positive whole number"
+                )
+            values["llm_max_tokens"] = int(max_tokens)
         wait = _float(env, "RAGDB_WAIT")
         if wait is not None:
+            if wait < 0:
+                raise UsageError(f"RAGDB_WAIT={wait:g} must be zero or more seconds")
             values["wait"] = wait
         values.update({k: v for k, v in options.items() if v is not None})
         if "store" in values:
+            if not str(values["store"]).strip():
+                # An unset variable in `--store "$KB"` must not mean the current directory.
+                raise UsageError("the store path is empty: give --store DIR (or RAGDB_STORE)")
             values["store"] = Path(values["store"]).expanduser()
         if values.get("device", "auto") not in ("auto", "cpu", "cuda", "mps"):
             raise UsageError(f"unknown device {values['device']!r}: use auto, cpu, cuda or mps")

@@ -224,6 +224,11 @@ class Embedder:
                 self._model = self._load()
             return self._model
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory already."""
+        return self._model is not None
+
     def load(self) -> None:
         """Load the model now (a first load takes seconds: callers do it outside locks)."""
         _ = self.model

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,44 @@ SYSTEM_PROMPT = (
 
 # Room kept for the instructions, the question and the answer beside the context.
 DEFAULT_CONTEXT_TOKENS = 1500
+
+
+@dataclasses.dataclass
+class StreamState:
+    """How an answer stream ended: whole, or cut (and why)."""
+
+    truncated: bool = False
+    # "max_tokens" (the server stopped at --max-tokens), "deadline" (--timeout
+    # passed), or "repetition" (the model was repeating itself).
+    reason: str | None = None
+
+    def cut(self, reason: str) -> None:
+        """Record that the answer was cut for ``reason``."""
+        self.truncated = True
+        self.reason = reason
+
+
+class RepetitionGuard:
+    """Tells when a model loops: the answer's last ``window`` characters have
+    already appeared ``times`` times in its recent text. Small models asked for
+    something they cannot do repeat a phrase until their token limit; ordinary
+    answers don't repeat a 40-character stretch four times."""
+
+    def __init__(self, window: int = 40, times: int = 4, span: int = 4000) -> None:
+        self.window, self.times, self.span = window, times, span
+        self.text = ""
+        self._checked = 0
+
+    def feed(self, piece: str) -> bool:
+        """Add ``piece``; True once the text is looping."""
+        self.text += piece
+        if len(self.text) - self._checked < 20 or len(self.text) < self.window * self.times:
+            return False
+        self._checked = len(self.text)
+        tail = self.text[-self.window :]
+        if not tail.strip():
+            return False
+        return self.text[-self.span :].count(tail) >= self.times
 
 
 @dataclasses.dataclass
@@ -129,6 +168,21 @@ def strip_thinking(text: str) -> str:
     return re.sub(r"<think>.*\Z", "", text, flags=re.DOTALL).strip()
 
 
+def check_llm_url(url: str) -> None:
+    """A usage error unless ``url`` is an http(s) URL with a host: found before
+    anything slow happens (loading the model, searching)."""
+    from urllib.parse import urlparse
+
+    from .errors import UsageError
+
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise UsageError(
+            f"--llm-url {url!r} is not an http(s)://HOST[:PORT]/v1 URL "
+            "(Ollama's is http://localhost:11434/v1)"
+        )
+
+
 def _client(settings: Settings) -> Any:
     import openai
 
@@ -142,23 +196,41 @@ def _client(settings: Settings) -> Any:
 
 
 def stream_answer(
-    settings: Settings, messages: list[dict[str, str]], show_thinking: bool = False
+    settings: Settings,
+    messages: list[dict[str, str]],
+    show_thinking: bool = False,
+    state: StreamState | None = None,
 ) -> Iterator[str]:
-    """The answer's text as it arrives. Any failure is an :class:`LLMError`
-    that says what to do."""
+    """The answer's text as it arrives, bounded by ``settings.llm_max_tokens``,
+    by ``settings.llm_timeout`` for the whole answer, and by a repetition guard;
+    ``state`` learns whether and why it was cut. Any failure is an
+    :class:`LLMError` that says what to do."""
     import openai
 
     url, model = settings.llm_url, settings.llm_model
+    state = state if state is not None else StreamState()
     think = ThinkFilter()
+    guard = RepetitionGuard()
+    deadline = time.monotonic() + settings.llm_timeout
     started = False  # once the server has answered, a failure is a broken stream
     try:
         stream = _client(settings).chat.completions.create(
-            model=model, messages=messages, stream=True, temperature=0.1
+            model=model,
+            messages=messages,
+            stream=True,
+            temperature=0.1,
+            max_tokens=settings.llm_max_tokens,
         )
         started = True
         for event in stream:
+            if time.monotonic() > deadline:
+                state.cut("deadline")
+                stream.close()
+                break
             if not getattr(event, "choices", None):
                 continue
+            if event.choices[0].finish_reason == "length":
+                state.cut("max_tokens")
             delta = event.choices[0].delta
             extra = getattr(delta, "model_extra", None) or {}
             reasoning = extra.get("reasoning_content") or extra.get("reasoning")
@@ -169,6 +241,10 @@ def stream_answer(
                 text = content if show_thinking else think.feed(content)
                 if text:
                     yield text
+                if guard.feed(content):
+                    state.cut("repetition")
+                    stream.close()
+                    break
         rest = think.flush()
         if rest and not show_thinking:
             yield rest
@@ -187,11 +263,8 @@ def stream_answer(
             f"cannot reach a language model at {url} ({_cause(exc)}): start Ollama with "
             "`ollama serve`, or point --llm-url at a running OpenAI-compatible server"
         ) from None
-    except openai.NotFoundError:
-        raise LLMError(
-            f"model {model!r} was not found at {url}: run `ollama pull {model}`, "
-            "or choose an available one with --model"
-        ) from None
+    except openai.NotFoundError as exc:
+        raise LLMError(_not_found(url, model, exc)) from None
     except openai.AuthenticationError:
         raise LLMError(
             f"the language model at {url} refused the API key: set RAGDB_LLM_API_KEY"
@@ -212,6 +285,23 @@ def stream_answer(
                 "try again, or check the server's log"
             ) from None
         raise
+
+
+def _not_found(url: str, model: str, exc: BaseException) -> str:
+    """A 404 means a missing model only when the server says so; otherwise the
+    URL has no chat endpoint (most often: Ollama's root URL without ``/v1``)."""
+    message = _message(exc)
+    if "model" in message.lower() or model in message:
+        return (
+            f"model {model!r} was not found at {url}: run `ollama pull {model}`, "
+            "or choose an available one with --model"
+        )
+    hint = (
+        f"; try {url.rstrip('/')}/v1"
+        if not url.rstrip("/").endswith("/v1")
+        else ": check --llm-url"
+    )
+    return f"no OpenAI-compatible chat API at {url} (HTTP 404 for /chat/completions){hint}"
 
 
 def _cause(exc: BaseException) -> str:

@@ -20,7 +20,14 @@ from .config import DEFAULT_EMBED_MODEL, Settings
 from .doctor import Report as DoctorReport
 from .embeddings import Embedder, ModelIdentity, default_backend, get_embedder
 from .errors import EmptyStoreError, InputError, StoreNotFoundError, UsageError
-from .generate import DEFAULT_CONTEXT_TOKENS, NOT_ENOUGH, build_prompt, stream_answer
+from .generate import (
+    DEFAULT_CONTEXT_TOKENS,
+    NOT_ENOUGH,
+    StreamState,
+    build_prompt,
+    check_llm_url,
+    stream_answer,
+)
 from .ingest import IngestReport, Progress, Warn, run_ingest
 from .loaders import Input, expand_paths, read_records
 from .retrieve import DEFAULT_MODE, MODES, Hit, candidate_depth, search
@@ -44,8 +51,12 @@ class Answer:
     model: str | None
     timings: dict[str, float]
     error: str | None = None
+    # Whether the answer was cut, and why: "max_tokens", "deadline", "repetition".
+    truncated: bool = False
+    truncated_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """What ``ragdb query --json`` prints."""
         out: dict[str, Any] = {
             "question": self.question,
             "chunks": [h.to_dict() for h in self.hits],
@@ -53,7 +64,10 @@ class Answer:
             "enough_context": self.enough_context,
             "model": self.model,
             "timings": self.timings,
+            "truncated": self.truncated,
         }
+        if self.truncated:
+            out["truncated_reason"] = self.truncated_reason
         if self.error is not None:
             out["error"] = self.error
         return out
@@ -218,12 +232,19 @@ class KnowledgeBase:
             raise UsageError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
         store = self.store()
         embedder = self.embedder
+        if not embedder.loaded:
+            # A cold process: say the store is empty before seconds of model loading.
+            with store.session() as session:
+                if session.collection.count() == 0:
+                    raise _empty(store)
         if mode == "dense":
             t0 = time.perf_counter()
             embedding = embedder.encode_query(question)
             t1 = time.perf_counter()
             with store.session() as session:
                 hits = _retrying(store, lambda: search(session, mode, question, embedding, k))
+                if not hits and session.collection.count() == 0:
+                    raise _empty(store)
         else:
             embedder.load()  # a first load takes seconds: never under the lock
             t0 = time.perf_counter()
@@ -237,12 +258,9 @@ class KnowledgeBase:
                 hits = _retrying(
                     store, lambda: search(session, mode, question, embedding, k, keyword=found)
                 )
-            # Counting costs a little on every query: only when nothing came back.
-            if not hits and session.collection.count() == 0:
-                raise EmptyStoreError(
-                    f"the knowledge base at {store.location} is empty: "
-                    "add documents with `ragdb ingest PATH`"
-                )
+                # Counting costs a little on every query: only when nothing came back.
+                if not hits and session.collection.count() == 0:
+                    raise _empty(store)
         t2 = time.perf_counter()
         return Retrieval(question, hits, {"embed_ms": _ms(t1 - t0), "search_ms": _ms(t2 - t1)})
 
@@ -264,6 +282,8 @@ class KnowledgeBase:
         streams. An :class:`~ragdb.errors.LLMError` propagates after ``on_hits``."""
         if context_tokens < 16:
             raise UsageError("--context-tokens must be at least 16")
+        if not retrieve_only:
+            check_llm_url(self.settings.llm_url)  # before the model loads, not after
         t0 = time.perf_counter()
         retrieval = self.retrieve(question, k, mode)
         hits = retrieval.hits
@@ -290,7 +310,10 @@ class KnowledgeBase:
         t1 = time.perf_counter()
         pieces: list[str] = []
         first: float | None = None
-        for piece in stream_answer(self.settings, prompt.messages, show_thinking=show_thinking):
+        state = StreamState()
+        for piece in stream_answer(
+            self.settings, prompt.messages, show_thinking=show_thinking, state=state
+        ):
             if first is None:
                 first = time.perf_counter()
             pieces.append(piece)
@@ -302,7 +325,14 @@ class KnowledgeBase:
         timings["total_ms"] = _ms(t2 - t0)
         timings["context_tokens"] = prompt.context_tokens
         return Answer(
-            question, hits, "".join(pieces).strip(), True, self.settings.llm_model, timings
+            question,
+            hits,
+            "".join(pieces).strip(),
+            True,
+            self.settings.llm_model,
+            timings,
+            truncated=state.truncated,
+            truncated_reason=state.reason,
         )
 
     # -- removal ------------------------------------------------------------------------
@@ -417,6 +447,12 @@ class KnowledgeBase:
             "created_at": manifest.get("created_at"),
             "updated_at": manifest.get("updated_at"),
         }
+
+
+def _empty(store: Store) -> EmptyStoreError:
+    return EmptyStoreError(
+        f"the knowledge base at {store.location} is empty: add documents with `ragdb ingest PATH`"
+    )
 
 
 def _match_sources(target: str, known: dict[str, Any]) -> list[str]:

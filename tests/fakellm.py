@@ -1,5 +1,6 @@
 """A tiny OpenAI-style HTTP server that fails on purpose: the faults a real server
-cannot be made to produce on demand (404 model missing, 500, hanging, broken streams)."""
+cannot be made to produce on demand (404 model missing, 404 for a wrong path, 500,
+hanging, slow and broken streams)."""
 
 from __future__ import annotations
 
@@ -32,18 +33,28 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 }
             }
             self._json(404, body)
+        elif mode == "path404":
+            # What Ollama answers for its root URL without /v1: no JSON, no model.
+            raw = b"404 page not found"
+            self.send_response(404)
+            self.send_header("content-type", "text/plain")
+            self.send_header("content-length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
         elif mode == "500":
             self._json(500, {"error": {"message": "llama runner process has terminated"}})
         elif mode == "hang":
             time.sleep(self.server.hang_seconds)
             self._json(500, {"error": {"message": "too late"}})
-        elif mode in ("broken", "think", "cut"):
+        elif mode in ("broken", "think", "cut", "slow"):
             self.send_response(200)
             self.send_header("content-type", "text/event-stream")
             self.send_header("transfer-encoding", "chunked")
             self.end_headers()
             for piece in self.server.pieces:
                 self._chunk(self._event(piece))
+                if mode == "slow":
+                    time.sleep(self.server.delay)
             if mode == "broken":
                 self._chunk(b"data: {this is not json\n\n")
                 self._chunk(b"")
@@ -81,13 +92,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @contextmanager
 def fake_llm(
-    mode: str, pieces: list[str] | None = None, hang_seconds: float = 5.0
+    mode: str, pieces: list[str] | None = None, hang_seconds: float = 5.0, delay: float = 0.1
 ) -> Iterator[Any]:
     server: Any = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
     server.mode = mode
     server.pieces = pieces or ["Partial ", "answer "]
     server.hang_seconds = hang_seconds
+    server.delay = delay
     server.calls = 0
     server.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -161,3 +161,72 @@ def test_stream_answer_raises_llm_error_for_404() -> None:
         settings = Settings(llm_url=server.url)
         with pytest.raises(LLMError, match="not found"):
             list(stream_answer(settings, [{"role": "user", "content": "hi"}]))
+
+
+def test_answer_bounded_by_max_tokens_real_llm(filled: Ragdb, llm_server: str) -> None:
+    out = filled.json(
+        "query",
+        "Write the word octopus three hundred times.",
+        "--llm-url",
+        llm_server,
+        "--model",
+        "smollm2",
+        "--max-tokens",
+        "3",
+    )
+    # Whatever SmolLM2 says (it is told to answer from the context only), it
+    # needs more than three tokens: the server stops there and ragdb says so.
+    assert out["truncated"] is True and out["truncated_reason"] == "max_tokens"
+    assert 0 < len(out["answer"]) < 60
+    # Without --json the cut is said on stderr, the answer still on stdout.
+    result = filled(
+        "query",
+        "Write the word octopus three hundred times.",
+        "--llm-url",
+        llm_server,
+        "--model",
+        "smollm2",
+        "--max-tokens",
+        "3",
+    )
+    assert "the answer was cut short: it reached --max-tokens 3" in result.stderr and "Answer:" in result.stdout
+
+
+def test_whole_answer_deadline(filled: Ragdb) -> None:
+    # 40 pieces, 0.1 s apart: every read is quick, the whole answer is not.
+    with fake_llm("slow", pieces=[f"word{i} " for i in range(40)], delay=0.1) as server:
+        out = filled.json("query", "When?", "--llm-url", server.url, "--timeout", "1")
+    assert out["truncated"] is True and out["truncated_reason"] == "deadline"
+    assert out["answer"].startswith("word0 word1") and "word39" not in out["answer"]
+
+
+def test_looping_model_is_stopped() -> None:
+    loop = ["The octopus is the company's favourite animal. "] * 200
+    with fake_llm("slow", pieces=loop, delay=0.0) as server:
+        from ragdb.generate import StreamState
+
+        state = StreamState()
+        text = "".join(
+            stream_answer(
+                Settings(llm_url=server.url), [{"role": "user", "content": "hi"}], state=state
+            )
+        )
+    assert state.truncated and state.reason == "repetition"
+    assert text.count("favourite animal") <= 6
+
+
+def test_url_without_v1_says_so(filled: Ragdb) -> None:
+    with fake_llm("path404") as server:
+        root = server.url.removesuffix("/v1")
+        result = filled("query", "When?", "--llm-url", root, code=3)
+    err = result.stderr.strip()
+    assert f"try {root}/v1" in err and "ollama pull" not in err
+
+
+def test_bad_llm_settings_are_usage_errors(filled: Ragdb) -> None:
+    err = filled("query", "When?", code=2, env={"RAGDB_LLM_TIMEOUT": "-5"}).stderr
+    assert "RAGDB_LLM_TIMEOUT=-5 must be a positive number" in err
+    err = filled("query", "When?", code=2, env={"RAGDB_LLM_MAX_TOKENS": "0"}).stderr
+    assert "RAGDB_LLM_MAX_TOKENS=0" in err
+    err = filled("query", "When?", "--llm-url", "localhost:11434", code=2).stderr
+    assert "is not an http(s)://HOST[:PORT]/v1 URL" in err

@@ -89,9 +89,7 @@ def test_compatibility_and_default_rules() -> None:
         get_embedder("all-MiniLM-L6-v2", "cpu", "tensorrt")
 
 
-def test_export_is_cached_and_keyed_by_the_model_files(
-    tmp_path: Path, session_cache: Path
-) -> None:
+def test_export_is_cached_and_keyed_by_the_model_files(tmp_path: Path, session_cache: Path) -> None:
     model = Path(resolve_model_path("all-MiniLM-L6-v2"))
     get_embedder("all-MiniLM-L6-v2", "cpu", "onnx-int8").load()
     folder = export_dir(model, "onnx-int8")

@@ -146,13 +146,19 @@ def test_store_opens_from_another_install(local_ragdb: Ragdb, facts_dir: Path, s
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     config = json.loads(out.stdout.strip().splitlines()[-1])
     assert config["embedding_function"]["name"] == "ragdb_sentence_transformer"
-    assert config["embedding_function"]["config"] == {"model_name": "all-MiniLM-L6-v2"}
+    assert config["embedding_function"]["config"] == {
+        "model_name": "all-MiniLM-L6-v2",
+        "backend": "onnx-int8",
+    }
     assert config["hnsw"]["space"] == "cosine"
     # And ragdb's embedding function rebuilds from that record alone.
     from ragdb.chroma_ef import RagdbEmbeddingFunction
 
     ef = RagdbEmbeddingFunction.build_from_config(config["embedding_function"]["config"])
+    assert ef.backend == "onnx-int8"
     assert len(ef(["hello"])[0]) == 384
+    # A collection recorded before backends existed is torch's.
+    assert RagdbEmbeddingFunction.build_from_config({"model_name": "x"}).backend == "torch"
 
 
 def test_help_is_light() -> None:
