@@ -189,7 +189,10 @@ def test_answer_bounded_by_max_tokens_real_llm(filled: Ragdb, llm_server: str) -
         "--max-tokens",
         "3",
     )
-    assert "the answer was cut short: it reached --max-tokens 3" in result.stderr and "Answer:" in result.stdout
+    assert (
+        "the answer was cut short: it reached --max-tokens 3" in result.stderr
+        and "Answer:" in result.stdout
+    )
 
 
 def test_whole_answer_deadline(filled: Ragdb) -> None:
