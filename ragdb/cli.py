@@ -183,7 +183,10 @@ def cli(
     help="Record field to keep as metadata (repeatable).",
 )
 @click.option(
-    "--prune", is_flag=True, help="Remove sources that no longer exist under the directories given."
+    "--prune",
+    is_flag=True,
+    help="Also remove stored files that are gone from the directories or quoted glob "
+    "patterns given (or records gone from --records FILE).",
 )
 @click.option(
     "--device",
@@ -405,17 +408,29 @@ def query(
 # -- remove, reset, status, sources -------------------------------------------------------
 @cli.command()
 @click.argument("targets", nargs=-1, required=True)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before removing several sources.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
 @click.pass_context
-def remove(ctx: click.Context, targets: tuple[str, ...], as_json: bool) -> None:
-    """Remove sources: stored names, file paths, or directories (all sources under them)."""
-    removed, chunks = _kb(ctx).remove(list(targets))
+def remove(ctx: click.Context, targets: tuple[str, ...], yes: bool, as_json: bool) -> None:
+    """Remove sources: stored names, file paths, directories (all sources under
+    them) or quoted glob patterns. More than one source asks first on a terminal."""
+    kb = _kb(ctx)
+    found = kb.matching_sources(list(targets))
+    if len(found) > 1 and not yes and sys.stdin.isatty():
+        click.confirm(
+            f"Remove {len(found)} sources ({sum(found.values())} chunks)?", abort=True, err=True
+        )
+    removed, chunks = kb.remove(list(found))
     if as_json:
         _emit_json({"removed": removed, "chunks_removed": chunks})
     else:
         for source in removed:
             click.echo(f"removed {source}")
-        click.echo(f"{len(removed)} source(s), {chunks} chunk(s) removed")
+        click.echo(f"{_count(len(removed), 'source')}, {_count(chunks, 'chunk')} removed")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 @cli.command()

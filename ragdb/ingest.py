@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .chunking import Chunk, Chunker
-from .loaders import Document, Input, Skipped, extract
+from .loaders import Document, Input, Skipped, extract, glob_matcher
 from .sources import NewVersion, chunk_id, chunks_of, list_sources, remove_sources, write_versions
 from .store import utcnow
 
@@ -56,7 +56,8 @@ class IngestReport:
         return (
             f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, "
             f"{self.removed} removed, {self.skipped} skipped; "
-            f"{self.chunks_embedded} chunks embedded in {self.seconds:.1f}s"
+            f"{self.chunks_embedded} chunk{'' if self.chunks_embedded == 1 else 's'} embedded "
+            f"in {self.seconds:.1f}s"
         )
 
 
@@ -87,7 +88,10 @@ def run_ingest(
     warn: Warn | None = None,
     batch_size: int | None = None,
     prune_records: bool = False,
+    prune_patterns: Sequence[str] = (),
 ) -> IngestReport:
+    """Ingest ``inputs`` into ``store``; prune what left ``prune_dirs``, no longer
+    matches ``prune_patterns`` or (``prune_records``) left its records file."""
     started = time.perf_counter()
     report = IngestReport()
 
@@ -174,7 +178,8 @@ def run_ingest(
     # 4. Prune sources that no longer exist under the directories given, or
     #    records no longer in the records files given.
     origins = {inp.origin for inp in inputs if inp.origin}
-    if prune_dirs or (prune_records and origins):
+    matchers = [glob_matcher(p) for p in prune_patterns]
+    if prune_dirs or matchers or (prune_records and origins):
         seen = {inp.source for inp in inputs}
         gone = [
             src
@@ -183,7 +188,10 @@ def run_ingest(
             and (
                 (
                     info.origin is None
-                    and any(_under(src, d) for d in prune_dirs)
+                    and (
+                        any(_under(src, d) for d in prune_dirs)
+                        or any(m.match(src) for m in matchers)
+                    )
                     and not Path(src).exists()
                 )
                 or (prune_records and info.origin in origins)

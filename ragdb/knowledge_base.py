@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import dataclasses
+import glob
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +31,7 @@ from .generate import (
     stream_answer,
 )
 from .ingest import IngestReport, Progress, Warn, run_ingest
-from .loaders import Input, expand_paths, read_records
+from .loaders import Input, expand_paths, glob_matcher, read_records
 from .retrieve import DEFAULT_MODE, MODES, Hit, candidate_depth, search
 from .sources import list_sources, remove_sources
 from .store import Store
@@ -159,11 +161,30 @@ class KnowledgeBase:
         progress: Progress | None = None,
         warn: Warn | None = None,
     ) -> IngestReport:
-        """Add new and changed files under ``paths`` (files, directories, globs)."""
-        files, dirs = expand_paths([str(p) for p in paths])
-        inputs = [Input(source=str(f), path=f) for f in files]
+        """Add new and changed files under ``paths`` (files, directories, globs).
+
+        ``prune`` also removes stored files that no longer exist under the
+        directories given or no longer match the glob patterns given (quoted, so
+        that ragdb sees the pattern, not the shell's list of what exists now)."""
+        found = expand_paths([str(p) for p in paths])
+        if prune and not found.dirs and not found.patterns:
+            raise UsageError(
+                "--prune removes stored files that are gone from the directories or quoted "
+                "glob patterns given; files named one by one cover nothing (to prune "
+                "notes/*.md, quote it: 'notes/*.md')"
+            )
+        for note in found.notes:
+            if warn:
+                warn(note)
+        if not found.files and not prune:
+            raise InputError("nothing to ingest: no files under the paths given")
+        inputs = [Input(source=str(f), path=f) for f in found.files]
         return self.ingest_inputs(
-            inputs, prune_dirs=dirs if prune else (), progress=progress, warn=warn
+            inputs,
+            prune_dirs=found.dirs if prune else (),
+            prune_patterns=found.patterns if prune else (),
+            progress=progress,
+            warn=warn,
         )
 
     def ingest_text(
@@ -207,7 +228,9 @@ class KnowledgeBase:
         progress: Progress | None = None,
         warn: Warn | None = None,
         prune_records: bool = False,
+        prune_patterns: Sequence[str] = (),
     ) -> IngestReport:
+        """Ingest ``inputs`` (the other ``ingest_*`` methods make them)."""
         store = self.store(create=True)
         return run_ingest(
             store,
@@ -218,6 +241,7 @@ class KnowledgeBase:
             progress=progress,
             warn=warn,
             prune_records=prune_records,
+            prune_patterns=prune_patterns,
         )
 
     # -- retrieval --------------------------------------------------------------------
@@ -336,18 +360,27 @@ class KnowledgeBase:
         )
 
     # -- removal ------------------------------------------------------------------------
-    def remove(self, targets: Sequence[str | Path]) -> tuple[list[str], int]:
-        """Remove sources: a stored source name, a file's path, or a directory
-        (every source under it). Returns the sources removed and their chunk count."""
-        store = self.store()
-        with store.session() as session:
+    def matching_sources(self, targets: Sequence[str | Path]) -> dict[str, int]:
+        """The stored sources ``targets`` name (stored names, file paths, directories,
+        glob patterns), with their chunk counts; an error names a target that
+        matches nothing."""
+        with self.store().session() as session:
             known = list_sources(session)
-            doomed: list[str] = []
-            for target in targets:
-                matched = _match_sources(str(target), known)
-                if not matched:
-                    raise InputError(f"not in the knowledge base: {target}")
-                doomed.extend(m for m in matched if m not in doomed)
+        found: dict[str, int] = {}
+        for target in targets:
+            matched = _match_sources(str(target), known)
+            if not matched:
+                raise InputError(f"not in the knowledge base: {target}")
+            for m in matched:
+                found.setdefault(m, known[m].n_chunks)
+        return found
+
+    def remove(self, targets: Sequence[str | Path]) -> tuple[list[str], int]:
+        """Remove sources: a stored source name, a file's path, a directory
+        (every source under it), or a glob pattern. Returns the sources removed
+        and their chunk count."""
+        doomed = list(self.matching_sources(targets))
+        with self.store().session() as session:
             chunks = remove_sources(session, doomed)
         return doomed, chunks
 
@@ -458,6 +491,11 @@ def _empty(store: Store) -> EmptyStoreError:
 def _match_sources(target: str, known: dict[str, Any]) -> list[str]:
     if target in known:
         return [target]
+    if glob.has_magic(target):
+        # Against stored names as given, and against paths made absolute.
+        named = glob_matcher(target)
+        pathlike = glob_matcher(os.path.abspath(os.path.expanduser(target)))
+        return sorted(s for s in known if named.match(s) or pathlike.match(s))
     path = Path(target).expanduser()
     candidates = {str(path.absolute()), str(path.resolve())}
     hits = [c for c in candidates if c in known]

@@ -74,27 +74,49 @@ def _is_hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def expand_paths(args: list[str]) -> tuple[list[Path], list[Path]]:
+@dataclasses.dataclass
+class Expansion:
+    """What a list of path arguments names."""
+
+    files: list[Path]
+    dirs: list[Path]  # directories given (or matched): --prune covers what is under them
+    patterns: list[str]  # glob patterns given, made absolute: --prune covers what they match
+    notes: list[str]  # what was left out and why (empty directories, symlinked ones)
+
+
+def expand_paths(args: list[str]) -> Expansion:
     """Files named by ``args`` (files, directories walked recursively, glob
-    patterns), and the directories given, for ``--prune``.
+    patterns), and the directories and patterns given, for ``--prune``.
 
     Hidden files and directories inside a given directory are left out, as
-    version-control and tool folders are not documents. A path that matches
-    nothing is an error before anything is ingested.
+    version-control and tool folders are not documents; symlinked directories
+    inside one are not followed (a note says so). A path that matches nothing
+    is an error before anything is ingested.
     """
     files: dict[Path, None] = {}
     dirs: list[Path] = []
+    patterns: list[str] = []
+    notes: list[str] = []
+
+    def walk(root: Path) -> None:
+        found = list(_walk(root, notes))
+        if not found:
+            notes.append(f"{root} holds no files to ingest")
+        files.update(dict.fromkeys(found))
+
     for arg in args:
         path = Path(arg).expanduser()
         if glob.has_magic(arg) and not path.exists():
-            matches = sorted(glob.glob(os.path.expanduser(arg), recursive=True))
+            pattern = os.path.abspath(os.path.expanduser(arg))
+            patterns.append(pattern)
+            matches = sorted(glob.glob(pattern, recursive=True))
             if not matches:
                 raise InputError(f"no files match {arg!r}")
             for m in matches:
                 mp = Path(m)
                 if mp.is_dir():
                     dirs.append(mp.resolve())
-                    files.update(dict.fromkeys(_walk(mp.resolve())))
+                    walk(mp.resolve())
                 else:
                     files[mp.resolve()] = None
             continue
@@ -103,18 +125,63 @@ def expand_paths(args: list[str]) -> tuple[list[Path], list[Path]]:
         if path.is_dir():
             root = path.resolve()
             dirs.append(root)
-            files.update(dict.fromkeys(_walk(root)))
+            walk(root)
         else:
             files[path.absolute() if path.is_symlink() else path.resolve()] = None
-    return list(files), dirs
+    return Expansion(list(files), dirs, patterns, notes)
 
 
-def _walk(root: Path) -> Iterator[Path]:
+def _walk(root: Path, notes: list[str]) -> Iterator[Path]:
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for d in dirnames:
+            if not d.startswith(".") and os.path.islink(os.path.join(dirpath, d)):
+                notes.append(
+                    f"skipped {os.path.join(dirpath, d)}: a symlinked directory (not followed; "
+                    "give its path to ingest it)"
+                )
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if not d.startswith(".") and not os.path.islink(os.path.join(dirpath, d))
+        )
         for name in sorted(filenames):
             if not name.startswith("."):
                 yield Path(dirpath) / name
+
+
+def glob_matcher(pattern: str) -> re.Pattern[str]:
+    """A regular expression matching what the glob ``pattern`` matches:
+    ``*`` and ``?`` within one path component, ``**`` across components."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if ch == "*":
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "[":
+            end = pattern.find("]", i + 1)
+            if end < 0:
+                out.append(re.escape(ch))
+            else:
+                body = pattern[i + 1 : end]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append(f"[{body}]")
+                i = end
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return re.compile("".join(out) + r"\Z")
 
 
 def kind_of(source: str, hint: str | None = None) -> str:
