@@ -197,11 +197,37 @@ def kind_of(source: str, hint: str | None = None) -> str:
     return "text"
 
 
+# Decompressed text beyond this is not a document (a gzip bomb, a database dump).
+MAX_GUNZIPPED = 256 * 1024 * 1024
+
+
+def gunzip(data: bytes) -> bytes:
+    """The contents of gzip-compressed ``data`` (docs and man pages ship so)."""
+    import zlib
+
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        out = inflater.decompress(data, MAX_GUNZIPPED)
+    except zlib.error as exc:
+        raise Skipped(f"corrupt gzip file ({exc})") from None
+    if inflater.unconsumed_tail:
+        raise Skipped(f"compressed file expands beyond {MAX_GUNZIPPED // 2**20} MB")
+    if not inflater.eof:
+        raise Skipped("corrupt gzip file (truncated)")
+    return out
+
+
 def extract(inp: Input, data: bytes) -> Document:
     """The text of one input; raises :class:`Skipped` when there is none to take."""
     if not data:
         raise Skipped("empty")
-    kind = kind_of(inp.source, inp.kind_hint)
+    name = inp.source
+    if data.startswith(b"\x1f\x8b"):
+        data = gunzip(data)
+        if not data:
+            raise Skipped("empty (compressed)")
+        name = name.removesuffix(".gz")
+    kind = kind_of(name, inp.kind_hint)
     if kind == "pdf" or data.startswith(b"%PDF-"):
         return _pdf(inp.source, data)
     text = decode_text(data)
@@ -227,6 +253,9 @@ def decode_text(data: bytes) -> str:
             raise Skipped("binary file (invalid UTF-16)") from None
     head = data[:_SNIFF]
     if b"\x00" in head:
+        text = _utf16_without_bom(data)
+        if text is not None:
+            return text
         raise Skipped("binary file")
     try:
         return data.decode("utf-8-sig")
@@ -248,6 +277,24 @@ def decode_text(data: bytes) -> str:
     if controls > len(text[:_SNIFF]) * 0.01:
         raise Skipped("binary file")
     return text
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """Text if ``data`` is UTF-16 with no byte-order mark: ASCII-range text then
+    has a zero in every other byte, all on the same side."""
+    head = data[: _SNIFF - _SNIFF % 2]
+    if len(head) < 4 or len(data) % 2:
+        return None
+    even, odd = head[0::2], head[1::2]
+    for zeros, encoding in ((odd, "utf-16-le"), (even, "utf-16-be")):
+        if zeros.count(0) >= len(zeros) * 0.6:
+            try:
+                text = data.decode(encoding)
+            except UnicodeDecodeError:
+                return None
+            controls = sum(1 for ch in text[:_SNIFF] if ord(ch) < 32 and ch not in "\t\n\r\f\v")
+            return text if controls <= len(text[:_SNIFF]) * 0.01 else None
+    return None
 
 
 _LATIN_LOOKALIKES = {
@@ -303,13 +350,19 @@ def _pdf(source: str, data: bytes) -> Document:
 
     # pypdf logs recoverable damage as warnings; the skip message covers the rest.
     logging.getLogger("pypdf").setLevel(logging.ERROR)
+    from pypdf import PasswordType
+
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
+            # Many PDFs are encrypted with an empty user password (copy protection
+            # only): those open; one that needs a password is skipped as such.
             try:
-                reader.decrypt("")
-            except Exception:
-                raise Skipped("encrypted PDF") from None
+                opened = reader.decrypt("")
+            except Exception as exc:
+                raise Skipped(f"encrypted PDF (cannot decrypt: {type(exc).__name__})") from None
+            if opened == PasswordType.NOT_DECRYPTED:
+                raise Skipped("encrypted PDF (needs a password)")
         pages = [page.extract_text() or "" for page in reader.pages]
     except Skipped:
         raise
