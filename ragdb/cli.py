@@ -250,7 +250,7 @@ def ingest(
     else:
         click.echo(report.summary())
     ingested = report.added + report.updated + report.unchanged
-    if report.skipped and ingested == 0:
+    if report.skipped and ingested == 0 and report.removed == 0:
         _fail(f"nothing ingested: {report.skipped} input(s) skipped", 1)
 
 

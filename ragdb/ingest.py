@@ -94,10 +94,30 @@ def run_ingest(
     matches ``prune_patterns`` or (``prune_records``) left its records file."""
     started = time.perf_counter()
     report = IngestReport()
+    pruning = bool(prune_dirs or prune_patterns or prune_records)
+    with store.session() as session:
+        existing = list_sources(session)
+    # Sources that can no longer be read but have a stored version: their text
+    # no longer exists, so --prune removes them; without it the warning says so.
+    stale: list[str] = []
 
     def skip(source: str, reason: str) -> None:
         report.skipped += 1
-        report.skipped_sources.append({"source": source, "reason": reason})
+        entry = {"source": source, "reason": reason}
+        known = existing.get(source)
+        if known is not None:
+            if pruning:
+                stale.append(source)
+                entry["stored_version"] = "removed (--prune)"
+                reason += "; its stored version is removed (--prune)"
+            else:
+                entry["stored_version"] = "kept"
+                chunks = f"{known.n_chunks} chunk{'' if known.n_chunks == 1 else 's'}"
+                reason += (
+                    f"; its previous version ({chunks}) is still stored and answers "
+                    f"queries: drop it with `ragdb remove {source}`, or ingest with --prune"
+                )
+        report.skipped_sources.append(entry)
         if warn:
             warn(f"skipped {source}: {reason}")
 
@@ -113,9 +133,6 @@ def run_ingest(
             skip(inp.source, "empty")
             continue
         fingerprints.append((inp, source_hash(data, chunker, inp.describe())))
-
-    with store.session() as session:
-        existing = list_sources(session)
 
     todo: list[_Pending] = []
     for inp, digest in fingerprints:
@@ -179,7 +196,7 @@ def run_ingest(
     #    records no longer in the records files given.
     origins = {inp.origin for inp in inputs if inp.origin}
     matchers = [glob_matcher(p) for p in prune_patterns]
-    if prune_dirs or matchers or (prune_records and origins):
+    if prune_dirs or matchers or (prune_records and origins) or stale:
         seen = {inp.source for inp in inputs}
         gone = [
             src
@@ -197,6 +214,7 @@ def run_ingest(
                 or (prune_records and info.origin in origins)
             )
         ]
+        gone += [src for src in stale if src not in gone]
         if gone:
             with store.session() as session:
                 report.chunks_removed += remove_sources(session, gone)

@@ -65,3 +65,29 @@ def test_compressed_and_utf16_text_is_read(local_ragdb: Ragdb, tmp_path: Path) -
         assert needle in hit["text"], (question, hit)
     md = next(s for s in local_ragdb.json("sources") if s["source"].endswith("notes.md.gz"))
     assert md["kind"] == "markdown"
+
+
+def test_a_stored_file_that_can_no_longer_be_read_is_not_kept_silently(
+    local_ragdb: Ragdb, tmp_path: Path
+) -> None:
+    d = tmp_path / "docs"
+    d.mkdir()
+    (d / "keep.txt").write_text("Ibises probe the mud with curved bills.")
+    (d / "gone.txt").write_text("Tapirs have a short prehensile snout.")
+    write_pdf(d / "report.pdf", ["Meerkats take turns standing guard."])
+    local_ragdb("ingest", str(d))
+    (d / "gone.txt").write_text("")
+    (d / "report.pdf").write_bytes(b"%PDF-1.4 this is not a PDF any more")
+    result = local_ragdb("ingest", str(d))
+    assert "its previous version (1 chunk) is still stored" in result.stderr
+    assert f"ragdb remove {d / 'gone.txt'}" in result.stderr
+    # Stored, and said to be: the rule is to keep it until --prune or remove.
+    names = {Path(s["source"]).name for s in local_ragdb.json("sources")}
+    assert names == {"keep.txt", "gone.txt", "report.pdf"}
+    out = local_ragdb.json("ingest", "--prune", str(d))
+    assert out["removed"] == 2 and out["unchanged"] == 1
+    assert {s["stored_version"] for s in out["skipped_sources"]} == {"removed (--prune)"}
+    names = {Path(s["source"]).name for s in local_ragdb.json("sources")}
+    assert names == {"keep.txt"}
+    hits = local_ragdb.json("query", "tapir snout", "--retrieve-only", "--mode", "bm25")
+    assert all("Tapirs" not in h["text"] for h in hits["chunks"])
