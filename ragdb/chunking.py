@@ -10,8 +10,10 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import hashlib
+import itertools
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -19,6 +21,12 @@ if TYPE_CHECKING:
 # [CLS] and [SEP] (or their equivalents) take two of the model's positions.
 SPECIAL_TOKENS = 2
 DEFAULT_OVERLAP = 32
+
+# The splitter searches a stretch without line breaks as a whole at each step:
+# on a multi-megabyte one-line text that is quadratic (a 5 MB file took 15
+# minutes). Longer stretches are cut into pieces first, at a sentence end or a
+# space; text with ordinary lines is chunked exactly as before.
+LONG_LINE = 16_000
 
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
 
@@ -107,7 +115,7 @@ class Chunker:
         headings = _headings(text) if markdown else []
         heading_starts = [h[0] for h in headings]
         chunks = []
-        for start, piece in splitter.chunk_indices(text):
+        for start, piece in self._chunk_indices(splitter, text):
             if not piece.strip():
                 continue
             heading = None
@@ -118,6 +126,18 @@ class Chunker:
             chunks.append(Chunk(piece, start, start + len(piece), heading))
         return chunks
 
+    @staticmethod
+    def _chunk_indices(splitter: Any, text: str) -> Iterator[tuple[int, str]]:
+        """The splitter's (offset, chunk) pairs, run piece by piece over text
+        whose line-free stretches were cut at LONG_LINE characters."""
+        bounds = segments(text)
+        if len(bounds) == 2:
+            yield from splitter.chunk_indices(text)
+            return
+        for lo, hi in itertools.pairwise(bounds):
+            for start, piece in splitter.chunk_indices(text[lo:hi]):
+                yield lo + start, piece
+
     def _fits(self, text: str) -> bool:
         # Text runs about 4-5 characters a token: one this long will not fit, and
         # the splitter's answer is right either way.
@@ -127,6 +147,32 @@ class Chunker:
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=True).ids)
+
+
+def segments(text: str, long_line: int = LONG_LINE) -> list[int]:
+    """Offsets that cut ``text`` so that no piece holds more than ``long_line``
+    characters without a line break: ``[0, len(text)]`` for ordinary text."""
+    cuts = [0]
+    n = len(text)
+    line_start = 0
+    while line_start < n:
+        nl = text.find("\n", line_start)
+        line_end = n if nl < 0 else nl
+        while line_end - line_start > long_line:
+            limit = line_start + long_line
+            floor = line_start + long_line // 2
+            cut = text.rfind(". ", floor, limit) + 2
+            if cut < floor + 2:
+                cut = text.rfind(" ", floor, limit) + 1
+            if cut <= floor:
+                cut = limit  # no space at all: a hard cut
+            cuts.append(cut)
+            line_start = cut
+        if nl < 0:
+            break
+        line_start = nl + 1
+    cuts.append(n)
+    return cuts
 
 
 def _headings(text: str) -> list[tuple[int, str]]:

@@ -88,3 +88,41 @@ def test_overlap_between_neighbours() -> None:
     assert len(chunks) > 3
     overlapping = sum(1 for a, b in itertools.pairwise(chunks) if b.start < a.end)
     assert overlapping >= len(chunks) // 2
+
+
+class RecordingSplitter:
+    """The real splitter, noting how much text each call was handed."""
+
+    def __init__(self, splitter: object) -> None:
+        self.splitter = splitter
+        self.calls: list[int] = []
+
+    def chunk_indices(self, text: str) -> list[tuple[int, str]]:
+        self.calls.append(len(text))
+        return self.splitter.chunk_indices(text)  # type: ignore[attr-defined, no-any-return]
+
+
+def test_text_without_line_breaks_is_chunked_in_bounded_pieces() -> None:
+    import random
+
+    from ragdb.chunking import LONG_LINE, segments
+
+    rng = random.Random(0)
+    vocab = "alpha beta gamma delta cell protein gene tumor immune market river".split()
+    # 300,000 characters in one line: once quadratic in the splitter.
+    text = " ".join(rng.choice(vocab) for _ in range(60_000))[:300_000]
+    ordinary = "A line of text.\n" * 20_000
+    assert segments(ordinary) == [0, len(ordinary)]  # ordinary text is cut as before
+    c = Chunker.for_model(get_embedder("all-MiniLM-L6-v2").tokenizer, 256)
+    recorder = RecordingSplitter(c._text)
+    c._text = recorder  # type: ignore[assignment]
+    chunks = c.split(text)
+    # Work per splitter call is bounded, so the whole is linear in the text's size.
+    assert max(recorder.calls) <= LONG_LINE
+    assert len(recorder.calls) == len(segments(text)) - 1 <= 2 * len(text) // LONG_LINE + 1
+    assert sum(recorder.calls) == len(text)
+    starts = [ch.start for ch in chunks]
+    assert starts == sorted(starts) and chunks[-1].end >= len(text.rstrip()) - 1
+    for ch in chunks:
+        assert text[ch.start : ch.end] == ch.text
+        assert c.count_tokens(ch.text) <= 256
