@@ -6,7 +6,8 @@ Starts from ragdb's own fp32 export of all-MiniLM-L6-v2 and derives: the
 graph-optimised model (onnxruntime's transformer optimizer, fused attention,
 layer norm and GELU: what sentence-transformers' O1-O3 levels do), and dynamic
 int8 quantisations (signed or unsigned weights, per channel or per tensor, with
-and without reduce_range, on the plain and the optimised graph). For each it
+and without reduce_range, every MatMul or all but the feed-forward
+down-projections, on the plain and the optimised graph). For each it
 prints documents/s on the first N SciFact documents (title + abstract), one
 query's latency, and the cosine of its vectors to sentence-transformers' (torch).
 """
@@ -56,15 +57,22 @@ def main() -> int:
     )
     fused.save_model_to_file(str(work / "fused.onnx"))
     variants["fp32 fused"] = work / "fused.onnx"
+    from ragdb.onnx_backend import down_projections
+
+    fp32_path = base / "model.onnx"
     for graph in ("fp32", "fp32 fused"):
-        for weight, per_channel, reduce in (
-            ("QInt8", True, True),
-            ("QInt8", True, False),
-            ("QInt8", False, False),
-            ("QUInt8", True, False),
+        for weight, per_channel, reduce, matmul_only, keep_down in (
+            ("QInt8", True, True, True, True),  # what ragdb ships as onnx-int8
+            ("QInt8", True, True, False, False),
+            ("QInt8", True, False, False, False),
+            ("QInt8", False, False, False, False),
+            ("QUInt8", True, False, False, False),
         ):
+            if graph == "fp32 fused" and keep_down:
+                continue  # fused nodes have other names
             name = f"{graph.replace('fp32', 'int8')} {weight} {'pc' if per_channel else 'pt'}"
             name += " rr" if reduce else ""
+            name += " down-fp32" if keep_down else ""
             out = work / (name.replace(" ", "-") + ".onnx")
             quantize_dynamic(
                 str(variants[graph]),
@@ -72,6 +80,8 @@ def main() -> int:
                 weight_type=getattr(QuantType, weight),
                 per_channel=per_channel,
                 reduce_range=reduce,
+                op_types_to_quantize=["MatMul"] if matmul_only else None,
+                nodes_to_exclude=down_projections(fp32_path) if keep_down else None,
                 extra_options={"DefaultTensorType": TensorProto.FLOAT},
             )
             variants[name] = out
