@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -174,6 +175,18 @@ def cli(
     help="A JSONL or CSV file whose records are each a source.",
 )
 @click.option("--id-field", default="id", show_default=True, help="Record id field.")
+@click.option(
+    "--id-prefix",
+    default="",
+    metavar="TEXT",
+    help="Prefix for the source names of records (keeps two records files apart).",
+)
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Replace a stored source of the same name that came from elsewhere "
+    "(another file type, standard input, another records file) instead of refusing.",
+)
 @click.option("--text-field", default="text", show_default=True, help="Record text field.")
 @click.option("--title-field", help="Record title field (prefixed to the text).")
 @click.option(
@@ -201,6 +214,8 @@ def ingest(
     name: str | None,
     records: str | None,
     id_field: str,
+    id_prefix: str,
+    replace: bool,
     text_field: str,
     title_field: str | None,
     meta_fields: tuple[str, ...],
@@ -221,6 +236,8 @@ def ingest(
         raise UsageError("'-' (standard input) cannot be combined with other paths")
     if name is not None and "-" not in paths:
         raise UsageError("--name applies only to standard input ('-')")
+    if id_prefix and records is None:
+        raise UsageError("--id-prefix applies only to --records")
     kb = _kb(ctx, device=device)
     progress = _Bar("embedding", "chunk")
 
@@ -233,6 +250,8 @@ def ingest(
                 title_field=title_field,
                 meta_fields=meta_fields,
                 prune=prune,
+                id_prefix=id_prefix,
+                replace=replace,
                 progress=progress,
                 warn=_warn,
             )
@@ -240,9 +259,17 @@ def ingest(
             data = sys.stdin.buffer.read()
             if not data.strip():
                 raise RagdbError("standard input is empty: nothing to ingest")
-            report = kb.ingest_text(name or "stdin", data, progress=progress, warn=_warn)
+            if name is None:
+                # Each unnamed input a source of its own: never one "stdin" replacing another.
+                now = time.time()
+                name = f"stdin-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}"
+                name += f".{int(now * 1000) % 1000:03d}"
+                click.echo(f"storing standard input as {name!r} (--name sets another)", err=True)
+            report = kb.ingest_text(name, data, replace=replace, progress=progress, warn=_warn)
         else:
-            report = kb.ingest(list(paths), prune=prune, progress=progress, warn=_warn)
+            report = kb.ingest(
+                list(paths), prune=prune, replace=replace, progress=progress, warn=_warn
+            )
     finally:
         progress.close()
     if as_json:

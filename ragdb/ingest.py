@@ -20,8 +20,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .chunking import Chunk, Chunker
+from .errors import InputError
 from .loaders import Document, Input, Skipped, extract, glob_matcher
-from .sources import NewVersion, chunk_id, chunks_of, list_sources, remove_sources, write_versions
+from .sources import (
+    NewVersion,
+    SourceInfo,
+    chunk_id,
+    chunks_of,
+    list_sources,
+    remove_sources,
+    write_versions,
+)
 from .store import utcnow
 
 if TYPE_CHECKING:
@@ -89,14 +98,21 @@ def run_ingest(
     batch_size: int | None = None,
     prune_records: bool = False,
     prune_patterns: Sequence[str] = (),
+    replace: bool = False,
 ) -> IngestReport:
     """Ingest ``inputs`` into ``store``; prune what left ``prune_dirs``, no longer
-    matches ``prune_patterns`` or (``prune_records``) left its records file."""
+    matches ``prune_patterns`` or (``prune_records``) left its records file.
+
+    A source whose name is stored with another type or origin (a file, standard
+    input, a record of another records file) is refused before anything is
+    written, unless ``replace``."""
     started = time.perf_counter()
     report = IngestReport()
     pruning = bool(prune_dirs or prune_patterns or prune_records)
     with store.session() as session:
         existing = list_sources(session)
+    if not replace:
+        check_collisions(inputs, existing)
     # Sources that can no longer be read but have a stored version: their text
     # no longer exists, so --prune removes them; without it the warning says so.
     stale: list[str] = []
@@ -222,6 +238,24 @@ def run_ingest(
 
     report.seconds = round(time.perf_counter() - started, 3)
     return report
+
+
+def check_collisions(inputs: Sequence[Input], existing: dict[str, SourceInfo]) -> None:
+    """An error naming the first input whose name is stored as something else."""
+    for inp in inputs:
+        known = existing.get(inp.source)
+        if known is None or (known.source_type, known.origin) == (inp.source_type, inp.origin):
+            continue
+        new = SourceInfo(inp.source, "", 0, "", "", inp.origin, inp.source_type).describe()
+        hint = {
+            "record": "give its records another --id-prefix",
+            "text": "choose another --name",
+            "file": "remove the stored one first",
+        }[inp.source_type]
+        raise InputError(
+            f"{inp.source!r} is stored as {known.describe()}, and this is {new}: "
+            f"{hint}, or add --replace to replace it"
+        )
 
 
 def _under(source: str, directory: Path) -> bool:
@@ -381,6 +415,7 @@ def _metadata(item: _Pending, index: int, chunk: Chunk, n: int, now: str) -> dic
         meta["title"] = item.doc.title
     if item.inp.origin:
         meta["origin"] = item.inp.origin
+    meta["source_type"] = item.inp.source_type
     for key, value in item.inp.meta:
         if key not in meta:
             meta[key] = value

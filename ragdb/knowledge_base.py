@@ -158,6 +158,7 @@ class KnowledgeBase:
         paths: Sequence[str | Path] = (),
         *,
         prune: bool = False,
+        replace: bool = False,
         progress: Progress | None = None,
         warn: Warn | None = None,
     ) -> IngestReport:
@@ -185,6 +186,7 @@ class KnowledgeBase:
             prune_patterns=found.patterns if prune else (),
             progress=progress,
             warn=warn,
+            replace=replace,
         )
 
     def ingest_text(
@@ -193,6 +195,7 @@ class KnowledgeBase:
         data: bytes | str,
         *,
         kind: str | None = None,
+        replace: bool = False,
         progress: Progress | None = None,
         warn: Warn | None = None,
     ) -> IngestReport:
@@ -202,7 +205,10 @@ class KnowledgeBase:
         if not name.strip():
             raise UsageError("a source name must not be empty")
         return self.ingest_inputs(
-            [Input(source=name, data=data, kind_hint=kind)], progress=progress, warn=warn
+            [Input(source=name, data=data, kind_hint=kind)],
+            progress=progress,
+            warn=warn,
+            replace=replace,
         )
 
     def ingest_records(
@@ -214,12 +220,20 @@ class KnowledgeBase:
         title_field: str | None = None,
         meta_fields: Sequence[str] = (),
         prune: bool = False,
+        id_prefix: str = "",
+        replace: bool = False,
         progress: Progress | None = None,
         warn: Warn | None = None,
     ) -> IngestReport:
-        """Add each record of a JSONL or CSV file as a source named by its id."""
+        """Add each record of a JSONL or CSV file as a source named by
+        ``id_prefix`` and its id. A record whose name is stored from another
+        records file is refused (unless ``replace``)."""
         inputs = read_records(path, id_field, text_field, title_field, tuple(meta_fields))
-        return self.ingest_inputs(inputs, progress=progress, warn=warn, prune_records=prune)
+        if id_prefix:
+            inputs = [dataclasses.replace(i, source=id_prefix + i.source) for i in inputs]
+        return self.ingest_inputs(
+            inputs, progress=progress, warn=warn, prune_records=prune, replace=replace
+        )
 
     def ingest_inputs(
         self,
@@ -229,6 +243,7 @@ class KnowledgeBase:
         warn: Warn | None = None,
         prune_records: bool = False,
         prune_patterns: Sequence[str] = (),
+        replace: bool = False,
     ) -> IngestReport:
         """Ingest ``inputs`` (the other ``ingest_*`` methods make them)."""
         store = self.store(create=True)
@@ -242,6 +257,7 @@ class KnowledgeBase:
             warn=warn,
             prune_records=prune_records,
             prune_patterns=prune_patterns,
+            replace=replace,
         )
 
     # -- retrieval --------------------------------------------------------------------

@@ -65,6 +65,14 @@ class Input:
         except OSError as exc:
             raise Skipped(f"cannot read: {exc.strerror or exc}") from None
 
+    @property
+    def source_type(self) -> str:
+        """What kind of thing the source is: a ``file``, a ``record`` of a
+        records file, or ``text`` given directly (standard input, the API)."""
+        if self.origin:
+            return "record"
+        return "file" if self.path is not None else "text"
+
     def describe(self) -> str:
         """What, beside its bytes, decides how this input is stored."""
         return repr((self.kind_hint, self.title, self.meta))

@@ -34,6 +34,13 @@ class SourceInfo:
     ingested_at: str
     kind: str
     origin: str | None = None  # the records file a record came from
+    source_type: str = "file"  # "file", "record" or "text" (see Input.source_type)
+
+    def describe(self) -> str:
+        """The source's type and origin, in words."""
+        if self.source_type == "record":
+            return f"a record of {self.origin}"
+        return "a file" if self.source_type == "file" else "text given directly"
 
 
 @dataclasses.dataclass
@@ -72,7 +79,15 @@ def _info(meta: Any) -> SourceInfo:
         ingested_at=str(meta.get("ingested_at", "")),
         kind=str(meta.get("kind", "text")),
         origin=str(meta["origin"]) if meta.get("origin") else None,
+        source_type=str(meta.get("source_type") or _infer_type(meta)),
     )
+
+
+def _infer_type(meta: Any) -> str:
+    # Chunks written before source types were recorded.
+    if meta.get("origin"):
+        return "record"
+    return "file" if str(meta["source"]).startswith("/") else "text"
 
 
 def _batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
