@@ -164,35 +164,17 @@ def test_stream_answer_raises_llm_error_for_404() -> None:
 
 
 def test_answer_bounded_by_max_tokens_real_llm(filled: Ragdb, llm_server: str) -> None:
-    out = filled.json(
-        "query",
-        "Write the word octopus three hundred times.",
-        "--llm-url",
-        llm_server,
-        "--model",
-        "smollm2",
-        "--max-tokens",
-        "3",
-    )
+    args = ["query", "Write the word octopus three hundred times."]
+    args += ["--llm-url", llm_server, "--model", "smollm2", "--max-tokens", "3"]
+    out = filled.json(*args)
     # Whatever SmolLM2 says (it is told to answer from the context only), it
     # needs more than three tokens: the server stops there and ragdb says so.
     assert out["truncated"] is True and out["truncated_reason"] == "max_tokens"
     assert 0 < len(out["answer"]) < 60
     # Without --json the cut is said on stderr, the answer still on stdout.
-    result = filled(
-        "query",
-        "Write the word octopus three hundred times.",
-        "--llm-url",
-        llm_server,
-        "--model",
-        "smollm2",
-        "--max-tokens",
-        "3",
-    )
-    assert (
-        "the answer was cut short: it reached --max-tokens 3" in result.stderr
-        and "Answer:" in result.stdout
-    )
+    result = filled(*args)
+    assert "the answer was cut short: it reached --max-tokens 3" in result.stderr
+    assert "Answer:" in result.stdout
 
 
 def test_whole_answer_deadline(filled: Ragdb) -> None:
