@@ -23,7 +23,19 @@ if TYPE_CHECKING:
     from .retrieve import Hit
 
 
+class RagdbCommand(click.Command):
+    """A subcommand whose usage errors show its own usage line, not the group's."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            raise click.UsageError(str(exc), ctx) from None
+
+
 class RagdbGroup(click.Group):
+    command_class = RagdbCommand
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -515,7 +527,9 @@ def sources_cmd(ctx: click.Context, as_json: bool) -> None:
         _emit_json(items)
         return
     for item in items:
-        click.echo(f"{item['n_chunks']:>5}  {item['ingested_at'][:19]}  {item['source']}")
+        # One line per source, whatever its name holds (a newline in a file name).
+        name = item["source"].encode("unicode_escape").decode("ascii")
+        click.echo(f"{item['n_chunks']:>5}  {item['ingested_at'][:19]}  {name}")
 
 
 # -- evaluation ---------------------------------------------------------------------------

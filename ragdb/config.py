@@ -136,8 +136,6 @@ class Settings:
                 # An unset variable in `--store "$KB"` must not mean the current directory.
                 raise UsageError("the store path is empty: give --store DIR (or RAGDB_STORE)")
             values["store"] = Path(values["store"]).expanduser()
-        if values.get("device", "auto") not in ("auto", "cpu", "cuda", "mps"):
-            raise UsageError(f"unknown device {values['device']!r}: use auto, cpu, cuda or mps")
         if values.get("embed_backend") is not None:
             from .embeddings import check_backend
 

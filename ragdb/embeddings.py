@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
+DEVICES = ("auto", "cpu", "cuda", "mps")
 # Backends whose vectors agree to a cosine of 0.9999 or better (tests/test_onnx.py
 # checks it) share a family: a store made with one answers queries embedded by
 # another. int8 weights move vectors by ~0.01 (cosine ~0.99): a family of its own.
@@ -129,6 +130,9 @@ _models: dict[tuple[str, str, str], Embedder] = {}
 def get_embedder(name: str, device: str = "auto", backend: str = "torch") -> Embedder:
     """The process-wide embedder for ``name`` on ``device`` with ``backend``
     (made once, loaded on first use)."""
+    if device not in DEVICES:
+        # Checked here, where a model loads, so that `status` works whatever it says.
+        raise UsageError(f"unknown device {device!r}: use {', '.join(DEVICES)}")
     key = (canonical_name(name), device, check_backend(backend))
     with _lock:
         embedder = _models.get(key)

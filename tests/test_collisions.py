@@ -47,3 +47,21 @@ def test_same_record_id_in_two_records_files(ragdb: Ragdb, tmp_path: Path) -> No
     # The same file again is an update, not a collision.
     a.write_text(json.dumps({"id": "r1", "text": "Ravens solve puzzles and hold grudges."}) + "\n")
     assert ragdb.json("ingest", "--records", str(a))["updated"] == 1
+
+
+def test_small_findings(local_ragdb: Ragdb, facts_dir: Path, tmp_path: Path) -> None:
+    # A newline in a file name keeps `sources` one line per source.
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "two\nlines.txt").write_text("Dugongs graze on seagrass meadows.")
+    local_ragdb("ingest", str(odd))
+    lines = local_ragdb("sources").stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].endswith("two\\nlines.txt")
+    # An unknown device stops only what loads a model.
+    env = {"RAGDB_DEVICE": "tpu"}
+    assert local_ragdb.json("status", env=env)["chunks"] == 1
+    err = local_ragdb("query", "dugong", "--retrieve-only", code=2, env=env).stderr
+    assert "unknown device 'tpu'" in err
+    # A subcommand's usage error shows that subcommand's usage.
+    err = local_ragdb("ingest", code=2).stderr
+    assert "ingest [OPTIONS] [PATHS]..." in err and "nothing to ingest" in err
