@@ -296,7 +296,13 @@ def ingest(
 # -- query ----------------------------------------------------------------------------
 def _print_hit(hit: Hit, width: int = 300) -> None:
     head = click.style(f"[{hit.rank}]", bold=True)
-    click.echo(f"{head} {hit.source}  ({hit.location}, similarity {hit.score:.3f})")
+    # In hybrid and bm25 modes the order is not the similarity's: say what it is.
+    order = ""
+    if "fused" in hit.scores:
+        order = f", fused rank score {hit.scores['fused']:.4f}"
+    elif "bm25" in hit.scores:
+        order = f", BM25 {hit.scores['bm25']:.2f}"
+    click.echo(f"{head} {hit.source}  ({hit.location}, similarity {hit.score:.3f}{order})")
     text = " ".join(hit.text.split())
     if len(text) > width:
         text = text[: width - 1] + "…"

@@ -52,6 +52,10 @@ def test_human_output_numbers_chunks(ragdb: Ragdb, facts_dir: Path) -> None:
     lines = result.stdout.splitlines()
     assert lines[0].startswith("[1] ") and "fact2.txt" in lines[0]
     assert "similarity" in lines[0]
+    # Hybrid order is the fused rank's, and the line says so.
+    assert "fused rank score" in lines[0]
+    dense = ragdb("query", "coffee machine", "--retrieve-only", "--mode", "dense").stdout
+    assert "fused" not in dense and "similarity" in dense
     assert any(line.startswith("[2] ") for line in lines)
 
 
