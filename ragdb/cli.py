@@ -43,8 +43,9 @@ class RagdbGroup(click.Group):
             raise click.UsageError(str(exc), ctx) from None
         except RagdbError as exc:
             _fail(str(exc), exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
+        except KeyboardInterrupt as exc:
+            summary = getattr(exc, "summary", None)
+            click.echo(f"Interrupted: {summary()}." if summary else "Interrupted.", err=True)
             sys.exit(130)
 
 

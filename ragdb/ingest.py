@@ -37,8 +37,12 @@ if TYPE_CHECKING:
     from .embeddings import Embedder
     from .store import Store
 
-# Chunks embedded between two writes: bounds memory and how long queries wait.
-WRITE_EVERY = 1024
+# Chunks embedded between two writes: sized as the ingest goes so that each batch
+# takes about WRITE_SECONDS to embed, which bounds what a Ctrl-C throws away,
+# memory, and how long a query waits; within [WRITE_MIN, WRITE_MAX] chunks, and
+# small at first so that something is stored early.
+WRITE_SECONDS = 5.0
+WRITE_MIN, WRITE_FIRST, WRITE_MAX = 16, 64, 1024
 T = TypeVar("T")
 
 Progress = Callable[[int, int], None]  # (chunks done, chunks in all)
@@ -67,6 +71,23 @@ class IngestReport:
             f"{self.removed} removed, {self.skipped} skipped; "
             f"{self.chunks_embedded} chunk{'' if self.chunks_embedded == 1 else 's'} embedded "
             f"in {self.seconds:.1f}s"
+        )
+
+
+@dataclasses.dataclass
+class IngestInterrupted(KeyboardInterrupt):
+    """Ctrl-C during an ingest, after every batch embedded so far was written."""
+
+    def __init__(self, sources: int, chunks: int) -> None:
+        super().__init__()
+        self.sources, self.chunks = sources, chunks
+
+    def summary(self) -> str:
+        """What was saved, for the user."""
+        return (
+            f"{self.sources} source{'' if self.sources == 1 else 's'} "
+            f"({self.chunks} chunk{'' if self.chunks == 1 else 's'}) were saved before "
+            "the interruption; run the same command again to finish"
         )
 
 
@@ -163,6 +184,7 @@ def run_ingest(
     #      (the real cost) never waits for either.
     total = 0
     done = 0
+    budget = WRITE_FIRST  # chunks per batch, retuned after each one
 
     def chunked() -> Iterator[list[_Pending]]:
         nonlocal total
@@ -184,7 +206,7 @@ def run_ingest(
             group.append(item)
             size += len(item.chunks)
             total += len(item.chunks)
-            if size >= WRITE_EVERY:
+            if size >= budget:
                 yield group
                 group, size = [], 0
         if group:
@@ -196,17 +218,25 @@ def run_ingest(
         if progress:
             progress(done, total)
 
-    with _Writer(store) as writer:
-        for group in _prefetch(chunked()):
-            versions, old_ids = _embed(
-                store, embedder, group, report, tick, batch_size or embedder.batch_size
-            )
-            writer.put(versions, old_ids)
-            for item in group:
-                if item.updating:
-                    report.updated += 1
-                else:
-                    report.added += 1
+    writer = _Writer(store)
+    try:
+        with writer:
+            for group in _prefetch(chunked()):
+                t0 = time.perf_counter()
+                versions, old_ids = _embed(
+                    store, embedder, group, report, tick, batch_size or embedder.batch_size
+                )
+                rate = sum(len(item.chunks) for item in group) / (time.perf_counter() - t0)
+                budget = max(WRITE_MIN, min(WRITE_MAX, int(rate * WRITE_SECONDS)))
+                writer.put(versions, old_ids)
+                for item in group:
+                    if item.updating:
+                        report.updated += 1
+                    else:
+                        report.added += 1
+    except KeyboardInterrupt:
+        # Leaving the block above waited for the writes already queued.
+        raise IngestInterrupted(writer.sources, writer.chunks) from None
 
     # 4. Prune sources that no longer exist under the directories given, or
     #    records no longer in the records files given.
@@ -304,6 +334,7 @@ class _Writer:
         self.store = store
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=1)
         self.error: BaseException | None = None
+        self.sources = self.chunks = 0  # written so far
         self.thread = threading.Thread(target=self._run, name="ragdb-writer", daemon=True)
 
     def __enter__(self) -> _Writer:
@@ -325,6 +356,8 @@ class _Writer:
             try:
                 with self.store.session() as session:
                     write_versions(session, *job)
+                self.sources += len(job[0])
+                self.chunks += sum(len(v.ids) for v in job[0])
             except BaseException as exc:
                 self.error = exc
 
