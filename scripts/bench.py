@@ -330,6 +330,9 @@ def main() -> int:
         "--scale", type=int, default=None, help="chunks in the large query store (default 100000)"
     )
     parser.add_argument("--memory-chunks", type=int, default=None)
+    parser.add_argument(
+        "--ingest-only", action="store_true", help="only part 1-2: ingest with each backend"
+    )
     parser.add_argument("--json", action="store_true")
     opts = parser.parse_args()
     quick = opts.quick
@@ -342,6 +345,9 @@ def main() -> int:
     try:
         results["ingest"] = bench_ingest(work, opts.corpus, docs, BACKENDS)
         stores = {b: Path(p) for b, p in results["ingest"].pop("stores").items()}
+        if opts.ingest_only:
+            print(json.dumps(results["ingest"], indent=2))
+            return 0
         results["query_corpus"] = {b: bench_queries(store, nq) for b, store in stores.items()}
         results["query_large"] = {}
         # One synthetic store per family of vectors (onnx queries the torch one).
