@@ -336,10 +336,11 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     opts = parser.parse_args()
     quick = opts.quick
-    docs = opts.docs or (120 if quick else None)
-    scale = opts.scale or (5000 if quick else 100_000)
-    mem_chunks = opts.memory_chunks or (2000 if quick else 100_000)
-    nq = 50 if quick else 300
+    # --quick checks the harness in the suite: every part runs, as small as it can.
+    docs = opts.docs or (60 if quick else None)
+    scale = opts.scale or (2000 if quick else 100_000)
+    mem_chunks = opts.memory_chunks or (1000 if quick else 100_000)
+    nq = 20 if quick else 300
     work = Path(tempfile.mkdtemp(prefix="ragdb-bench-"))
     results: dict[str, Any] = {"machine": f"{os.cpu_count()} cores", "quick": quick}
     try:
@@ -364,7 +365,7 @@ def main() -> int:
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         )
         results["cli"] = bench_cli(
-            {b: stores[b] for b in ("torch", "onnx-int8")}, 3 if quick else 5
+            {b: stores[b] for b in ("torch", "onnx-int8")}, 1 if quick else 5
         )
         results["memory"] = bench_memory(work, mem_chunks)
     finally:
