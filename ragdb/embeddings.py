@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import EmbeddingModelError, UsageError
+from .errors import EmbeddingModelError, UsageError, first_line
 
 if TYPE_CHECKING:
     import numpy as np
@@ -317,9 +317,8 @@ class TorchEmbedder(Embedder):
         except ImportError:
             raise
         except Exception as exc:  # the library raises OSError, ValueError, HTTP errors...
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EmbeddingModelError(
-                f"cannot load embedding model {self.name!r}: {first}"
+                f"cannot load embedding model {self.name!r}: {first_line(exc)}"
             ) from exc
 
     @property

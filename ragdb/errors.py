@@ -7,6 +7,13 @@ one-line messages and the exit code each class carries.
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name if it has none):
+    what a one-line error shows of a library's failure."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class RagdbError(Exception):
     """Base class: a failure with a message fit to show a user."""
 

@@ -36,6 +36,7 @@ from .errors import (
     StoreNotFoundError,
     StoreVersionError,
     UsageError,
+    first_line,
 )
 
 if TYPE_CHECKING:
@@ -385,14 +386,14 @@ class Store:
             except Exception as exc:
                 raise StoreError(
                     f"cannot reach the Chroma server at {self.settings.chroma_url}: "
-                    f"{_first_line(exc)}"
+                    f"{first_line(exc)}"
                 ) from exc
         assert self.path is not None
         try:
             return chromadb.PersistentClient(path=str(self.path), settings=chroma_settings)
         except Exception as exc:
             raise StoreError(
-                f"cannot open the Chroma store in {self.path}: {_first_line(exc)}"
+                f"cannot open the Chroma store in {self.path}: {first_line(exc)}"
             ) from exc
 
     def _create_chunk_collection(
@@ -632,11 +633,6 @@ def _umask() -> int:
     current = os.umask(0o022)  # no other way to read it; put it straight back
     os.umask(current)
     return current
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _user() -> str:
