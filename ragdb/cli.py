@@ -603,11 +603,21 @@ def eval_cmd(
 # -- upkeep -----------------------------------------------------------------------------
 @cli.command()
 @click.option("--repair", is_flag=True, help="Fix what can be fixed.")
+@click.option("--yes", "-y", is_flag=True, help="Rebuild a lost manifest without asking.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
-def doctor(ctx: click.Context, repair: bool, as_json: bool) -> None:
+def doctor(ctx: click.Context, repair: bool, yes: bool, as_json: bool) -> None:
     """Check the store; exit 0 when healthy, 1 when not."""
-    report = _kb(ctx).doctor(repair=repair)
+
+    def confirm(source: str) -> bool:
+        # The rebuilt manifest is a reconstruction: a person agrees to it first.
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            raise UsageError(f"the manifest would be rebuilt from {source}: add --yes to do so")
+        return click.confirm(f"Rebuild the manifest from {source}?", err=True)
+
+    report = _kb(ctx).doctor(repair=repair, confirm=confirm)
     if as_json:
         _emit_json(report.to_dict())
     else:

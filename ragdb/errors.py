@@ -38,6 +38,11 @@ class StoreNotFoundError(StoreError):
     """No knowledge base exists where one was expected."""
 
 
+class ManifestError(StoreError):
+    """The store's manifest is missing or unreadable while its chunks are there:
+    ``ragdb doctor --repair`` rebuilds it."""
+
+
 class EmptyStoreError(StoreError):
     """The knowledge base exists but holds no chunks."""
 

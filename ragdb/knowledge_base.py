@@ -21,7 +21,13 @@ from .chunking import Chunker
 from .config import DEFAULT_EMBED_MODEL, Settings
 from .doctor import Report as DoctorReport
 from .embeddings import Embedder, ModelIdentity, default_backend, get_embedder
-from .errors import EmptyStoreError, InputError, StoreNotFoundError, UsageError
+from .errors import (
+    EmptyStoreError,
+    InputError,
+    ManifestError,
+    StoreNotFoundError,
+    UsageError,
+)
 from .generate import (
     DEFAULT_CONTEXT_TOKENS,
     NOT_ENOUGH,
@@ -414,12 +420,32 @@ class KnowledgeBase:
             store.end_write(session)
         return n
 
-    def doctor(self, repair: bool = False) -> DoctorReport:
-        """Check the store (and with ``repair``, fix what can be fixed)."""
-        from .doctor import check
+    def doctor(
+        self, repair: bool = False, confirm: Callable[[str], bool] | None = None
+    ) -> DoctorReport:
+        """Check the store (and with ``repair``, fix what can be fixed).
+
+        A missing or unreadable manifest is a finding; repairing it rebuilds the
+        manifest from its backup copy or from Chroma, once ``confirm`` (given
+        what it is rebuilt from, in words) agrees."""
+        from .doctor import Finding, check
         from .doctor import repair as do_repair
 
-        store = self.store()
+        try:
+            store = self.store()
+        except ManifestError as exc:
+            if not repair:
+                return DoctorReport(
+                    str(self.settings.store), findings=[Finding("manifest", str(exc))]
+                )
+            broken = Store(self.settings)
+            plan = broken.plan_manifest_repair()
+            if confirm is not None and not confirm(plan.source):
+                raise InputError("the manifest was not rebuilt: nothing changed") from None
+            broken.apply_manifest_repair(plan)
+            report = do_repair(self.store())
+            report.repaired.insert(0, f"rebuilt the manifest from {plan.source}")
+            return report
         return do_repair(store) if repair else check(store)
 
     def migrate(self) -> dict[str, Any]:

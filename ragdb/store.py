@@ -11,6 +11,7 @@ any write a killed process left half-done, and closes the client again.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import getpass
 import json
@@ -30,6 +31,7 @@ from . import __version__
 from .config import Settings
 from .embeddings import ModelIdentity, canonical_name, compatible_backends, same_model
 from .errors import (
+    ManifestError,
     ModelMismatchError,
     StoreBusyError,
     StoreError,
@@ -46,6 +48,11 @@ if TYPE_CHECKING:
     from .keywords import KeywordIndex
 
 MANIFEST = "ragdb.json"
+# A copy of the manifest written after it, so that a corrupt or deleted manifest
+# never strands the store (``ragdb doctor --repair`` restores from it).
+MANIFEST_BACKUP = "ragdb.json.bak"
+# Chroma's own file in a local store: its presence means chunks may be there.
+CHROMA_DB = "chroma.sqlite3"
 LOCK = "ragdb.lock"
 HOLDER = "ragdb.lock.holder"
 PENDING = "ragdb.pending.json"
@@ -74,12 +81,34 @@ def migrations() -> list[tuple[str, Any]]:
     return list(MIGRATIONS)
 
 
+def parse_manifest(raw: str) -> dict[str, Any]:
+    """A manifest's JSON, checked for what every reader relies on; ``ValueError``
+    says what is wrong."""
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    model = data.get("embed_model")
+    if not isinstance(model, dict) or not {"name", "dimension", "max_seq_length"} <= set(model):
+        raise ValueError("no embed_model record")
+    if data.get("migrations") and not data.get("collection"):
+        raise ValueError("no collection name")
+    return data
+
+
 def _version_tuple(v: str) -> tuple[int, ...]:
     out = []
     for part in v.split("."):
         digits = "".join(ch for ch in part if ch.isdigit())
         out.append(int(digits) if digits else 0)
     return tuple(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class ManifestRepair:
+    """A rebuilt manifest and, in words, what it was rebuilt from."""
+
+    manifest: dict[str, Any]
+    source: str
 
 
 class MigrationContext:
@@ -189,6 +218,11 @@ class Store:
             raise StoreError(f"store path {self.path} is a file, not a directory")
         if (self.path / MANIFEST).is_file():
             return
+        if (self.path / CHROMA_DB).is_file() or (self.path / MANIFEST_BACKUP).is_file():
+            raise ManifestError(
+                f"the manifest {self.path / MANIFEST} is missing though {self.path} holds a "
+                "ragdb store; `ragdb doctor --repair` rebuilds it"
+            )
         if not create:
             raise StoreNotFoundError(
                 f"no knowledge base at {self.path} (create one with `ragdb ingest PATH`)"
@@ -422,24 +456,37 @@ class Store:
     def _read_manifest(self, client: ClientAPI) -> dict[str, Any] | None:
         if self.path is not None:
             try:
-                return dict(json.loads((self.path / MANIFEST).read_text()))
+                raw = (self.path / MANIFEST).read_text()
             except FileNotFoundError:
                 return None
-            except (OSError, ValueError) as exc:
+            except OSError as exc:
                 raise StoreError(f"cannot read {self.path / MANIFEST}: {exc}") from exc
-        from chromadb.errors import NotFoundError
+            where = str(self.path / MANIFEST)
+        else:
+            from chromadb.errors import NotFoundError
 
+            try:
+                coll = client.get_collection(MANIFEST_COLLECTION)
+            except NotFoundError:
+                return None
+            stored = (coll.metadata or {}).get("manifest")
+            if not stored:
+                return None
+            raw = str(stored)
+            where = f"the manifest of {self.location}"
         try:
-            coll = client.get_collection(MANIFEST_COLLECTION)
-        except NotFoundError:
-            return None
-        raw = (coll.metadata or {}).get("manifest")
-        return dict(json.loads(raw)) if raw else None
+            return parse_manifest(raw)
+        except ValueError as exc:
+            raise ManifestError(
+                f"{where} is unreadable ({exc}); `ragdb doctor --repair` rebuilds it"
+            ) from None
 
     def _save_manifest(self, client: ClientAPI, manifest: dict[str, Any]) -> None:
         manifest["updated_at"] = utcnow()
         if self.path is not None:
-            _atomic_write(self.path / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
+            text = json.dumps(manifest, indent=2, sort_keys=True)
+            _atomic_write(self.path / MANIFEST, text)
+            _atomic_write(self.path / MANIFEST_BACKUP, text)
         else:
             coll = client.get_or_create_collection(MANIFEST_COLLECTION, embedding_function=None)
             coll.modify(metadata={"manifest": json.dumps(manifest, sort_keys=True)})
@@ -449,6 +496,13 @@ class Store:
         self, client: ClientAPI, create: bool, identity: ModelIdentity | None
     ) -> dict[str, Any]:
         manifest = self._read_manifest(client)
+        if manifest is None and self.path is None and any(
+            (c.metadata or {}).get("ragdb") == "chunks" for c in client.list_collections()
+        ):
+            raise ManifestError(
+                f"the manifest of {self.location} is missing though the server holds ragdb "
+                "chunks; `ragdb doctor --repair` rebuilds it"
+            )
         if manifest is None:
             if not create:
                 raise StoreNotFoundError(
@@ -558,6 +612,101 @@ class Store:
             ),
         )
         os.replace(tmp, dest)
+
+    # -- rebuilding a lost manifest ------------------------------------------------------
+    def plan_manifest_repair(self) -> ManifestRepair:
+        """How a missing or unreadable manifest would be rebuilt: from its backup
+        copy when that is readable and names a collection Chroma has, else from
+        what Chroma holds (the chunk collection, its embedding function's
+        settings, a vector's dimension, the chunks' dates). Changes nothing."""
+        with self._raw_client() as client:
+            chunk_collections = {
+                c.name: c
+                for c in client.list_collections()
+                if (c.metadata or {}).get("ragdb") == "chunks"
+            }
+            backup = self._read_backup()
+            if backup is not None and backup.get("collection") in chunk_collections:
+                backup["generation"] = int(backup.get("generation", 0)) + 1
+                return ManifestRepair(
+                    backup, f"its backup copy {MANIFEST_BACKUP} (of {backup.get('updated_at')})"
+                )
+            if not chunk_collections:
+                raise ManifestError(
+                    f"{self.location} holds no ragdb chunk collection: nothing to rebuild "
+                    "its manifest from"
+                )
+            # An interrupted rebuild leaves a second, smaller collection: keep the fuller.
+            coll = max(chunk_collections.values(), key=lambda c: (c.count(), c.name))
+            try:
+                ef = coll.configuration_json.get("embedding_function") or {}
+            except Exception:
+                ef = {}
+            config = ef.get("config") or {}
+            if ef.get("name") != "ragdb_sentence_transformer" or not config.get("model_name"):
+                raise ManifestError(
+                    f"collection {coll.name!r} does not record ragdb's embedding model: "
+                    "cannot rebuild the manifest"
+                )
+            sample: Any = coll.get(limit=1, include=cast(Any, ["embeddings"]))
+            firsts: Any = coll.get(where={"chunk_index": 0}, include=["metadatas"])
+            count = coll.count()
+        name, backend = str(config["model_name"]), str(config.get("backend", "torch"))
+        from .embeddings import get_embedder
+
+        identity = get_embedder(name, self.settings.device, backend).identity
+        if len(sample["ids"]) and len(sample["embeddings"][0]) != identity.dimension:
+            raise ManifestError(
+                f"collection {coll.name!r} holds {len(sample['embeddings'][0])}-dimensional "
+                f"vectors, but {name} makes {identity.dimension}: cannot rebuild the manifest"
+            )
+        dates = [str(m.get("ingested_at")) for m in firsts["metadatas"] or [] if m]
+        manifest = self._new_manifest(identity)
+        manifest["created_at"] = min(dates, default=manifest["created_at"])
+        manifest["collection"] = coll.name
+        # Only the first migration is known to have run (the collection exists);
+        # the later ones are safe to run again, and opening the store runs them.
+        manifest["migrations"] = ["m001_chunks_collection"]
+        manifest["format_version"] = 1
+        manifest["generation"] = 1
+        return ManifestRepair(
+            manifest,
+            f"Chroma's collection {coll.name!r} ({count} chunks, {len(dates)} "
+            f"sources, model {name}, {backend} backend)",
+        )
+
+    def apply_manifest_repair(self, repair: ManifestRepair) -> None:
+        """Write the manifest :meth:`plan_manifest_repair` proposed; the keyword
+        index is rebuilt at the next use."""
+        with self._raw_client() as client:
+            self._save_manifest(client, dict(repair.manifest))
+            if self.path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.path / KEYWORDS).unlink()
+
+    @contextlib.contextmanager
+    def _raw_client(self) -> Iterator[ClientAPI]:
+        """The store's client, locked, with no manifest read or checked."""
+        with self._thread_lock:
+            self._acquire()
+            try:
+                _forget(self._client_key)
+                client = self._connect()
+                try:
+                    yield client
+                finally:
+                    with contextlib.suppress(Exception):
+                        client.close()  # type: ignore[attr-defined]
+            finally:
+                self._release()
+
+    def _read_backup(self) -> dict[str, Any] | None:
+        if self.path is None:
+            return None
+        try:
+            return parse_manifest((self.path / MANIFEST_BACKUP).read_text())
+        except (OSError, ValueError):
+            return None
 
     # -- crash recovery ---------------------------------------------------------------
     def keywords_path(self, manifest: dict[str, Any]) -> Path:
