@@ -126,7 +126,44 @@ def run_ingest(
 
     A source whose name is stored with another type or origin (a file, standard
     input, a record of another records file) is refused before anything is
-    written, unless ``replace``."""
+    written, unless ``replace``.
+
+    One ingest runs at a time per local store: a second one waits for the first
+    (saying so through ``warn``), then finds its work done."""
+
+    def waiting(holder: str) -> None:
+        if warn:
+            warn(f"waiting for {holder} to finish its ingest into this store")
+
+    with store.ingest_turn(waiting):
+        return _ingest(
+            store,
+            embedder,
+            chunker,
+            inputs,
+            prune_dirs,
+            progress,
+            warn,
+            batch_size,
+            prune_records,
+            prune_patterns,
+            replace,
+        )
+
+
+def _ingest(
+    store: Store,
+    embedder: Embedder,
+    chunker: Chunker,
+    inputs: Sequence[Input],
+    prune_dirs: Sequence[Path],
+    progress: Progress | None,
+    warn: Warn | None,
+    batch_size: int | None,
+    prune_records: bool,
+    prune_patterns: Sequence[str],
+    replace: bool,
+) -> IngestReport:
     started = time.perf_counter()
     report = IngestReport()
     pruning = bool(prune_dirs or prune_patterns or prune_records)

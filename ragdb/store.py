@@ -22,7 +22,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlparse
@@ -55,6 +55,11 @@ MANIFEST_BACKUP = "ragdb.json.bak"
 CHROMA_DB = "chroma.sqlite3"
 LOCK = "ragdb.lock"
 HOLDER = "ragdb.lock.holder"
+# Held by an ingest from its comparison with the store to its last write, so that
+# a second ingest of the same files waits and then finds them done instead of
+# embedding them twice. Queries and other commands never take it.
+INGEST_LOCK = "ragdb.ingest.lock"
+INGEST_HOLDER = "ragdb.ingest.holder"
 PENDING = "ragdb.pending.json"
 KEYWORDS = "ragdb.keywords.sqlite3"
 BACKUPS = "backups"
@@ -186,6 +191,7 @@ class Store:
         self._depth = 0
         self._file_lock: Any = None
         self._session: Session | None = None
+        self._ingest_lock: Any = None
         # Migrations this process applied when it opened the store.
         self.migrated: list[str] = []
 
@@ -227,7 +233,9 @@ class Store:
             raise StoreNotFoundError(
                 f"no knowledge base at {self.path} (create one with `ragdb ingest PATH`)"
             )
-        if self.path.is_dir() and any(p.name not in (LOCK, HOLDER) for p in self.path.iterdir()):
+        if self.path.is_dir() and any(
+            p.name not in (LOCK, HOLDER, INGEST_LOCK, INGEST_HOLDER) for p in self.path.iterdir()
+        ):
             raise StoreError(
                 f"{self.path} is not empty and holds no ragdb store; "
                 "choose an empty or new directory with --store"
@@ -271,15 +279,7 @@ class Store:
                 f"cannot lock {self.path / LOCK}: permission denied. Every user of a shared "
                 "store needs write access to its directory (see README, 'Sharing a store')"
             ) from None
-        with contextlib.suppress(OSError):
-            holder = {
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "user": _user(),
-                "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])[:200],
-                "since": utcnow(),
-            }
-            _atomic_write(self.path / HOLDER, json.dumps(holder))
+        _note_holder(self.path / HOLDER)
 
     def _release(self) -> None:
         if self._file_lock is not None:
@@ -287,14 +287,35 @@ class Store:
 
     def _holder(self) -> str:
         assert self.path is not None
+        return _describe_holder(self.path / HOLDER)
+
+    @contextlib.contextmanager
+    def ingest_turn(self, waiting: Callable[[str], None] | None = None) -> Iterator[None]:
+        """One ingest at a time per local store: a second one waits here (as long
+        as it takes; ``waiting`` hears who it waits for) and then compares with a
+        store that holds the first one's work. A server has no lock to share
+        between machines: there, concurrent ingests stay safe but may both embed."""
+        if self.path is None or self._ingest_lock is not None:
+            yield  # a server; or this store already holds the turn (turns nest)
+            return
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(
+            str(self.path / INGEST_LOCK), mode=0o666, thread_local=False, is_singleton=False
+        )
         try:
-            info = json.loads((self.path / HOLDER).read_text())
-            return (
-                f"process {info['pid']} ({info.get('command') or '?'}) of user "
-                f"{info.get('user', '?')} on {info.get('host', '?')}"
-            )
-        except (OSError, ValueError, KeyError):
-            return "another process"
+            lock.acquire(timeout=0)
+        except Timeout:
+            if waiting is not None:
+                waiting(_describe_holder(self.path / INGEST_HOLDER))
+            lock.acquire(poll_interval=0.1)
+        self._ingest_lock = lock
+        try:
+            _note_holder(self.path / INGEST_HOLDER)
+            yield
+        finally:
+            self._ingest_lock = None
+            lock.release()
 
     @contextlib.contextmanager
     def session(
@@ -496,8 +517,10 @@ class Store:
         self, client: ClientAPI, create: bool, identity: ModelIdentity | None
     ) -> dict[str, Any]:
         manifest = self._read_manifest(client)
-        if manifest is None and self.path is None and any(
-            (c.metadata or {}).get("ragdb") == "chunks" for c in client.list_collections()
+        if (
+            manifest is None
+            and self.path is None
+            and any((c.metadata or {}).get("ragdb") == "chunks" for c in client.list_collections())
         ):
             raise ManifestError(
                 f"the manifest of {self.location} is missing though the server holds ragdb "
@@ -608,7 +631,9 @@ class Store:
             self.path,
             tmp,
             ignore=lambda d, names: (
-                [n for n in names if n in (BACKUPS, LOCK, HOLDER)] if Path(d) == self.path else []
+                [n for n in names if n in (BACKUPS, LOCK, HOLDER, INGEST_LOCK, INGEST_HOLDER)]
+                if Path(d) == self.path
+                else []
             ),
         )
         os.replace(tmp, dest)
@@ -769,6 +794,30 @@ def _forget(key: str) -> None:
         with contextlib.suppress(Exception):
             # ClientAPI's stubs lack close(); the client has it.
             cached[0].close()
+
+
+def _note_holder(path: Path) -> None:
+    """Say who holds a lock, for the message of whoever waits for it."""
+    with contextlib.suppress(OSError):
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "user": _user(),
+            "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])[:200],
+            "since": utcnow(),
+        }
+        _atomic_write(path, json.dumps(holder))
+
+
+def _describe_holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text())
+        return (
+            f"process {info['pid']} ({info.get('command') or '?'}) of user "
+            f"{info.get('user', '?')} on {info.get('host', '?')}"
+        )
+    except (OSError, ValueError, KeyError):
+        return "another process"
 
 
 def _umask() -> int:

@@ -138,3 +138,57 @@ def test_lock_file_respects_group_umask(tmp_path: Path, facts_dir: Path) -> None
     for name in ("ragdb.lock", "ragdb.json", "chroma.sqlite3"):
         mode = (store / name).stat().st_mode
         assert mode & 0o060 == 0o060, (name, oct(mode))
+
+
+HOLD_INGEST_TURN = """
+import sys
+from ragdb import KnowledgeBase
+kb = KnowledgeBase(store=sys.argv[1])
+with kb.store().ingest_turn():
+    print("holding", flush=True)
+    sys.stdin.readline()
+    print(kb.ingest([sys.argv[2]]).added, flush=True)
+"""
+
+
+def test_second_ingest_of_same_files_waits_and_embeds_nothing(
+    local_ragdb: Ragdb, facts_dir: Path, store: Path, tmp_path: Path
+) -> None:
+    local_ragdb("ingest", str(facts_dir))  # the store exists, the model is exported
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(12):
+        (docs / f"d{i}.txt").write_text(f"Document {i} is about herons and their nests. " * 20)
+    first = subprocess.Popen(
+        [sys.executable, "-c", HOLD_INGEST_TURN, str(store), str(docs)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert first.stdout is not None and first.stdin is not None
+    assert first.stdout.readline().strip() == "holding"
+    second = subprocess.Popen(
+        [sys.executable, "-m", "ragdb", "--store", str(store), "ingest", str(docs), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert second.stderr is not None
+        line = second.stderr.readline()
+        assert f"waiting for process {first.pid}" in line, line
+        assert "to finish its ingest into this store" in line
+        first.stdin.write("go\n")
+        first.stdin.flush()
+        assert first.wait(180) == 0, first.stderr.read() if first.stderr else ""
+        assert first.stdout.readline().strip() == "12"
+        out, _ = second.communicate(timeout=180)
+    finally:
+        first.kill()
+        second.kill()
+    assert second.returncode == 0
+    report = json.loads(out)
+    assert (report["unchanged"], report["added"], report["chunks_embedded"]) == (12, 0, 0)
+    chunks = local_ragdb.chunks()
+    assert len({c["id"] for c in chunks}) == len(chunks) == local_ragdb.json("status")["chunks"]
