@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import InputError
 
@@ -389,6 +390,31 @@ def _pdf(source: str, data: bytes) -> Document:
     return Document(source, text, "pdf", page_starts=starts)
 
 
+def _csv_rows(fh: Any, path: str | Path, delimiter: str) -> list[tuple[int, dict[str, object]]]:
+    """A CSV file's rows with the line each starts on. A quote left open would
+    swallow the rest of the file into one field: that is an error, not a record."""
+    import csv
+
+    rows: list[tuple[int, dict[str, object]]] = []
+    reader = csv.DictReader(fh, delimiter=delimiter, strict=True)
+    start = 2
+    try:
+        for row in reader:
+            rows.append((start, dict(row)))
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            raise InputError(
+                f"{path}:{start}: a quote opened in this record is never closed "
+                "(it would swallow the rest of the file)"
+            ) from None
+        # Other strictness errors (text after a closing quote): read leniently.
+        fh.seek(0)
+        lenient = csv.DictReader(fh, delimiter=delimiter)
+        return [(i + 2, dict(row)) for i, row in enumerate(lenient)]
+    return rows
+
+
 def read_records(
     path: str | Path,
     id_field: str,
@@ -397,7 +423,6 @@ def read_records(
     meta_fields: tuple[str, ...] = (),
 ) -> list[Input]:
     """Each record of a JSONL or CSV file as an :class:`Input` named by its id."""
-    import csv
     import json
 
     file = Path(path).expanduser()
@@ -409,8 +434,7 @@ def read_records(
     try:
         with open(file, encoding="utf-8-sig", newline="") as fh:
             if suffix in (".csv", ".tsv"):
-                reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
-                rows = [(i + 2, dict(row)) for i, row in enumerate(reader)]
+                rows = _csv_rows(fh, path, "\t" if suffix == ".tsv" else ",")
             elif suffix in (".jsonl", ".ndjson", ".json"):
                 for lineno, line in enumerate(fh, 1):
                     if not line.strip():

@@ -76,6 +76,14 @@ def test_records_csv_and_errors(ragdb: Ragdb, tmp_path: Path) -> None:
     assert "not a JSON object" in ragdb("ingest", "--records", str(bad), code=1).stderr
     ragdb("ingest", "--records", str(tmp_path / "missing.jsonl"), code=1)
     ragdb("ingest", "--records", str(f), str(tmp_path), code=2)
+    # A quote left open would swallow every later record into one field.
+    open_quote = tmp_path / "open.csv"
+    open_quote.write_text(
+        'id,answer\nq3,"Two\nlines, closed."\nq4,"Never closed.\nq5,Lost.\nq6,Lost too.\n'
+    )
+    err = ragdb("ingest", "--records", str(open_quote), "--text-field", "answer", code=1).stderr
+    assert f"{open_quote}:4: a quote opened in this record is never closed" in err
+    assert "q3" not in {s["source"] for s in ragdb.json("sources")}  # nothing was written
 
 
 def test_modes_find_keywords_and_meaning(ragdb: Ragdb, tmp_path: Path) -> None:
