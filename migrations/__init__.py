@@ -1,30 +1,107 @@
-"""ragdb's store-format migrations, named and applied in order.
+"""ragdb's store-format migrations: named, ordered, recorded functions.
 
-Each migration is a function of a :class:`ragdb.store.MigrationContext`. It must
-be safe to run again after a crash part-way through (the store records a
-migration only once it has finished). The store's format version is the number
-of migrations it has applied; a store that records a migration this ragdb does
-not know was written by a newer ragdb and is refused.
+As in sqlite-utils' ``Migrations``: each migration is registered under its
+function's name (a duplicate name is refused), a store records the names it
+has applied, :meth:`Migrations.pending` lists the rest, and
+:meth:`Migrations.apply` runs them in order, optionally only up to a given one.
+The store's format version is the number of migrations it has applied; a store
+that records a migration this ragdb does not know was written by a newer ragdb
+and is refused.
+
+Each migration is a function of a :class:`MigrationContext`. It must be safe to
+run again after a crash part-way through (the store records a migration only
+once it has finished), and it freezes the values it writes: a later change of
+ragdb's defaults is a migration of its own, never an edit of an old one.
 
 This folder ships inside the installed package as ``ragdb.migrations``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ragdb.store import MigrationContext
+    from chromadb.api import ClientAPI
 
 Migration = Callable[["MigrationContext"], None]
 
-MIGRATIONS: list[tuple[str, Migration]] = []
+
+@dataclasses.dataclass
+class MigrationContext:
+    """What a migration may touch: the manifest (a dict, saved once the
+    migration finishes) and the store's Chroma client."""
+
+    client: ClientAPI
+    manifest: dict[str, Any]
+
+    def create_chunk_collection(self, name: str, hnsw: dict[str, Any]) -> None:
+        """Make the chunk collection ``name`` (if missing) with these HNSW settings."""
+        from ragdb.session import create_chunk_collection
+
+        create_chunk_collection(self.client, name, self.manifest["embed_model"], hnsw)
+
+    def set_hnsw_search(self, name: str, ef_search: int) -> None:
+        """Change the search breadth of collection ``name``'s HNSW index."""
+        coll = self.client.get_collection(name)
+        coll.modify(configuration={"hnsw": {"ef_search": ef_search}})
 
 
-def migration(fn: Migration) -> Migration:
-    MIGRATIONS.append((fn.__name__, fn))
-    return fn
+class Migrations:
+    """An ordered registry of migrations, and the runner that applies them."""
+
+    def __init__(self) -> None:
+        self._steps: list[tuple[str, Migration]] = []
+
+    def __call__(self, fn: Migration) -> Migration:
+        """Register ``fn`` (as a decorator) under its name."""
+        if fn.__name__ in self.names():
+            raise ValueError(f"a migration named {fn.__name__!r} is already registered")
+        self._steps.append((fn.__name__, fn))
+        return fn
+
+    def names(self) -> list[str]:
+        """Every migration's name, in order."""
+        return [name for name, _ in self._steps]
+
+    def applied(self, manifest: dict[str, Any]) -> list[str]:
+        """The migrations ``manifest`` records, in the order they ran."""
+        return list(manifest.get("migrations", []))
+
+    def pending(self, manifest: dict[str, Any], upto: str | None = None) -> list[str]:
+        """The migrations ``manifest`` lacks, in order (through ``upto`` only)."""
+        names = self.names()
+        if upto is not None:
+            if upto not in names:
+                raise ValueError(f"no migration named {upto!r}")
+            names = names[: names.index(upto) + 1]
+        done = set(self.applied(manifest))
+        return [name for name in names if name not in done]
+
+    def apply(
+        self,
+        context: MigrationContext,
+        upto: str | None = None,
+        after_each: Callable[[str], None] | None = None,
+    ) -> list[str]:
+        """Run the pending migrations (through ``upto``), recording each in the
+        manifest as it finishes; ``after_each`` saves the manifest. Returns
+        the names applied."""
+        steps = dict(self._steps)
+        ran = []
+        for name in self.pending(context.manifest, upto):
+            steps[name](context)
+            context.manifest.setdefault("migrations", []).append(name)
+            context.manifest["format_version"] = len(context.manifest["migrations"])
+            ran.append(name)
+            if after_each is not None:
+                after_each(name)
+        return ran
+
+
+MIGRATIONS = Migrations()
+migration = MIGRATIONS
 
 
 @migration
@@ -46,10 +123,9 @@ def m002_hnsw_search_breadth(ctx: MigrationContext) -> None:
     """Widen HNSW's ef_search so that top-k matches exact search.
 
     With Chroma's default of 100, about 4% of SciFact queries get another top
-    10 than exact cosine search; the store's value comes from
-    ``ragdb.store.HNSW_SETTINGS``.
+    10 than exact cosine search; 400 (frozen here) matches it.
     """
-    ctx.tune_hnsw_search(ctx.manifest["collection"])
+    ctx.set_hnsw_search(ctx.manifest["collection"], 400)
 
 
 @migration

@@ -2,6 +2,11 @@
 
 Importing ragdb is cheap: torch, sentence-transformers and chromadb load only
 when a knowledge base is used.
+
+>>> from ragdb import KnowledgeBase
+>>> kb = KnowledgeBase(store="~/notes-kb")
+>>> report = kb.ingest(["~/notes"])
+>>> answer = kb.ask("When is the Innovation Summit held?")
 """
 
 from __future__ import annotations
@@ -10,36 +15,108 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# Every name ragdb exports, and the module that defines it (imported on first use).
+_EXPORTS = {
+    "KnowledgeBase": "knowledge_base",
+    "Answer": "knowledge_base",
+    "Retrieval": "knowledge_base",
+    "Status": "knowledge_base",
+    "RemoveReport": "knowledge_base",
+    "MigrateReport": "knowledge_base",
+    "ReembedReport": "knowledge_base",
+    "Settings": "config",
+    "Hit": "retrieve",
+    "IngestReport": "ingest",
+    "IngestInterrupted": "ingest",
+    "ChunkRecord": "chunks",
+    "SourceInfo": "chunks",
+    "DoctorReport": "doctor",
+    "Finding": "doctor",
+    "RagdbError": "errors",
+    "InputError": "errors",
+    "UsageError": "errors",
+    "StoreError": "errors",
+    "StoreNotFoundError": "errors",
+    "EmptyStoreError": "errors",
+    "ManifestError": "errors",
+    "ModelMismatchError": "errors",
+    "StoreVersionError": "errors",
+    "StoreBusyError": "errors",
+    "EmbeddingModelError": "errors",
+    "LLMError": "errors",
+}
+
+# Literal, so that linters and IDEs read it; test_api checks it against _EXPORTS.
 __all__ = [
     "Answer",
+    "ChunkRecord",
+    "DoctorReport",
+    "EmbeddingModelError",
+    "EmptyStoreError",
+    "Finding",
+    "Hit",
+    "IngestInterrupted",
     "IngestReport",
+    "InputError",
     "KnowledgeBase",
+    "LLMError",
+    "ManifestError",
+    "MigrateReport",
+    "ModelMismatchError",
     "RagdbError",
+    "ReembedReport",
+    "RemoveReport",
     "Retrieval",
     "Settings",
+    "SourceInfo",
+    "Status",
+    "StoreBusyError",
+    "StoreError",
+    "StoreNotFoundError",
+    "StoreVersionError",
+    "UsageError",
     "__version__",
 ]
 
 if TYPE_CHECKING:
+    from .chunks import ChunkRecord, SourceInfo
     from .config import Settings
-    from .errors import RagdbError
-    from .ingest import IngestReport
-    from .knowledge_base import Answer, KnowledgeBase, Retrieval
-
-_LAZY = {
-    "Answer": "knowledge_base",
-    "KnowledgeBase": "knowledge_base",
-    "Retrieval": "knowledge_base",
-    "IngestReport": "ingest",
-    "Settings": "config",
-    "RagdbError": "errors",
-}
+    from .doctor import DoctorReport, Finding
+    from .errors import (
+        EmbeddingModelError,
+        EmptyStoreError,
+        InputError,
+        LLMError,
+        ManifestError,
+        ModelMismatchError,
+        RagdbError,
+        StoreBusyError,
+        StoreError,
+        StoreNotFoundError,
+        StoreVersionError,
+        UsageError,
+    )
+    from .ingest import IngestInterrupted, IngestReport
+    from .knowledge_base import (
+        Answer,
+        KnowledgeBase,
+        MigrateReport,
+        ReembedReport,
+        RemoveReport,
+        Retrieval,
+        Status,
+    )
+    from .retrieve import Hit
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
+    module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'ragdb' has no attribute {name!r}")
     import importlib
 
     return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from . import __version__
+from .config import SETTING
 from .errors import RagdbError, UsageError
 from .retrieve import DEFAULT_MODE, MODES
 
@@ -62,6 +64,18 @@ def _emit_json(data: Any) -> None:
 def _warn(message: str) -> None:
     click.secho(f"warning: {message}", fg="yellow", err=True)
 
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def setting_option(name: str, **kwargs: Any) -> Callable[[F], F]:
+    """The click option of setting ``name``, its help from the settings table."""
+    setting = SETTING[name]
+    assert setting.option is not None
+    return click.option(setting.option, name, help=setting.option_help(), **kwargs)
+
+
+device_option = setting_option("device", type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 
 mode_option = click.option(
     "--mode",
@@ -112,50 +126,22 @@ def _kb(ctx: click.Context, **options: Any) -> KnowledgeBase:
 
 @click.group(cls=RagdbGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ragdb")
-@click.option(
-    "--store",
-    type=click.Path(file_okay=False),
-    envvar=None,
-    help="Store directory [env RAGDB_STORE; default: the user data directory].",
-)
-@click.option(
-    "--chroma-url",
-    metavar="URL",
-    help="Use a Chroma server (http://HOST:PORT) instead of a local store [env RAGDB_CHROMA_URL].",
-)
-@click.option(
-    "--chroma-header",
-    "chroma_headers",
-    multiple=True,
-    metavar="'NAME: VALUE'",
-    help="HTTP header for the Chroma server, e.g. for an authenticating proxy "
-    "(repeatable) [env RAGDB_CHROMA_HEADERS, one per line].",
-)
-@click.option(
-    "--embed-model",
-    metavar="NAME",
-    help="Embedding model for a new store; must match an existing store's "
-    "[env RAGDB_EMBED_MODEL; default all-MiniLM-L6-v2].",
-)
-@click.option(
-    "--embed-backend",
-    type=click.Choice(["torch", "onnx", "onnx-int8"]),
-    help="What runs the embedding model: a new store records it, an existing store "
-    "accepts only a compatible one (torch and onnx are) [env RAGDB_EMBED_BACKEND; "
-    "default onnx-int8 on a CPU, torch on a GPU].",
-)
-@click.option(
-    "--wait",
-    type=click.FloatRange(min=0),
-    metavar="SECONDS",
-    help="How long to wait for a store another process holds [env RAGDB_WAIT; default 60].",
-)
+@setting_option("store", type=click.Path(file_okay=False))
+@setting_option("chroma_url", metavar="URL")
+@setting_option("chroma_headers", multiple=True, metavar="'NAME: VALUE'")
+@setting_option("chroma_tenant", metavar="NAME")
+@setting_option("chroma_database", metavar="NAME")
+@setting_option("embed_model", metavar="NAME")
+@setting_option("embed_backend", type=click.Choice(["torch", "onnx", "onnx-int8"]))
+@setting_option("wait", type=click.FloatRange(min=0), metavar="SECONDS")
 @click.pass_context
 def cli(
     ctx: click.Context,
     store: str | None,
     chroma_url: str | None,
     chroma_headers: tuple[str, ...],
+    chroma_tenant: str | None,
+    chroma_database: str | None,
     embed_model: str | None,
     embed_backend: str | None,
     wait: float | None,
@@ -171,6 +157,8 @@ def cli(
         "store": store,
         "chroma_url": chroma_url,
         "chroma_headers": parse_headers(chroma_headers) if chroma_headers else None,
+        "chroma_tenant": chroma_tenant,
+        "chroma_database": chroma_database,
         "embed_model": embed_model,
         "embed_backend": embed_backend,
         "wait": wait,
@@ -214,11 +202,7 @@ def cli(
     help="Also remove stored files that are gone from the directories or quoted glob "
     "patterns given (or records gone from --records FILE).",
 )
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda", "mps"]),
-    help="Where to run the embedding model [env RAGDB_DEVICE; default auto].",
-)
+@device_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
 def ingest(
@@ -335,33 +319,11 @@ def _print_hit(hit: Hit, width: int = 300) -> None:
     help="Token budget for the context sent to the model [default 1500].",
 )
 @click.option("--show-thinking", is_flag=True, help="Show the model's <think> blocks.")
-@click.option(
-    "--llm-url",
-    metavar="URL",
-    help="OpenAI-compatible API base URL [env RAGDB_LLM_URL or OLLAMA_HOST; "
-    "default http://localhost:11434/v1].",
-)
-@click.option(
-    "--model",
-    "llm_model",
-    metavar="NAME",
-    help="Model to answer with [env RAGDB_LLM_MODEL; default qwen3:4b].",
-)
-@click.option(
-    "--timeout",
-    "llm_timeout",
-    type=click.FloatRange(min=0.1),
-    metavar="SECONDS",
-    help="How long the whole answer may take; a longer one is cut and marked truncated "
-    "[env RAGDB_LLM_TIMEOUT; default 120].",
-)
-@click.option(
-    "--max-tokens",
-    "llm_max_tokens",
-    type=click.IntRange(min=1),
-    metavar="N",
-    help="Most tokens the answer may have [env RAGDB_LLM_MAX_TOKENS; default 1024].",
-)
+@setting_option("llm_url", metavar="URL")
+@setting_option("llm_model", metavar="NAME")
+@setting_option("llm_timeout", type=click.FloatRange(min=0.1), metavar="SECONDS")
+@setting_option("llm_max_tokens", type=click.IntRange(min=1), metavar="N")
+@device_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def query(
@@ -377,6 +339,7 @@ def query(
     llm_model: str | None,
     llm_timeout: float | None,
     llm_max_tokens: int | None,
+    device: str | None,
     as_json: bool,
 ) -> None:
     """Answer QUESTION from the knowledge base, citing the chunks retrieved."""
@@ -389,11 +352,10 @@ def query(
         llm_model=llm_model,
         llm_timeout=llm_timeout,
         llm_max_tokens=llm_max_tokens,
+        device=device,
     )
-    shown: list[Hit] = []
 
     def on_hits(hits: list[Hit]) -> None:
-        shown.extend(hits)
         if as_json:
             return
         if not hits:
@@ -422,20 +384,9 @@ def query(
             on_text=on_text,
         )
     except LLMError as exc:
-        if as_json:
-            _emit_json(
-                {
-                    "question": question,
-                    "chunks": [h.to_dict() for h in shown],
-                    "answer": None,
-                    "enough_context": True,
-                    "model": kb.settings.llm_model,
-                    "timings": {},
-                    "truncated": False,
-                    "error": str(exc),
-                }
-            )
-        else:
+        if as_json and exc.answer is not None:
+            _emit_json(exc.answer.to_dict())
+        elif not as_json:
             click.echo()
         raise
     if as_json:
@@ -466,13 +417,16 @@ def remove(ctx: click.Context, targets: tuple[str, ...], yes: bool, as_json: boo
         click.confirm(
             f"Remove {len(found)} sources ({sum(found.values())} chunks)?", abort=True, err=True
         )
-    removed, chunks = kb.remove(list(found))
+    report = kb.remove(list(found))
     if as_json:
-        _emit_json({"removed": removed, "chunks_removed": chunks})
+        _emit_json(report.to_dict())
     else:
-        for source in removed:
+        for source in report.removed:
             click.echo(f"removed {source}")
-        click.echo(f"{_count(len(removed), 'source')}, {_count(chunks, 'chunk')} removed")
+        click.echo(
+            f"{_count(len(report.removed), 'source')}, "
+            f"{_count(report.chunks_removed, 'chunk')} removed"
+        )
 
 
 def _count(n: int, noun: str) -> str:
@@ -488,13 +442,12 @@ def reset(ctx: click.Context, yes: bool) -> None:
     status = kb.status()
     if not yes:
         click.confirm(
-            f"Delete all {status['chunks']} chunks of {status['sources']} sources from "
-            f"{status['store']}?",
+            f"Delete all {status.chunks} chunks of {status.sources} sources from {status.store}?",
             abort=True,
             err=True,
         )
     n = kb.reset()
-    click.echo(f"removed {n} chunk(s); the knowledge base at {status['store']} is empty")
+    click.echo(f"removed {n} chunk(s); the knowledge base at {status.store} is empty")
 
 
 @cli.command()
@@ -502,7 +455,7 @@ def reset(ctx: click.Context, yes: bool) -> None:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Show where the store is, what it holds and how it was made."""
-    info = _kb(ctx).status()
+    info = _kb(ctx).status().to_dict()
     if as_json:
         _emit_json(info)
         return
@@ -531,12 +484,12 @@ def sources_cmd(ctx: click.Context, as_json: bool) -> None:
     """List the sources in the knowledge base."""
     items = _kb(ctx).sources()
     if as_json:
-        _emit_json(items)
+        _emit_json([item.to_dict() for item in items])
         return
     for item in items:
         # One line per source, whatever its name holds (a newline in a file name).
-        name = item["source"].encode("unicode_escape").decode("ascii")
-        click.echo(f"{item['n_chunks']:>5}  {item['ingested_at'][:19]}  {name}")
+        name = item.source.encode("unicode_escape").decode("ascii")
+        click.echo(f"{item.n_chunks:>5}  {item.ingested_at[:19]}  {name}")
 
 
 # -- evaluation ---------------------------------------------------------------------------
@@ -568,6 +521,7 @@ def sources_cmd(ctx: click.Context, as_json: bool) -> None:
     type=click.Path(dir_okay=False, writable=True),
     help="Also write each query's ranked sources to this JSON file.",
 )
+@device_option
 @click.pass_context
 def eval_cmd(
     ctx: click.Context,
@@ -577,6 +531,7 @@ def eval_cmd(
     mode: str | None,
     as_json: bool,
     run_file: str | None,
+    device: str | None,
 ) -> None:
     """Measure retrieval quality: nDCG, recall and MRR of the sources ranked."""
     from .evaluate import evaluate
@@ -585,7 +540,12 @@ def eval_cmd(
 
     try:
         result = evaluate(
-            _kb(ctx), queries, qrels, mode=mode or DEFAULT_MODE, k=k, progress=progress
+            _kb(ctx, device=device),
+            queries,
+            qrels,
+            mode=mode or DEFAULT_MODE,
+            k=k,
+            progress=progress,
         )
     finally:
         progress.close()
@@ -605,8 +565,9 @@ def eval_cmd(
 @click.option("--repair", is_flag=True, help="Fix what can be fixed.")
 @click.option("--yes", "-y", is_flag=True, help="Rebuild a lost manifest without asking.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@device_option
 @click.pass_context
-def doctor(ctx: click.Context, repair: bool, yes: bool, as_json: bool) -> None:
+def doctor(ctx: click.Context, repair: bool, yes: bool, as_json: bool, device: str | None) -> None:
     """Check the store; exit 0 when healthy, 1 when not."""
 
     def confirm(source: str) -> bool:
@@ -617,7 +578,7 @@ def doctor(ctx: click.Context, repair: bool, yes: bool, as_json: bool) -> None:
             raise UsageError(f"the manifest would be rebuilt from {source}: add --yes to do so")
         return click.confirm(f"Rebuild the manifest from {source}?", err=True)
 
-    report = _kb(ctx).doctor(repair=repair, confirm=confirm)
+    report = _kb(ctx, device=device).doctor(repair=repair, confirm=confirm)
     if as_json:
         _emit_json(report.to_dict())
     else:
@@ -640,7 +601,7 @@ def doctor(ctx: click.Context, repair: bool, yes: bool, as_json: bool) -> None:
 @click.pass_context
 def migrate(ctx: click.Context, as_json: bool) -> None:
     """Bring the store to this ragdb's format (a backup is taken first)."""
-    info = _kb(ctx).migrate()
+    info = _kb(ctx).migrate().to_dict()
     if as_json:
         _emit_json(info)
     elif info["applied"]:
@@ -651,36 +612,39 @@ def migrate(ctx: click.Context, as_json: bool) -> None:
 
 @cli.command()
 @click.option(
-    "--embed-model",
+    "--to-model",
     "model",
     metavar="NAME",
     help="The embedding model to re-embed every chunk with [default: the store's].",
 )
 @click.option(
-    "--embed-backend",
+    "--to-backend",
     "backend",
     type=click.Choice(["torch", "onnx", "onnx-int8"]),
     help="The backend to re-embed with [default: the store's for its own model, "
     "else the default for the new one].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@device_option
 @click.pass_context
-def reembed(ctx: click.Context, model: str | None, backend: str | None, as_json: bool) -> None:
+def reembed(
+    ctx: click.Context,
+    model: str | None,
+    backend: str | None,
+    as_json: bool,
+    device: str | None,
+) -> None:
     """Re-embed every chunk with another model or backend, then switch to it atomically."""
-    if ctx.obj.get("embed_model") or ctx.obj.get("embed_backend"):
-        raise UsageError(
-            "give the target after the command: `ragdb reembed --embed-model NAME "
-            "--embed-backend B`"
-        )
     if model is None and backend is None:
-        raise UsageError("give --embed-model NAME, --embed-backend B, or both")
+        raise UsageError("give --to-model NAME, --to-backend B, or both")
     progress = _Bar("re-embedding", "chunk")
 
-    kb = _kb(ctx)
-    # The store's current model and backend, whatever RAGDB_EMBED_* say.
+    kb = _kb(ctx, device=device)
+    # The store opens with its current model and backend, whatever
+    # --embed-model/--embed-backend or RAGDB_EMBED_* say: those are the target's.
     kb.settings = kb.settings.replace(embed_model=None, embed_backend=None)
     try:
-        info = kb.reembed(model, progress=progress, backend=backend)
+        info = kb.reembed(model, progress=progress, backend=backend).to_dict()
     finally:
         progress.close()
     if as_json:

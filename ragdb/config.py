@@ -1,14 +1,16 @@
 """Settings, resolved one way: defaults, then environment, then explicit values.
 
-The CLI passes only the options a user actually gave; everything else comes
-from ``RAGDB_*`` / ``OLLAMA_HOST`` or the defaults below.
+One table, :data:`SETTINGS`, names each setting's option, environment
+variables, default and help; it drives :meth:`Settings.resolve`, the CLI's
+option help and the README's configuration table (a test checks that they
+agree). The CLI passes only the options a user actually gave.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,10 @@ from .errors import UsageError
 DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_LLM_URL = "http://localhost:11434/v1"
 DEFAULT_LLM_MODEL = "qwen3:4b"
-DEFAULT_COLLECTION = "ragdb"
 
 
 def default_store_path() -> Path:
+    """Where the store lives unless told otherwise: the user data directory."""
     from platformdirs import user_data_path
 
     return user_data_path("ragdb", appauthor=False) / "store"
@@ -44,6 +46,7 @@ def ollama_host_to_url(host: str) -> str:
 
 
 def parse_headers(values: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``'Name: value'`` strings as a header dict; a malformed one is a usage error."""
     headers: dict[str, str] = {}
     for value in values:
         name, sep, content = value.partition(":")
@@ -53,23 +56,194 @@ def parse_headers(values: list[str] | tuple[str, ...]) -> dict[str, str]:
     return headers
 
 
-def _float(env: Mapping[str, str], name: str) -> float | None:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return None
+def _seconds(name: str, raw: str, minimum: float, strict: bool) -> float:
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise UsageError(f"{name}={raw!r} is not a number") from None
+    if value < minimum or (strict and value == minimum):
+        bound = "a positive number of seconds" if strict else "zero or more seconds"
+        raise UsageError(f"{name}={value:g} must be {bound}")
+    return value
+
+
+def _timeout(name: str, raw: str) -> float:
+    return _seconds(name, raw, 0.0, strict=True)
+
+
+def _wait(name: str, raw: str) -> float:
+    return _seconds(name, raw, 0.0, strict=False)
+
+
+def _max_tokens(name: str, raw: str) -> int:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UsageError(f"{name}={raw!r} is not a number") from None
+    if value < 1 or value != int(value):
+        raise UsageError(f"{name}={value:g} must be a positive whole number")
+    return int(value)
+
+
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One row of the settings table."""
+
+    name: str  # the Settings field
+    option: str | None  # the CLI option ("--store"), None for environment-only ones
+    env: tuple[str, ...]  # environment variables, the first set one wins
+    default: str  # the default, in words
+    help: str
+    where: str = ""  # the command that takes the option, when not every one does
+    # Turns an environment value into the setting's (raising UsageError).
+    parse: Callable[[str, str], Any] = _text
+
+    def option_help(self) -> str:
+        """The option's help text, with its environment variables and default."""
+        env = " or ".join(self.env)
+        default = self.default.replace("`", "")  # Markdown in the README, not in --help
+        return f"{self.help} [env {env}; default {default}]." if env else self.help
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "store",
+        "--store",
+        ("RAGDB_STORE",),
+        "the user data directory (`~/.local/share/ragdb/store` on Linux)",
+        "Store directory",
+    ),
+    Setting(
+        "chroma_url",
+        "--chroma-url",
+        ("RAGDB_CHROMA_URL",),
+        "none (a local store)",
+        "Use a Chroma server (http://HOST:PORT) instead of a local store",
+    ),
+    Setting(
+        "chroma_headers",
+        "--chroma-header",
+        ("RAGDB_CHROMA_HEADERS",),
+        "none",
+        "HTTP header for the Chroma server, e.g. for an authenticating proxy (repeatable; "
+        "in the environment, one per line)",
+        parse=lambda name, raw: parse_headers(raw.splitlines()),
+    ),
+    Setting(
+        "chroma_tenant",
+        "--chroma-tenant",
+        ("RAGDB_CHROMA_TENANT",),
+        "Chroma's default tenant",
+        "Tenant on the Chroma server",
+    ),
+    Setting(
+        "chroma_database",
+        "--chroma-database",
+        ("RAGDB_CHROMA_DATABASE",),
+        "Chroma's default database",
+        "Database on the Chroma server",
+    ),
+    Setting(
+        "embed_model",
+        "--embed-model",
+        ("RAGDB_EMBED_MODEL",),
+        f"{DEFAULT_EMBED_MODEL} (new stores only)",
+        "Embedding model for a new store; must match an existing store's",
+    ),
+    Setting(
+        "embed_backend",
+        "--embed-backend",
+        ("RAGDB_EMBED_BACKEND",),
+        "onnx-int8 for a new store on a CPU, torch on a GPU; an existing store's own",
+        "What runs the embedding model: a new store records it, an existing store "
+        "accepts only a compatible one (torch and onnx are)",
+    ),
+    Setting(
+        "device",
+        "--device",
+        ("RAGDB_DEVICE",),
+        "auto",
+        "Where to run the embedding model",
+        where="ingest, query, eval, reembed, doctor",
+    ),
+    Setting(
+        "wait",
+        "--wait",
+        ("RAGDB_WAIT",),
+        "60",
+        "Seconds to wait for a store another process holds",
+        parse=_wait,
+    ),
+    Setting(
+        "llm_url",
+        "--llm-url",
+        ("RAGDB_LLM_URL", "OLLAMA_HOST"),
+        DEFAULT_LLM_URL,
+        "OpenAI-compatible API base URL",
+        where="query",
+        parse=lambda name, raw: ollama_host_to_url(raw) if name == "OLLAMA_HOST" else raw,
+    ),
+    Setting(
+        "llm_model",
+        "--model",
+        ("RAGDB_LLM_MODEL",),
+        DEFAULT_LLM_MODEL,
+        "Model to answer with",
+        where="query",
+    ),
+    Setting(
+        "llm_timeout",
+        "--timeout",
+        ("RAGDB_LLM_TIMEOUT",),
+        "120",
+        "Seconds the whole answer may take; a longer one is cut and marked truncated",
+        where="query",
+        parse=_timeout,
+    ),
+    Setting(
+        "llm_max_tokens",
+        "--max-tokens",
+        ("RAGDB_LLM_MAX_TOKENS",),
+        "1024",
+        "Most tokens the answer may have",
+        where="query",
+        parse=_max_tokens,
+    ),
+    Setting(
+        "llm_api_key",
+        None,
+        ("RAGDB_LLM_API_KEY", "OPENAI_API_KEY"),
+        "none (Ollama needs none)",
+        "API key for the language model's server",
+    ),
+)
+SETTING = {s.name: s for s in SETTINGS}
+
+
+def settings_table() -> str:
+    """The README's configuration table (Markdown), made from :data:`SETTINGS`."""
+    rows = ["| option | environment | default | what |", "| --- | --- | --- | --- |"]
+    for s in SETTINGS:
+        option = f"`{s.option}`" + (f" ({s.where})" if s.where else "") if s.option else "—"
+        env = ", ".join(f"`{e}`" for e in s.env)
+        rows.append(f"| {option} | {env} | {s.default} | {s.help} |")
+    return "\n".join(rows)
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Where the store is and which models answer."""
+    """Where the store is and which models answer (see :data:`SETTINGS`)."""
 
     store: Path = dataclasses.field(default_factory=default_store_path)
     chroma_url: str | None = None
     chroma_headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    # None: Chroma's default tenant and database.
+    chroma_tenant: str | None = None
+    chroma_database: str | None = None
     # None: the store's recorded model, or DEFAULT_EMBED_MODEL for a new store.
     embed_model: str | None = None
     # None: the store's recorded backend, or the default for a new store.
@@ -90,46 +264,15 @@ class Settings:
         (keys whose value is None are ignored, as click passes unset options)."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
-        if env.get("RAGDB_STORE"):
-            values["store"] = env["RAGDB_STORE"]
-        if env.get("RAGDB_CHROMA_URL"):
-            values["chroma_url"] = env["RAGDB_CHROMA_URL"]
-        if env.get("RAGDB_CHROMA_HEADERS"):
-            # Several headers are separated by newlines.
-            values["chroma_headers"] = parse_headers(env["RAGDB_CHROMA_HEADERS"].splitlines())
-        if env.get("RAGDB_EMBED_MODEL"):
-            values["embed_model"] = env["RAGDB_EMBED_MODEL"]
-        if env.get("RAGDB_EMBED_BACKEND"):
-            values["embed_backend"] = env["RAGDB_EMBED_BACKEND"]
-        if env.get("RAGDB_DEVICE"):
-            values["device"] = env["RAGDB_DEVICE"]
-        if env.get("OLLAMA_HOST"):
-            values["llm_url"] = ollama_host_to_url(env["OLLAMA_HOST"])
-        if env.get("RAGDB_LLM_URL"):
-            values["llm_url"] = env["RAGDB_LLM_URL"]
-        if env.get("RAGDB_LLM_MODEL"):
-            values["llm_model"] = env["RAGDB_LLM_MODEL"]
-        if env.get("RAGDB_LLM_API_KEY") or env.get("OPENAI_API_KEY"):
-            values["llm_api_key"] = env.get("RAGDB_LLM_API_KEY") or env.get("OPENAI_API_KEY")
-        timeout = _float(env, "RAGDB_LLM_TIMEOUT")
-        if timeout is not None:
-            if timeout <= 0:
-                raise UsageError(
-                    f"RAGDB_LLM_TIMEOUT={timeout:g} must be a positive number of seconds"
-                )
-            values["llm_timeout"] = timeout
-        max_tokens = _float(env, "RAGDB_LLM_MAX_TOKENS")
-        if max_tokens is not None:
-            if max_tokens < 1 or max_tokens != int(max_tokens):
-                raise UsageError(
-                    f"RAGDB_LLM_MAX_TOKENS={max_tokens:g} must be a positive whole number"
-                )
-            values["llm_max_tokens"] = int(max_tokens)
-        wait = _float(env, "RAGDB_WAIT")
-        if wait is not None:
-            if wait < 0:
-                raise UsageError(f"RAGDB_WAIT={wait:g} must be zero or more seconds")
-            values["wait"] = wait
+        for setting in SETTINGS:
+            for var in setting.env:  # the first one set wins
+                raw = env.get(var)
+                if raw:
+                    values[setting.name] = setting.parse(var, raw)
+                    break
+        unknown = set(options) - set(SETTING)
+        if unknown:
+            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
         values.update({k: v for k, v in options.items() if v is not None})
         if "store" in values:
             if not str(values["store"]).strip():
@@ -143,4 +286,5 @@ class Settings:
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes``."""
         return dataclasses.replace(self, **changes)

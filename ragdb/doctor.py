@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from .store import MANIFEST_COLLECTION
+from .chunks import remove_ids, settle_sources, version_problem, versions
+from .errors import StoreError
+from .server_backend import MANIFEST_COLLECTION
 
 if TYPE_CHECKING:
-    from .store import Session, Store
-
-REQUIRED = ("source", "chunk_index", "n_chunks", "source_hash")
+    from .session import Session
+    from .store import Store
 
 
 @dataclasses.dataclass
 class Finding:
+    """One problem doctor found."""
+
     problem: str  # a short key, e.g. "incomplete-source"
     detail: str
     repairable: bool = True
 
 
 @dataclasses.dataclass
-class Report:
+class DoctorReport:
+    """What doctor found (and, after a repair, what it did)."""
+
     store: str
     chunks: int = 0
     sources: int = 0
@@ -34,6 +38,7 @@ class Report:
         return not self.findings
 
     def to_dict(self) -> dict[str, Any]:
+        """What ``ragdb doctor --json`` prints."""
         return {
             "store": self.store,
             "healthy": self.healthy,
@@ -44,19 +49,27 @@ class Report:
         }
 
 
-def check(store: Store) -> Report:
-    report = Report(store.location)
+def check(store: Store) -> DoctorReport:
+    """Check the store: model, collections, chunks, vector index, keyword index."""
+    report = DoctorReport(store.location)
     with store.session() as session:
         _check_model(session, report)
         _check_collections(session, report)
-        _check_chunks(session, report)
+        try:
+            _check_chunks(session, report)
+        except StoreError as exc:
+            # A vector index that does not load makes Chroma refuse every read.
+            report.findings.append(
+                Finding("index-unloadable", f"the vector index fails to load: {exc}")
+            )
+            return report
         _check_index(session, report)
         _check_keywords(session, report)
     return report
 
 
-def _check_keywords(session: Session, report: Report) -> None:
-    chroma_ids = set(session.collection.get(include=[])["ids"])
+def _check_keywords(session: Session, report: DoctorReport) -> None:
+    chroma_ids = session.ids()
     keyword_ids = session.keywords.ids()
     if chroma_ids != keyword_ids:
         report.findings.append(
@@ -68,13 +81,9 @@ def _check_keywords(session: Session, report: Report) -> None:
         )
 
 
-def _check_model(session: Session, report: Report) -> None:
+def _check_model(session: Session, report: DoctorReport) -> None:
     recorded = session.manifest["embed_model"]["name"]
-    try:
-        config = session.collection.configuration_json.get("embedding_function") or {}
-    except Exception:  # an older chromadb without configuration_json
-        return
-    named = (config.get("config") or {}).get("model_name")
+    named = session.recorded_model()
     if named and named != recorded:
         report.findings.append(
             Finding(
@@ -91,13 +100,13 @@ def _orphans(session: Session) -> list[str]:
     active = session.manifest["collection"]
     base = active.rsplit("-", 1)[0] if active[-1].isdigit() else active
     return [
-        c.name
-        for c in session.client.list_collections()
-        if c.name not in (active, MANIFEST_COLLECTION) and c.name.startswith(base)
+        name
+        for name in session.collection_names()
+        if name != active and name.startswith(base) and name != MANIFEST_COLLECTION
     ]
 
 
-def _check_collections(session: Session, report: Report) -> None:
+def _check_collections(session: Session, report: DoctorReport) -> None:
     for name in _orphans(session):
         report.findings.append(
             Finding(
@@ -107,71 +116,64 @@ def _check_collections(session: Session, report: Report) -> None:
         )
 
 
-def _check_chunks(session: Session, report: Report) -> None:
-    got: Any = session.collection.get(include=["metadatas"])
-    report.chunks = len(got["ids"])
-    versions: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    orphans = 0
-    for meta in got["metadatas"] or []:
-        meta = meta or {}
-        if any(key not in meta for key in REQUIRED):
-            orphans += 1
-            continue
-        versions[str(meta["source"])][str(meta["source_hash"])].append(meta)
-    report.sources = len(versions)
-    if orphans:
+def _check_chunks(session: Session, report: DoctorReport) -> None:
+    unreadable: list[str] = []
+    records = session.fetch_records(text=False, unreadable=unreadable)
+    report.chunks = len(records) + len(unreadable)
+    by_source = versions(records)
+    report.sources = len(by_source)
+    if unreadable:
         report.findings.append(
-            Finding("chunks-without-source", f"{orphans} chunk(s) lack ragdb's source records")
+            Finding(
+                "chunks-without-source",
+                f"{len(unreadable)} chunk(s) lack ragdb's source records",
+            )
         )
-    for source, by_hash in sorted(versions.items()):
+    for source, by_hash in sorted(by_source.items()):
         if len(by_hash) > 1:
             report.findings.append(
                 Finding("mixed-versions", f"{source}: chunks of {len(by_hash)} versions")
             )
             continue
-        (metas,) = by_hash.values()
-        n = int(metas[0]["n_chunks"])
-        indices = [int(m["chunk_index"]) for m in metas]
-        if len(indices) != len(set(indices)):
-            report.findings.append(Finding("duplicate-chunks", f"{source}: duplicated chunks"))
-        elif sorted(indices) != list(range(n)):
+        (version,) = by_hash.values()
+        problem = version_problem(version)
+        if problem == "duplicate-chunks":
+            report.findings.append(Finding(problem, f"{source}: duplicated chunks"))
+        elif problem == "incomplete-source":
             report.findings.append(
-                Finding("incomplete-source", f"{source}: {len(indices)} of {n} chunks")
+                Finding(problem, f"{source}: {len(version)} of {version[0].n_chunks} chunks")
             )
 
 
-def _check_index(session: Session, report: Report) -> None:
+def _check_index(session: Session, report: DoctorReport) -> None:
     if report.chunks == 0:
         return
     try:
-        sample: Any = session.collection.get(limit=1, include=cast(Any, ["embeddings"]))
-        dim = len(sample["embeddings"][0])
+        sample = session.sample_vector()
+        if sample is None:
+            return
         expected = int(session.manifest["embed_model"]["dimension"])
-        if dim != expected:
+        if len(sample) != expected:
             report.findings.append(
                 Finding(
                     "wrong-dimension",
-                    f"vectors have {dim} dimensions, not {expected}",
+                    f"vectors have {len(sample)} dimensions, not {expected}",
                     repairable=False,
                 )
             )
             return
-        session.collection.query(
-            query_embeddings=cast(Any, [list(map(float, sample["embeddings"][0]))]),
-            n_results=min(10, report.chunks),
-        )
-    except Exception as exc:
+        session.nearest(sample, min(10, report.chunks), records=False)
+    except StoreError as exc:
         report.findings.append(
             Finding("index-unloadable", f"the vector index fails to load or search: {exc}")
         )
 
 
-def repair(store: Store) -> Report:
+def repair(store: Store) -> DoctorReport:
     """Fix what :func:`check` finds: settle every source to one whole version,
     drop chunks without records and orphan collections, and rebuild the vector
     index when it fails to load. Returns the check after repair."""
     from .rebuild import rebuild
-    from .sources import settle_sources
 
     before = check(store)
     problems = {f.problem for f in before.findings}
@@ -179,18 +181,12 @@ def repair(store: Store) -> Report:
     with store.session() as session:
         if "orphan-collection" in problems:
             for name in _orphans(session):
-                session.client.delete_collection(name)
+                session.drop_collection(name)
                 repaired.append(f"deleted orphan collection {name}")
-        if problems & {"chunks-without-source"}:
-            got: Any = session.collection.get(include=["metadatas"])
-            bad = [
-                cid
-                for cid, m in zip(got["ids"], got["metadatas"], strict=True)
-                if any(k not in (m or {}) for k in REQUIRED)
-            ]
-            if bad:
-                session.collection.delete(ids=bad)
-                session.mark_written()
+        if "chunks-without-source" in problems:
+            bad: list[str] = []
+            session.fetch_records(text=False, unreadable=bad)
+            if remove_ids(session, bad):
                 repaired.append(f"deleted {len(bad)} chunk(s) without source records")
         if problems & {"mixed-versions", "incomplete-source", "duplicate-chunks"}:
             fixed = settle_sources(session, None)
@@ -201,8 +197,7 @@ def repair(store: Store) -> Report:
                 )
     if "keyword-index-differs" in problems:
         with store.session() as session:
-            session.keywords.rebuild(session.collection)
-            session.mark_written()
+            session.rebuild_keywords()
         repaired.append("rebuilt the keyword index")
     if "index-unloadable" in problems:
         name, count = rebuild(store, None)

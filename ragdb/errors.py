@@ -6,6 +6,8 @@ one-line messages and the exit code each class carries.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type's name if it has none):
@@ -66,6 +68,10 @@ class EmbeddingModelError(RagdbError):
 
 
 class LLMError(RagdbError):
-    """The language model could not answer (server down, model missing, timeout)."""
+    """The language model could not answer (server down, model missing, timeout).
+
+    Raised by :meth:`ragdb.KnowledgeBase.ask` with ``answer`` set: the
+    :class:`ragdb.Answer` with the retrieved chunks and this error."""
 
     exit_code = 3
+    answer: Any = None

@@ -105,7 +105,7 @@ def _source_names(
 ) -> dict[str, str]:
     """Map each judged corpus id to a stored source: the id itself (records), or
     a path, taken as given or relative to the qrels file."""
-    known = {s["source"] for s in kb.sources()}
+    known = {s.source for s in kb.sources()}
     mapping: dict[str, str] = {}
     for rels in qrels.values():
         for doc in rels:
@@ -179,11 +179,11 @@ def hnsw_recall(
 
     store = kb.store()
     with store.session() as session:
-        if session.collection.count() > max_chunks:
+        if session.count() > max_chunks:
             return None
-        got: Any = session.collection.get(include=["embeddings"])
-    ids = got["ids"]
-    matrix = np.asarray(got["embeddings"], dtype=np.float32)
+        stored = [pair for page in session.pages(embeddings=True) for pair in page]
+    ids = [record.id for record, _ in stored]
+    matrix = np.asarray([vector for _, vector in stored], dtype=np.float32)
     vectors = kb.embedder.encode(questions)
     overlap = []
     for question_vec in vectors:

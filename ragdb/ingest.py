@@ -20,18 +20,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .chunking import Chunk, Chunker
-from .errors import InputError
-from .loaders import Document, Input, Skipped, extract, glob_matcher
-from .sources import (
+from .chunks import (
+    ChunkRecord,
     NewVersion,
     SourceInfo,
-    chunk_id,
-    chunks_of,
+    embeddings_by_chunk_hash,
     list_sources,
     remove_sources,
     write_versions,
 )
-from .store import utcnow
+from .errors import InputError
+from .loaders import Document, Input, Skipped, extract, glob_matcher
+from .manifest import utcnow
 
 if TYPE_CHECKING:
     from .embeddings import Embedder
@@ -260,12 +260,12 @@ def _ingest(
         with writer:
             for group in _prefetch(chunked()):
                 t0 = time.perf_counter()
-                versions, old_ids = _embed(
+                versions = _embed(
                     store, embedder, group, report, tick, batch_size or embedder.batch_size
                 )
                 rate = sum(len(item.chunks) for item in group) / (time.perf_counter() - t0)
                 budget = max(WRITE_MIN, min(WRITE_MAX, int(rate * WRITE_SECONDS)))
-                writer.put(versions, old_ids)
+                writer.put(versions)
                 for item in group:
                     if item.updating:
                         report.updated += 1
@@ -378,10 +378,10 @@ class _Writer:
         self.thread.start()
         return self
 
-    def put(self, versions: list[NewVersion], old_ids: dict[str, list[str]]) -> None:
+    def put(self, versions: list[NewVersion]) -> None:
         if self.error is not None:
             raise self.error
-        self.queue.put((versions, old_ids))
+        self.queue.put(versions)
 
     def _run(self) -> None:
         while True:
@@ -392,9 +392,9 @@ class _Writer:
                 continue  # drain: the first failure is the one reported
             try:
                 with self.store.session() as session:
-                    write_versions(session, *job)
-                self.sources += len(job[0])
-                self.chunks += sum(len(v.ids) for v in job[0])
+                    write_versions(session, job)
+                self.sources += len(job)
+                self.chunks += sum(len(v.records) for v in job)
             except BaseException as exc:
                 self.error = exc
 
@@ -412,19 +412,14 @@ def _embed(
     report: IngestReport,
     tick: Callable[[int], None],
     batch_size: int,
-) -> tuple[list[NewVersion], dict[str, list[str]]]:
+) -> list[NewVersion]:
     import numpy as np
 
     updating = [item.inp.source for item in group if item.updating]
-    old: dict[str, dict[str, list[Any]]] = {}
     reuse: dict[str, Any] = {}
     if updating:
         with store.session() as session:
-            old = chunks_of(session, updating, include=["metadatas", "embeddings"])
-        for entry in old.values():
-            for meta, emb in zip(entry["metadatas"], entry["embeddings"], strict=True):
-                if emb is not None and meta.get("chunk_hash"):
-                    reuse[str(meta["chunk_hash"])] = emb
+            reuse = embeddings_by_chunk_hash(session, updating)
 
     texts: list[str] = []
     where: list[tuple[int, int]] = []  # (group index, chunk index) of each text to embed
@@ -446,47 +441,33 @@ def _embed(
     report.chunks_embedded += len(texts)
 
     now = utcnow()
-    versions = []
-    for gi, item in enumerate(group):
-        assert item.doc is not None
-        n = len(item.chunks)
-        versions.append(
-            NewVersion(
-                source=item.inp.source,
-                ids=[chunk_id(item.inp.source, item.source_hash, i) for i in range(n)],
-                documents=[c.text for c in item.chunks],
-                metadatas=[
-                    _metadata(item, i, chunk, n, now) for i, chunk in enumerate(item.chunks)
-                ],
-                embeddings=np.stack(vectors[gi]),
-            )
+    return [
+        NewVersion(
+            source=item.inp.source,
+            records=[_record(item, i, chunk, now) for i, chunk in enumerate(item.chunks)],
+            embeddings=np.stack(vectors[gi]),
         )
-    return versions, {src: list(entry["ids"]) for src, entry in old.items()}
+        for gi, item in enumerate(group)
+    ]
 
 
-def _metadata(item: _Pending, index: int, chunk: Chunk, n: int, now: str) -> dict[str, Any]:
+def _record(item: _Pending, index: int, chunk: Chunk, now: str) -> ChunkRecord:
     assert item.doc is not None
-    meta: dict[str, Any] = {
-        "source": item.inp.source,
-        "chunk_index": index,
-        "n_chunks": n,
-        "start": chunk.start,
-        "end": chunk.end,
-        "chunk_hash": chunk.hash,
-        "source_hash": item.source_hash,
-        "ingested_at": now,
-        "kind": item.doc.kind,
-    }
-    if chunk.heading:
-        meta["heading"] = chunk.heading
-    if chunk.page is not None:
-        meta["page"] = chunk.page
-    if item.doc.title:
-        meta["title"] = item.doc.title
-    if item.inp.origin:
-        meta["origin"] = item.inp.origin
-    meta["source_type"] = item.inp.source_type
-    for key, value in item.inp.meta:
-        if key not in meta:
-            meta[key] = value
-    return meta
+    return ChunkRecord(
+        source=item.inp.source,
+        chunk_index=index,
+        n_chunks=len(item.chunks),
+        source_hash=item.source_hash,
+        text=chunk.text,
+        start=chunk.start,
+        end=chunk.end,
+        chunk_hash=chunk.hash,
+        ingested_at=now,
+        kind=item.doc.kind,
+        source_type=item.inp.source_type,
+        origin=item.inp.origin,
+        heading=chunk.heading,
+        page=chunk.page,
+        title=item.doc.title,
+        extra=tuple(item.inp.meta),
+    )

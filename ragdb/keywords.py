@@ -14,10 +14,7 @@ import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from chromadb.api.models.Collection import Collection
+from typing import Any
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Lucene's English stop words. Left out of queries (not of the index): they match
@@ -26,10 +23,11 @@ STOP_WORDS = frozenset(
     "a an and are as at be but by for if in into is it no not of on or such that the "
     "their then there these they this to was will with".split()
 )
-PAGE = 2000
 
 
 class KeywordIndex:
+    """BM25 over the store's chunks, in an SQLite FTS5 table."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,21 +106,32 @@ class KeywordIndex:
                 self.db.execute(f"DELETE FROM chunks WHERE rowid IN ({rmarks})", rowids)
                 self.db.execute(f"DELETE FROM chunk_ids WHERE rowid IN ({rmarks})", rowids)
 
+    def delete_prefixes(self, prefixes: Iterable[str]) -> None:
+        """Delete every chunk whose id starts with one of ``prefixes`` plus "-"
+        (a source's chunks share the prefix :func:`ragdb.chunks.source_key` gives)."""
+        with self.transaction():
+            for prefix in prefixes:
+                rows = self.db.execute(
+                    "SELECT rowid FROM chunk_ids WHERE chunk_id >= ? AND chunk_id < ?",
+                    (prefix + "-", prefix + "."),  # "." sorts right after "-"
+                ).fetchall()
+                rowids = [r[0] for r in rows]
+                for i in range(0, len(rowids), 500):
+                    part = rowids[i : i + 500]
+                    marks = ",".join("?" * len(part))
+                    self.db.execute(f"DELETE FROM chunks WHERE rowid IN ({marks})", part)
+                    self.db.execute(f"DELETE FROM chunk_ids WHERE rowid IN ({marks})", part)
+
     def clear(self) -> None:
         with self.transaction():
             self.db.execute("DELETE FROM chunks")
             self.db.execute("DELETE FROM chunk_ids")
 
-    def rebuild(self, collection: Collection) -> None:
-        """Refill from Chroma's chunks."""
+    def rebuild(self, pages: Iterable[tuple[list[str], list[str]]]) -> None:
+        """Refill from the store's chunks: pages of (ids, texts)."""
         self.clear()
-        offset = 0
-        while True:
-            got = collection.get(limit=PAGE, offset=offset, include=["documents"])
-            if not got["ids"]:
-                break
-            self.add(got["ids"], [d or "" for d in got["documents"] or []])
-            offset += len(got["ids"])
+        for ids, texts in pages:
+            self.add(ids, texts)
 
     # -- reads ------------------------------------------------------------------------------
     def ids(self) -> set[str]:

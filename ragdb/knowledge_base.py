@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .chunking import Chunker
+from .chunks import ChunkRecord, SourceInfo, list_sources, read_source, remove_all, remove_sources
 from .config import DEFAULT_EMBED_MODEL, Settings
-from .doctor import Report as DoctorReport
+from .doctor import DoctorReport
 from .embeddings import Embedder, ModelIdentity, default_backend, get_embedder
 from .errors import (
     EmptyStoreError,
     InputError,
+    LLMError,
     ManifestError,
     StoreNotFoundError,
     UsageError,
@@ -39,7 +41,6 @@ from .generate import (
 from .ingest import IngestReport, Progress, Warn, run_ingest
 from .loaders import Input, expand_paths, glob_matcher, read_records
 from .retrieve import DEFAULT_MODE, MODES, Hit, candidate_depth, search
-from .sources import list_sources, remove_sources
 from .store import Store
 
 
@@ -81,6 +82,81 @@ class Answer:
         return out
 
 
+@dataclasses.dataclass
+class Status:
+    """Where a store is, what it holds and how it was made (``ragdb status``)."""
+
+    store: str
+    mode: str  # "embedded" or "server"
+    collection: str
+    chunks: int
+    sources: int
+    embed_model: str
+    embed_backend: str
+    embed_dimension: int
+    max_seq_length: int
+    format_version: int
+    ragdb_version: str | None
+    chromadb_version: str | None
+    created_at: str | None
+    updated_at: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``ragdb status --json`` prints."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class RemoveReport:
+    """The sources :meth:`KnowledgeBase.remove` removed, and their chunks."""
+
+    removed: list[str]
+    chunks_removed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``ragdb remove --json`` prints."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class MigrateReport:
+    """What :meth:`KnowledgeBase.migrate` applied, and the store's format after."""
+
+    store: str
+    applied: list[str]
+    format_version: int
+    migrations: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``ragdb migrate --json`` prints."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class ReembedReport:
+    """The model and backend a store moved from and to, and its new collection."""
+
+    store: str
+    from_model: str
+    to_model: str
+    from_backend: str
+    to_backend: str
+    collection: str
+    chunks: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``ragdb reembed --json`` prints."""
+        return {
+            "store": self.store,
+            "from": self.from_model,
+            "to": self.to_model,
+            "from_backend": self.from_backend,
+            "to_backend": self.to_backend,
+            "collection": self.collection,
+            "chunks": self.chunks,
+        }
+
+
 T = TypeVar("T")
 _executor: ThreadPoolExecutor | None = None
 
@@ -90,24 +166,6 @@ def _background() -> ThreadPoolExecutor:
     if _executor is None:
         _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragdb-keywords")
     return _executor
-
-
-def _retrying(store: Store, read: Callable[[], T]) -> T:
-    """A read, tried again when a Chroma server trips over a concurrent delete
-    ("Error finding id"): the server has no transaction across its index and
-    records. Local stores are locked and need no second try."""
-    if not store.server:
-        return read()
-    from chromadb.errors import InternalError
-
-    for attempt in range(4):
-        try:
-            return read()
-        except InternalError:
-            if attempt == 3:
-                raise
-            time.sleep(0.05 * (attempt + 1))
-    raise AssertionError("unreachable")
 
 
 def _ms(seconds: float) -> float:
@@ -155,6 +213,7 @@ class KnowledgeBase:
         return self._embedder_for(identity.name, self.settings.embed_backend or identity.backend)
 
     def chunker(self) -> Chunker:
+        """The store's chunker: sized to its model's maximum sequence length."""
         identity = self.store().identity
         return Chunker.for_model(self.embedder.tokenizer, identity.max_seq_length)
 
@@ -281,15 +340,15 @@ class KnowledgeBase:
         if not embedder.loaded:
             # A cold process: say the store is empty before seconds of model loading.
             with store.session() as session:
-                if session.collection.count() == 0:
+                if session.count() == 0:
                     raise _empty(store)
         if mode == "dense":
             t0 = time.perf_counter()
             embedding = embedder.encode_query(question)
             t1 = time.perf_counter()
             with store.session() as session:
-                hits = _retrying(store, lambda: search(session, mode, question, embedding, k))
-                if not hits and session.collection.count() == 0:
+                hits = search(session, mode, question, embedding, k)
+                if not hits and session.count() == 0:
                     raise _empty(store)
         else:
             embedder.load()  # a first load takes seconds: never under the lock
@@ -301,11 +360,9 @@ class KnowledgeBase:
                 embedding = embedder.encode_query(question)
                 t1 = time.perf_counter()
                 found = keyword.result()
-                hits = _retrying(
-                    store, lambda: search(session, mode, question, embedding, k, keyword=found)
-                )
+                hits = search(session, mode, question, embedding, k, keyword=found)
                 # Counting costs a little on every query: only when nothing came back.
-                if not hits and session.collection.count() == 0:
+                if not hits and session.count() == 0:
                     raise _empty(store)
         t2 = time.perf_counter()
         return Retrieval(question, hits, {"embed_ms": _ms(t1 - t0), "search_ms": _ms(t2 - t1)})
@@ -325,7 +382,8 @@ class KnowledgeBase:
     ) -> Answer:
         """Retrieve, then answer from what was retrieved. ``on_hits`` sees the
         passages before the model is asked; ``on_text`` sees the answer as it
-        streams. An :class:`~ragdb.errors.LLMError` propagates after ``on_hits``."""
+        streams. An :class:`~ragdb.errors.LLMError` propagates after ``on_hits``,
+        carrying the :class:`Answer` so far (its ``error`` set) as ``answer``."""
         if context_tokens < 16:
             raise UsageError("--context-tokens must be at least 16")
         if not retrieve_only:
@@ -357,14 +415,22 @@ class KnowledgeBase:
         pieces: list[str] = []
         first: float | None = None
         state = StreamState()
-        for piece in stream_answer(
-            self.settings, prompt.messages, show_thinking=show_thinking, state=state
-        ):
-            if first is None:
-                first = time.perf_counter()
-            pieces.append(piece)
-            if on_text:
-                on_text(piece)
+        try:
+            for piece in stream_answer(
+                self.settings, prompt.messages, show_thinking=show_thinking, state=state
+            ):
+                if first is None:
+                    first = time.perf_counter()
+                pieces.append(piece)
+                if on_text:
+                    on_text(piece)
+        except LLMError as exc:
+            # The retrieved passages are still worth having: they travel with the error.
+            timings["total_ms"] = _ms(time.perf_counter() - t0)
+            exc.answer = Answer(
+                question, hits, None, True, self.settings.llm_model, timings, error=str(exc)
+            )
+            raise
         t2 = time.perf_counter()
         timings["first_token_ms"] = _ms((first or t2) - t1)
         timings["generate_ms"] = _ms(t2 - t1)
@@ -397,28 +463,18 @@ class KnowledgeBase:
                 found.setdefault(m, known[m].n_chunks)
         return found
 
-    def remove(self, targets: Sequence[str | Path]) -> tuple[list[str], int]:
+    def remove(self, targets: Sequence[str | Path]) -> RemoveReport:
         """Remove sources: a stored source name, a file's path, a directory
-        (every source under it), or a glob pattern. Returns the sources removed
-        and their chunk count."""
+        (every source under it), or a glob pattern."""
         doomed = list(self.matching_sources(targets))
         with self.store().session() as session:
             chunks = remove_sources(session, doomed)
-        return doomed, chunks
+        return RemoveReport(doomed, chunks)
 
     def reset(self) -> int:
         """Delete every chunk; returns how many there were."""
-        store = self.store()
-        with store.session() as session:
-            n = session.collection.count()
-            name = session.manifest["collection"]
-            store.begin_write(session, [])
-            session.keywords.clear()
-            session.client.delete_collection(name)
-            session._collection = None
-            _ = session.collection  # recreated empty, with the store's settings
-            store.end_write(session)
-        return n
+        with self.store().session() as session:
+            return remove_all(session)
 
     def doctor(
         self, repair: bool = False, confirm: Callable[[str], bool] | None = None
@@ -448,15 +504,15 @@ class KnowledgeBase:
             return report
         return do_repair(store) if repair else check(store)
 
-    def migrate(self) -> dict[str, Any]:
+    def migrate(self) -> MigrateReport:
         """Bring the store to this ragdb's format (opening does so too)."""
         store = self.store()
-        return {
-            "store": store.location,
-            "applied": list(store.migrated),
-            "format_version": store.manifest["format_version"],
-            "migrations": list(store.manifest.get("migrations", [])),
-        }
+        return MigrateReport(
+            store.location,
+            list(store.migrated),
+            int(store.manifest["format_version"]),
+            list(store.manifest.get("migrations", [])),
+        )
 
     def reembed(
         self,
@@ -464,7 +520,7 @@ class KnowledgeBase:
         progress: Progress | None = None,
         *,
         backend: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> ReembedReport:
         """Re-embed every chunk with ``model`` and/or ``backend`` (either one
         defaults to the store's) into a new collection, then switch to it."""
         from .embeddings import check_backend, same_model
@@ -485,43 +541,49 @@ class KnowledgeBase:
         embedder = self._embedder_for(target_model, target_backend)
         identity = embedder.identity
         name, count = rebuild(store, embedder, identity.to_dict(), progress=progress)
-        return {
-            "store": store.location,
-            "from": old.name,
-            "to": identity.name,
-            "from_backend": old.backend,
-            "to_backend": identity.backend,
-            "collection": name,
-            "chunks": count,
-        }
+        return ReembedReport(
+            store.location, old.name, identity.name, old.backend, identity.backend, name, count
+        )
 
-    def sources(self) -> list[dict[str, Any]]:
+    def chunks(self, source: str) -> list[ChunkRecord]:
+        """A stored source's chunks, with their text, in order; an error when
+        ``source`` is not stored."""
+        with self.store().session() as session:
+            found = read_source(session, source)
+        if not found:
+            raise InputError(f"not in the knowledge base: {source}")
+        return found
+
+    def sources(self) -> list[SourceInfo]:
+        """Every stored source (name, type, origin, hash, chunks, date), by name."""
         with self.store().session() as session:
             infos = list_sources(session)
-        return [dataclasses.asdict(i) for i in sorted(infos.values(), key=lambda i: i.source)]
+        return sorted(infos.values(), key=lambda i: i.source)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> Status:
+        """Where the store is, what it holds and how it was made."""
         store = self.store()
         with store.session() as session:
-            chunks = session.collection.count()
-            sources = len(session.collection.get(where={"chunk_index": 0}, include=[])["ids"])
+            chunks = session.count()
+            sources = len(list_sources(session))
             manifest = dict(session.manifest)
-        return {
-            "store": store.location,
-            "mode": "server" if store.server else "embedded",
-            "collection": manifest["collection"],
-            "chunks": chunks,
-            "sources": sources,
-            "embed_model": manifest["embed_model"]["name"],
-            "embed_backend": manifest["embed_model"].get("backend", "torch"),
-            "embed_dimension": manifest["embed_model"]["dimension"],
-            "max_seq_length": manifest["embed_model"]["max_seq_length"],
-            "format_version": manifest["format_version"],
-            "ragdb_version": manifest.get("ragdb_version"),
-            "chromadb_version": manifest.get("chromadb_version"),
-            "created_at": manifest.get("created_at"),
-            "updated_at": manifest.get("updated_at"),
-        }
+        model = manifest["embed_model"]
+        return Status(
+            store=store.location,
+            mode="server" if store.server else "embedded",
+            collection=manifest["collection"],
+            chunks=chunks,
+            sources=sources,
+            embed_model=model["name"],
+            embed_backend=model.get("backend", "torch"),
+            embed_dimension=int(model["dimension"]),
+            max_seq_length=int(model["max_seq_length"]),
+            format_version=int(manifest["format_version"]),
+            ragdb_version=manifest.get("ragdb_version"),
+            chromadb_version=manifest.get("chromadb_version"),
+            created_at=manifest.get("created_at"),
+            updated_at=manifest.get("updated_at"),
+        )
 
 
 def _empty(store: Store) -> EmptyStoreError:

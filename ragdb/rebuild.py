@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from .errors import StoreError
 
 if TYPE_CHECKING:
+    from .chunks import ChunkRecord
     from .embeddings import Embedder
-    from .store import Session, Store
+    from .session import Session
+    from .store import Store
 
 Progress = Callable[[int, int], None]
 PAGE = 1000
@@ -30,11 +32,11 @@ def _next_name(current: str, taken: set[str]) -> str:
     return f"{base}-{n}"
 
 
-def _read_page(session: Session, offset: int, with_embeddings: bool) -> Any:
-    include: list[str] = ["documents", "metadatas"]
-    if with_embeddings:
-        include.append("embeddings")
-    return session.collection.get(limit=PAGE, offset=offset, include=cast(Any, include))
+def _read_page(
+    session: Session, offset: int, with_embeddings: bool
+) -> list[tuple[ChunkRecord, Any]]:
+    pages = session.pages(embeddings=with_embeddings, size=PAGE, offset=offset)
+    return next(pages, [])
 
 
 def rebuild(
@@ -55,95 +57,87 @@ def rebuild(
 
     with store.session() as session:
         old_name = session.manifest["collection"]
-        taken = {c.name for c in session.client.list_collections()}
+        taken = set(session.collection_names())
         new_name = _next_name(old_name, taken)
         manifest_model = dict(session.manifest["embed_model"])
         target = dict(identity or manifest_model)
         # A collection left by an earlier, interrupted rebuild.
         for name in taken:
             if name.startswith(re.sub(r"-\d+$", "", old_name)) and name != old_name:
-                session.client.delete_collection(name)
-        new = store._create_chunk_collection(
-            session.client, new_name, {**session.manifest, "embed_model": target}
-        )
-        total = session.collection.count()
+                session.drop_collection(name)
+        salvaged: list[ChunkRecord] | None = None
+        try:
+            total = session.count()
+        except StoreError:
+            # The vector index does not load, and Chroma refuses every read:
+            # take the chunks' text from its database and embed them again.
+            salvaged = session.salvage()
+            total = len(salvaged)
+        if salvaged is None:
+            unreadable: list[str] = []
+            session.fetch_records(text=False, unreadable=unreadable)
+            if unreadable:
+                raise StoreError(
+                    f"{len(unreadable)} chunk(s) lack ragdb's source records: "
+                    "`ragdb doctor --repair` removes them first"
+                )
+        session.create_collection(new_name, target)
         start_generation = int(session.manifest.get("generation", 0))
-        del new
-    copy_embeddings = embedder is None
+    copy_embeddings = embedder is None and salvaged is None
     encoder = embedder or get_embedder(
         manifest_model["name"], store.settings.device, manifest_model.get("backend", "torch")
     )
     done = 0
     offset = 0
     while True:
-        with store.session() as session:
-            try:
-                page = _read_page(session, offset, copy_embeddings)
-            except Exception:
-                if not copy_embeddings:
-                    raise
-                # The stored vectors cannot be read: fall back to the text.
-                copy_embeddings = False
-                page = _read_page(session, offset, False)
-        ids = page["ids"]
-        if not ids:
-            break
-        if copy_embeddings and page.get("embeddings") is not None:
-            vectors = [list(map(float, v)) for v in page["embeddings"]]
+        if salvaged is not None:
+            page = [(r, None) for r in salvaged[offset : offset + PAGE]]
         else:
-            vectors = [list(map(float, v)) for v in encoder.encode(page["documents"])]
+            with store.session() as session:
+                page = _read_page(session, offset, copy_embeddings)
+        if not page:
+            break
+        records = [record for record, _ in page]
+        if copy_embeddings and all(v is not None for _, v in page):
+            vectors = [v for _, v in page]
+        else:
+            vectors = list(encoder.encode([r.text for r in records]))
         with store.session() as session:
-            target_coll = session.client.get_collection(new_name)
-            target_coll.upsert(
-                ids=ids,
-                documents=page["documents"],
-                metadatas=page["metadatas"],
-                embeddings=cast(Any, vectors),
-            )
-        done += len(ids)
-        offset += len(ids)
+            session.add_to(new_name, records, vectors)
+        done += len(page)
+        offset += len(page)
         if progress:
             progress(done, total)
     with store.session() as session:
-        _ = session.keywords  # same chunk ids after the switch: keep it in step
-        if int(session.manifest.get("generation", 0)) != start_generation:
+        if salvaged is None:
+            _ = session.keywords  # same chunk ids after the switch: keep it in step
+        moved = int(session.manifest.get("generation", 0)) != start_generation
+        if moved and salvaged is None:
             _catch_up(session, new_name, encoder if not copy_embeddings or embedder else None)
-        target_coll = session.client.get_collection(new_name)
-        count = target_coll.count()
-        if count != session.collection.count():
+        count = len(session.ids_of(new_name))
+        expected = total if salvaged is not None else session.count()
+        if count != expected:
             raise StoreError(
-                f"rebuild copied {count} chunks of {session.collection.count()}; "
-                "the store was left as it was"
+                f"rebuild copied {count} chunks of {expected}; the store was left as it was"
             )
-        session.manifest["collection"] = new_name
-        session.manifest["embed_model"] = target
-        store._save_manifest(session.client, session.manifest)
-        session.client.delete_collection(old_name)
-        session._collection = None
-        session.mark_written()
+        session.switch_collection(new_name, target)
+        if salvaged is not None:
+            session.rebuild_keywords()
     return new_name, count
 
 
 def _catch_up(session: Session, new_name: str, encoder: Embedder | None) -> None:
     """Writes that landed in the old collection while the copy ran (ids are the
     same in both: they depend on the source and its content, not the model)."""
-    old_ids = set(session.collection.get(include=[])["ids"])
-    new_coll = session.client.get_collection(new_name)
-    new_ids = set(new_coll.get(include=[])["ids"])
-    extra = sorted(new_ids - old_ids)
-    if extra:
-        new_coll.delete(ids=extra)
+    old_ids = session.ids()
+    new_ids = session.ids_of(new_name)
+    session.delete_from(new_name, sorted(new_ids - old_ids))
     missing = sorted(old_ids - new_ids)
     for i in range(0, len(missing), PAGE):
-        part = missing[i : i + PAGE]
-        include: list[str] = ["documents", "metadatas"]
+        found = session.fetch_embeddings(ids=missing[i : i + PAGE])
+        records = [record for record, _ in found]
         if encoder is None:
-            include.append("embeddings")
-        got: Any = session.collection.get(ids=part, include=cast(Any, include))
-        vectors = got["embeddings"] if encoder is None else encoder.encode(got["documents"])
-        new_coll.upsert(
-            ids=got["ids"],
-            documents=got["documents"],
-            metadatas=got["metadatas"],
-            embeddings=cast(Any, [list(map(float, v)) for v in vectors]),
-        )
+            vectors = [vector for _, vector in found]
+        else:
+            vectors = list(encoder.encode([r.text for r in records]))
+        session.add_to(new_name, records, vectors)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .chunks import ChunkRecord
 
 MODES = ("dense", "bm25", "hybrid")
 # Hybrid beats both others on SciFact's test split at about the latency of dense
@@ -17,11 +20,13 @@ HYBRID_WEIGHTS = {"dense": 1.0, "bm25": 1.25}
 HYBRID_DEPTH = 20
 
 if TYPE_CHECKING:
-    from .store import Session
+    from .session import Session
 
 
 @dataclasses.dataclass
 class Hit:
+    """One retrieved chunk, best first."""
+
     rank: int
     id: str
     source: str
@@ -55,28 +60,25 @@ class Hit:
         }
 
 
+def _hit(rank: int, record: ChunkRecord, score: float, scores: dict[str, float]) -> Hit:
+    return Hit(
+        rank=rank,
+        id=record.id,
+        source=record.source,
+        score=round(score, 6),
+        text=record.text,
+        metadata=record.metadata(),
+        scores=scores,
+    )
+
+
 def dense_search(session: Session, embedding: list[float], k: int) -> list[Hit]:
     """Chroma's cosine nearest neighbours; score = 1 - cosine distance."""
-    coll = session.collection
-    got: Any = coll.query(
-        query_embeddings=cast(Any, [embedding]),
-        n_results=k,
-        include=["documents", "metadatas", "distances"],
-    )
-    hits = []
-    for i, cid in enumerate(got["ids"][0]):
-        meta = dict(got["metadatas"][0][i] or {})
-        hits.append(
-            Hit(
-                rank=i + 1,
-                id=cid,
-                source=str(meta.get("source", "")),
-                score=round(1.0 - float(got["distances"][0][i]), 6),
-                text=got["documents"][0][i] or "",
-                metadata=meta,
-            )
-        )
-    return hits
+    return [
+        _hit(i + 1, record, 1.0 - distance, {})
+        for i, (_, distance, record) in enumerate(session.nearest(embedding, k))
+        if record is not None
+    ]
 
 
 def keyword_search(
@@ -106,29 +108,15 @@ def _hits_for(
 
     if not ids:
         return []
-    got: Any = session.collection.get(
-        ids=ids, include=cast(Any, ["documents", "metadatas", "embeddings"])
-    )
-    pos = {cid: i for i, cid in enumerate(got["ids"])}
+    found = {record.id: (record, vector) for record, vector in session.fetch_embeddings(ids=ids)}
     query = np.asarray(embedding, dtype=np.float32)
     hits: list[Hit] = []
     for cid in ids:
-        i = pos.get(cid)
-        if i is None:
+        if cid not in found:
             continue
-        meta = dict(got["metadatas"][i] or {})
-        cosine = float(np.dot(np.asarray(got["embeddings"][i], dtype=np.float32), query))
-        hits.append(
-            Hit(
-                rank=len(hits) + 1,
-                id=cid,
-                source=str(meta.get("source", "")),
-                score=round(cosine, 6),
-                text=got["documents"][i] or "",
-                metadata=meta,
-                scores=scores.get(cid, {}),
-            )
-        )
+        record, vector = found[cid]
+        cosine = float(np.dot(np.asarray(vector, dtype=np.float32), query))
+        hits.append(_hit(len(hits) + 1, record, cosine, scores.get(cid, {})))
     return hits
 
 
@@ -144,19 +132,11 @@ def hybrid_search(
     ranking when it was computed already (see :func:`candidate_depth`)."""
     depth = candidate_depth("hybrid", k, depth)
     # Ids and distances only: text and metadata are fetched for the winners alone.
-    got: Any = session.collection.query(
-        query_embeddings=cast(Any, [embedding]), n_results=depth, include=["distances"]
-    )
-    dense_ids = got["ids"][0]
+    dense_ids = [cid for cid, _, _ in session.nearest(embedding, depth, records=False)]
     if keyword is None:
         keyword = session.keywords.search(question, depth)
-    fused: dict[str, float] = {}
-    for rank, cid in enumerate(dense_ids, 1):
-        fused[cid] = fused.get(cid, 0.0) + HYBRID_WEIGHTS["dense"] / (RRF_K + rank)
-    bm25 = {}
-    for rank, (cid, score) in enumerate(keyword, 1):
-        fused[cid] = fused.get(cid, 0.0) + HYBRID_WEIGHTS["bm25"] / (RRF_K + rank)
-        bm25[cid] = score
+    fused = fuse(dense_ids, [cid for cid, _ in keyword])
+    bm25 = dict(keyword)
     best = sorted(fused, key=lambda cid: -fused[cid])[:k]
     scores: dict[str, dict[str, float]] = {}
     for cid in best:
@@ -164,6 +144,22 @@ def hybrid_search(
         if cid in bm25:
             scores[cid]["bm25"] = round(bm25[cid], 6)
     return _hits_for(session, best, embedding, scores)
+
+
+def fuse(
+    dense: Sequence[str],
+    keyword: Sequence[str],
+    rrf_k: int = RRF_K,
+    bm25_weight: float = HYBRID_WEIGHTS["bm25"],
+) -> dict[str, float]:
+    """Reciprocal rank fusion of two rankings (best first): each id scores the
+    sum of weight / (rrf_k + rank) over the rankings it is in."""
+    fused: dict[str, float] = {}
+    for rank, cid in enumerate(dense, 1):
+        fused[cid] = fused.get(cid, 0.0) + HYBRID_WEIGHTS["dense"] / (rrf_k + rank)
+    for rank, cid in enumerate(keyword, 1):
+        fused[cid] = fused.get(cid, 0.0) + bm25_weight / (rrf_k + rank)
+    return fused
 
 
 def candidate_depth(mode: str, k: int, depth: int | None = None) -> int:

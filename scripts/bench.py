@@ -175,7 +175,7 @@ def bench_queries(store: Path, n: int, backend: str | None = None) -> dict[str, 
 
     kb = KnowledgeBase(store=store, embed_backend=backend)
     kb.retrieve("warm up", k=4)
-    out: dict[str, Any] = {"chunks": kb.status()["chunks"], "queries": n}
+    out: dict[str, Any] = {"chunks": kb.status().chunks, "queries": n}
     for mode in ("dense", "hybrid"):
         lat = []
         for q in questions(n):
@@ -193,7 +193,7 @@ def synthetic_store(store: Path, n: int, backend: str, dim: int = 384) -> float:
     import numpy as np
 
     from ragdb import KnowledgeBase
-    from ragdb.sources import chunk_id
+    from ragdb.chunks import ChunkRecord, NewVersion, write_versions
 
     kb = KnowledgeBase(store=store, embed_backend=backend)
     kb.ingest_text("seed", "seed")
@@ -208,29 +208,27 @@ def synthetic_store(store: Path, n: int, backend: str, dim: int = 384) -> float:
             np.float32
         )
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-        ids, docs, metas = [], [], []
+        records = []
         for j in range(m):
-            src = f"synthetic-{start + j}"
-            ids.append(chunk_id(src, "0" * 32, 0))
-            docs.append(" ".join(random.choices(words, k=12)))
-            metas.append(
-                {
-                    "source": src,
-                    "chunk_index": 0,
-                    "n_chunks": 1,
-                    "start": 0,
-                    "end": len(docs[-1]),
-                    "chunk_hash": "0",
-                    "source_hash": "0" * 32,
-                    "ingested_at": "2026-01-01T00:00:00+00:00",
-                    "kind": "text",
-                }
+            text = " ".join(random.choices(words, k=12))
+            records.append(
+                ChunkRecord(
+                    source=f"synthetic-{start + j}",
+                    chunk_index=0,
+                    n_chunks=1,
+                    source_hash="0" * 32,
+                    text=text,
+                    end=len(text),
+                    chunk_hash="0",
+                    ingested_at="2026-01-01T00:00:00+00:00",
+                    source_type="text",
+                )
             )
         with kb.store().session() as session:
-            session.store.begin_write(session, [])
-            session.collection.add(ids=ids, embeddings=vecs, documents=docs, metadatas=metas)
-            session.keywords.add(ids, docs)
-            session.store.end_write(session)
+            write_versions(
+                session,
+                [NewVersion(r.source, [r], vecs[j : j + 1], False) for j, r in enumerate(records)],
+            )
         log(f"synthetic store: {start + m}/{n}")
     return time.perf_counter() - t0
 

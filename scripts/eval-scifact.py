@@ -136,7 +136,7 @@ def run(backend: str, store: Path, work: Path, skip_reference: bool) -> dict:
         reference_check.pop("run")
     return {
         "ingest_seconds": round(ingest_s, 1),
-        "chunks": kb.status()["chunks"],
+        "chunks": kb.status().chunks,
         "modes": rows,
         "dense_mteb_style": reference_check,
     }

@@ -99,7 +99,7 @@ def writer(i: int, args: dict[str, Any], ready: Any, start: Any, out: Any) -> No
         if any(folder.iterdir()):
             kb.ingest([folder], prune=True)
         else:
-            existing = [s["source"] for s in kb.sources() if s["source"].startswith(str(folder))]
+            existing = [s.source for s in kb.sources() if s.source.startswith(str(folder))]
             if existing:
                 kb.remove(existing)
     except Exception:

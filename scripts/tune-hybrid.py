@@ -27,7 +27,7 @@ def main() -> int:
 
     from ragdb import KnowledgeBase
     from ragdb.evaluate import load_qrels, load_queries, ndcg
-    from ragdb.retrieve import dense_search
+    from ragdb.retrieve import dense_search, fuse
 
     kb = KnowledgeBase(store=opts.store)
     queries = load_queries(DATA / "queries_train.jsonl")
@@ -43,20 +43,14 @@ def main() -> int:
             sources = dict(dense)
             missing = [cid for cid, _ in keyword if cid not in sources]
             if missing:
-                got = session.collection.get(ids=missing, include=["metadatas"])
-                sources.update(
-                    {c: m["source"] for c, m in zip(got["ids"], got["metadatas"], strict=False)}
-                )
+                found = session.fetch_records(ids=missing, text=False)
+                sources.update({r.id: r.source for r in found})
         rankings.append((qid, [c for c, _ in dense], [c for c, _ in keyword], sources))
 
     def score(rrf_k: int, w_bm25: float) -> float:
         values = []
         for qid, dense, keyword, sources in rankings:
-            fused: dict[str, float] = {}
-            for rank, cid in enumerate(dense, 1):
-                fused[cid] = fused.get(cid, 0) + 1.0 / (rrf_k + rank)
-            for rank, cid in enumerate(keyword, 1):
-                fused[cid] = fused.get(cid, 0) + w_bm25 / (rrf_k + rank)
+            fused = fuse(dense, keyword, rrf_k, w_bm25)
             order = sorted(fused, key=lambda c: -fused[c])
             ranked = list(dict.fromkeys(sources[c] for c in order))
             values.append(ndcg(ranked, qrels[qid], 10))

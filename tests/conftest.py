@@ -79,11 +79,15 @@ class Ragdb:
     def chunks(self) -> list[dict[str, Any]]:
         """Every chunk's metadata, id and text."""
         with self.kb().store().session() as session:
-            got = session.collection.get(include=["metadatas", "documents"])
-        return [
-            {**meta, "id": cid, "text": doc}
-            for cid, meta, doc in zip(got["ids"], got["metadatas"], got["documents"], strict=True)
-        ]
+            records = session.fetch_records()
+        return [{**r.metadata(), "id": r.id, "text": r.text} for r in records]
+
+    @contextlib.contextmanager
+    def chroma(self) -> Iterator[Any]:
+        """The store's Chroma collection itself, under the store's lock: for
+        tests that break a store in ways ragdb never would."""
+        with self.kb().store().session() as session:
+            yield session.client.get_collection(session.manifest["collection"])
 
     def __call__(
         self,

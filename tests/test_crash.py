@@ -3,6 +3,7 @@ and holds each source whole (old or new version, never a mix)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -18,18 +19,18 @@ from chromadb.api.models.Collection import Collection
 from ragdb import KnowledgeBase
 
 where = sys.argv[3]
-original_add = Collection.add
+original_upsert = Collection.upsert
 
 def add_half_then_die(self, ids, **kw):
     half = max(1, len(ids) // 2)
-    original_add(self, ids=ids[:half], **{k: v[:half] for k, v in kw.items()})
+    original_upsert(self, ids=ids[:half], **{k: v[:half] for k, v in kw.items()})
     os.kill(os.getpid(), signal.SIGKILL)
 
 def die(self, *a, **kw):
     os.kill(os.getpid(), signal.SIGKILL)
 
 if where == "add":
-    Collection.add = add_half_then_die
+    Collection.upsert = add_half_then_die
 elif where == "delete":
     Collection.delete = die
 KnowledgeBase(store=sys.argv[1]).ingest([sys.argv[2]], prune=True)
@@ -75,9 +76,7 @@ def test_kill_during_update(local_ragdb: Ragdb, tmp_path: Path, store: Path, whe
 
 def test_doctor_finds_and_repairs(local_ragdb: Ragdb, facts_dir: Path) -> None:
     local_ragdb("ingest", str(facts_dir))
-    kb = local_ragdb.kb()
-    with kb.store().session() as session:
-        coll = session.collection
+    with local_ragdb.chroma() as coll:
         got = coll.get(limit=1, include=["embeddings", "metadatas"])
         vec = [float(x) for x in got["embeddings"][0]]
         meta = got["metadatas"][0]
@@ -99,13 +98,55 @@ def test_doctor_finds_and_repairs(local_ragdb: Ragdb, facts_dir: Path) -> None:
 
 
 def test_repair_rebuilds_a_broken_index(local_ragdb: Ragdb, facts_dir: Path, store: Path) -> None:
+    """Chroma persists its HNSW files once a collection passes 1,000 writes; torn,
+    they make it refuse every read. doctor finds that, and --repair re-embeds
+    the chunks' text (kept in Chroma's database) into a new collection."""
+    from ragdb.chunks import ChunkRecord, NewVersion, write_versions
+
     local_ragdb("ingest", str(facts_dir))
-    before = local_ragdb.json("query", "octopus", "--retrieve-only", "-k", "4")
-    # Tear Chroma's HNSW files, as a crash while they were written can.
-    segment_files = [p for p in store.rglob("*.bin") if p.stat().st_size > 0]
+    kb = local_ragdb.kb()
+    texts = [f"Note {i}: a ledger line about item {i * 7} in aisle {i % 40}." for i in range(1100)]
+    vectors = kb.embedder.encode(texts)
+    records = [
+        ChunkRecord(f"note-{i}", 0, 1, "0" * 32, text=t, end=len(t), source_type="text")
+        for i, t in enumerate(texts)
+    ]
+    with kb.store().session() as session:
+        write_versions(
+            session, [NewVersion(r.source, [r], vectors[i : i + 1]) for i, r in enumerate(records)]
+        )
+    ragdb = [sys.executable, "-m", "ragdb", "--store", str(store)]
+
+    def run(*args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+        # Fresh processes: this one's client keeps the index it loaded in memory.
+        proc = subprocess.run([*ragdb, *args], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == code, proc.stderr
+        return proc
+
+    query = ["query", "octopus hearts", "--retrieve-only", "-k", "4", "--json"]
+    before = json.loads(run(*query).stdout)
+    segment_files = [p for p in store.rglob("*.bin") if p.stat().st_size > 16]
+    assert segment_files, "Chroma persisted no HNSW files to tear"
     for path in segment_files:
         path.write_bytes(b"\x00" * 16)
-    local_ragdb("doctor", "--repair", code=None)
-    local_ragdb("doctor")
-    after = local_ragdb.json("query", "octopus", "--retrieve-only", "-k", "4")
-    assert [c["id"] for c in after["chunks"]] == [c["id"] for c in before["chunks"]]
+    # Every command says what is wrong and how to repair it, in one line...
+    err = run(*query, code=1).stderr.strip()
+    assert len(err.splitlines()) == 1 and "`ragdb doctor --repair` rebuilds the vector index" in err
+    # ...doctor sees it before anything is repaired...
+    found = json.loads(run("doctor", "--json", code=1).stdout)
+    assert [p["problem"] for p in found["problems"]] == ["index-unloadable"]
+    # ...and the repair re-embeds every chunk into a new collection.
+    repaired = json.loads(run("doctor", "--repair", "--json").stdout)
+    assert repaired["repaired"] == ["rebuilt the vector index as ragdb-chunks-2 (1104 chunks)"]
+    assert repaired["healthy"] is True and repaired["chunks"] == 1104
+    after = json.loads(run(*query).stdout)
+    # The same best hit; the tail may reorder near-ties (a new HNSW graph).
+    assert after["chunks"][0]["id"] == before["chunks"][0]["id"]
+    assert after["chunks"][0]["source"].endswith("fact3.txt")
+    scores = {c["id"]: c["score"] for c in before["chunks"]}
+    common = [c for c in after["chunks"] if c["id"] in scores]
+    assert len(common) >= 3
+    diffs = [abs(c["score"] - scores[c["id"]]) for c in common]
+    # int8 quantises activations per batch: the same text in another batch moves a little.
+    assert max(diffs) < 0.02, diffs
+    run("doctor")

@@ -36,12 +36,53 @@ def test_ingest_then_reingest_embeds_nothing(ragdb: Ragdb, facts_dir: Path) -> N
     assert status["format_version"] >= 1
 
 
-def test_summary_line_and_progress_on_stderr(ragdb: Ragdb, facts_dir: Path) -> None:
+def test_summary_line_on_stdout(ragdb: Ragdb, facts_dir: Path) -> None:
     result = ragdb("ingest", str(facts_dir))
     out = result.stdout.strip().splitlines()
     assert len(out) == 1
     assert out[0].startswith(f"{len(FACTS)} added, 0 updated, 0 unchanged, 0 removed, 0 skipped")
     assert "chunks embedded" in out[0]
+
+
+def test_progress_bar_goes_to_a_terminal_stderr(store: Path, tmp_path: Path) -> None:
+    """The bar shows only where stderr is a terminal, and never on stdout."""
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(6):
+        (docs / f"d{i}.txt").write_text(f"Paragraph {i} about kingfishers diving. " * 40)
+    master, slave = pty.openpty()
+    # A terminal 100 columns wide (a fresh pty is 0x0, where tqdm draws nothing).
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ragdb", "--store", str(store), "ingest", str(docs)],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        stdin=subprocess.DEVNULL,
+    )
+    os.close(slave)
+    terminal = b""
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        terminal += data
+    out, _ = proc.communicate(timeout=120)
+    os.close(master)
+    assert proc.returncode == 0
+    stderr = terminal.decode(errors="replace")
+    assert "embedding" in stderr and "100%" in stderr and "chunk" in stderr
+    assert out.decode().strip().startswith("6 added")
+    assert "100%" not in out.decode() and "\r" not in out.decode()
 
 
 def test_changed_file_replaces_all_its_chunks(ragdb: Ragdb, tmp_path: Path, store: Path) -> None:

@@ -10,12 +10,19 @@ from pathlib import Path
 
 import pytest
 import ragdb.migrations as migrations_module
+from ragdb.migrations import MigrationContext, Migrations
 
 from ragdb import KnowledgeBase
+from ragdb.store import Store
 
 from .conftest import Ragdb
 
-LATEST = len(migrations_module.MIGRATIONS)
+LATEST = len(migrations_module.MIGRATIONS.names())
+
+
+def older_ragdb(m: pytest.MonkeyPatch, fmt: int) -> None:
+    """Make this process a ragdb that knew only the first ``fmt`` migrations."""
+    m.setattr(Store, "migrate_upto", migrations_module.MIGRATIONS.names()[fmt - 1])
 
 
 def make_old_store(
@@ -23,7 +30,7 @@ def make_old_store(
 ) -> None:
     """A store as a ragdb that knew only the first ``fmt`` migrations made it."""
     with monkeypatch.context() as m:
-        m.setattr(migrations_module, "MIGRATIONS", migrations_module.MIGRATIONS[:fmt])
+        older_ragdb(m, fmt)
         KnowledgeBase(store=store).ingest([facts_dir])
     manifest = json.loads((store / "ragdb.json").read_text())
     assert manifest["format_version"] == fmt
@@ -32,7 +39,7 @@ def make_old_store(
 def hnsw(store: Path) -> dict:
     kb = KnowledgeBase(store=store)
     with kb.store().session() as session:
-        return dict(session.collection.configuration_json["hnsw"])
+        return session.index_settings()
 
 
 def test_old_store_migrates_with_backup(
@@ -60,17 +67,20 @@ def test_migrate_command_reports_what_it_applied(
 ) -> None:
     make_old_store(store, facts_dir, monkeypatch)
     out = local_ragdb.json("migrate")
-    assert out["applied"] == [name for name, _ in migrations_module.MIGRATIONS[1:]]
+    assert out["applied"] == migrations_module.MIGRATIONS.names()[1:]
 
 
 KILL_IN_MIGRATION = """
 import os, signal, sys
 import ragdb.migrations as m
-name, fn = m.MIGRATIONS[-1]
-def run_then_die(ctx):
-    fn(ctx)
-    os.kill(os.getpid(), signal.SIGKILL)  # done, but not yet recorded
-m.MIGRATIONS[-1] = (name, run_then_die)
+from ragdb.local_backend import LocalBackend
+last = len(m.MIGRATIONS.names())
+write = LocalBackend.write_manifest
+def write_or_die(self, client, manifest):
+    if manifest.get("format_version") == last:
+        os.kill(os.getpid(), signal.SIGKILL)  # the last migration ran, but is not recorded
+    write(self, client, manifest)
+LocalBackend.write_manifest = write_or_die
 from ragdb import KnowledgeBase
 KnowledgeBase(store=sys.argv[1]).status()
 """
@@ -121,7 +131,7 @@ def test_store_from_before_backends_is_recorded_as_torch(
     # Exactly what ragdb wrote before backends existed: torch vectors, format 2,
     # an embed_model entry without "backend".
     with monkeypatch.context() as m:
-        m.setattr(migrations_module, "MIGRATIONS", migrations_module.MIGRATIONS[:2])
+        older_ragdb(m, 2)
         KnowledgeBase(store=store, embed_backend="torch").ingest([facts_dir])
     path = store / "ragdb.json"
     manifest = json.loads(path.read_text())
@@ -135,3 +145,34 @@ def test_store_from_before_backends_is_recorded_as_torch(
     hits = local_ragdb.json("query", "octopus", "--retrieve-only", "--mode", "dense")["chunks"]
     assert hits[0]["source"].endswith("fact3.txt")
     assert "torch backend" in local_ragdb("--embed-backend", "onnx-int8", "status", code=1).stderr
+
+
+def test_migrations_registry_semantics() -> None:
+    ran: list[str] = []
+    registry = Migrations()
+
+    @registry
+    def m1(ctx: MigrationContext) -> None:
+        ran.append("m1")
+        ctx.manifest["one"] = 1
+
+    @registry
+    def m2(ctx: MigrationContext) -> None:
+        ran.append("m2")
+
+    def again(ctx: MigrationContext) -> None:
+        pass
+
+    again.__name__ = "m1"
+    with pytest.raises(ValueError, match="'m1' is already registered"):
+        registry(again)
+    manifest: dict = {}
+    assert registry.pending(manifest) == ["m1", "m2"] and registry.applied(manifest) == []
+    ctx = MigrationContext(client=None, manifest=manifest)  # type: ignore[arg-type]
+    assert registry.apply(ctx, upto="m1") == ["m1"]
+    assert manifest == {"one": 1, "migrations": ["m1"], "format_version": 1}
+    assert registry.pending(manifest) == ["m2"] and registry.applied(manifest) == ["m1"]
+    assert registry.apply(ctx) == ["m2"] and registry.apply(ctx) == []
+    assert ran == ["m1", "m2"] and manifest["format_version"] == 2
+    with pytest.raises(ValueError, match="no migration named 'm9'"):
+        registry.pending(manifest, upto="m9")

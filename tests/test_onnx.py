@@ -161,7 +161,7 @@ def test_store_records_backend_and_refuses_an_incompatible_one(
     for other in ("torch", "onnx"):
         err = ragdb("--embed-backend", other, "query", "octopus", "--retrieve-only", code=1).stderr
         assert "was embedded with the onnx-int8 backend" in err
-        assert f"ragdb reembed --embed-backend {other}" in err
+        assert f"ragdb reembed --to-backend {other}" in err
     env = {"RAGDB_EMBED_BACKEND": "torch"}
     assert "onnx-int8 backend" in ragdb("status", code=1, env=env).stderr
     err = ragdb("status", code=2, env={"RAGDB_EMBED_BACKEND": "tpu"}).stderr
@@ -185,7 +185,7 @@ def test_torch_store_answers_onnx_queries(local_ragdb: Ragdb, facts_dir: Path) -
 def test_reembed_moves_a_store_between_backends(ragdb: Ragdb, facts_dir: Path) -> None:
     ragdb("ingest", str(facts_dir))
     ids = {c["id"] for c in ragdb.chunks()}
-    out = ragdb.json("reembed", "--embed-backend", "torch")
+    out = ragdb.json("reembed", "--to-backend", "torch")
     assert (out["from_backend"], out["to_backend"], out["chunks"]) == ("onnx-int8", "torch", 4)
     assert out["from"] == out["to"] == "all-MiniLM-L6-v2"
     assert ragdb.json("status")["embed_backend"] == "torch"
@@ -195,17 +195,17 @@ def test_reembed_moves_a_store_between_backends(ragdb: Ragdb, facts_dir: Path) -
     # The vectors are torch's now: exactly what sentence-transformers gives.
     kb = ragdb.kb()
     with kb.store().session() as session:
-        got = session.collection.get(ids=[hits[0]["id"]], include=["embeddings", "documents"])
-    expected = get_embedder("all-MiniLM-L6-v2", "cpu", "torch").encode(got["documents"])
-    assert cosines(np.asarray(got["embeddings"]), expected)[0] > 0.99999
+        ((record, vector),) = session.fetch_embeddings(ids=[hits[0]["id"]])
+    expected = get_embedder("all-MiniLM-L6-v2", "cpu", "torch").encode([record.text])
+    assert cosines(np.asarray([vector]), expected)[0] > 0.99999
     ragdb("doctor")
-    assert "already uses" in ragdb("reembed", "--embed-backend", "torch", code=2).stderr
-    assert ragdb.json("reembed", "--embed-backend", "onnx-int8")["to_backend"] == "onnx-int8"
-    assert "reembed --embed-model" in ragdb("--embed-backend", "torch", "reembed", code=2).stderr
+    assert "already uses" in ragdb("reembed", "--to-backend", "torch", code=2).stderr
+    assert ragdb.json("reembed", "--to-backend", "onnx-int8")["to_backend"] == "onnx-int8"
+    assert "--to-model NAME, --to-backend B" in ragdb("reembed", code=2).stderr
 
 
 def test_python_api_takes_the_backend(tmp_path: Path) -> None:
     kb = KnowledgeBase(store=tmp_path / "kb", embed_backend="onnx")
     kb.ingest_text("note", "Zebras have stripes that confuse biting flies.")
-    assert kb.status()["embed_backend"] == "onnx"
+    assert kb.status().embed_backend == "onnx"
     assert kb.retrieve("zebra stripes", k=1).hits[0].source == "note"

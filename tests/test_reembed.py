@@ -36,7 +36,7 @@ def test_reembed_switches_model(
 ) -> None:
     ragdb("ingest", str(facts_dir))
     ids = {c["id"] for c in ragdb.chunks()}
-    out = ragdb.json("reembed", "--embed-model", other_model)
+    out = ragdb.json("reembed", "--to-model", other_model)
     assert out["chunks"] == 4 and out["from"] == "all-MiniLM-L6-v2"
     status = ragdb.json("status")
     assert status["embed_model"] == other_model and status["embed_dimension"] == 128
@@ -78,4 +78,4 @@ def test_kill_during_reembed_keeps_old_model(
     assert hits[0]["source"].endswith("fact3.txt")
     assert "orphan-collection" in local_ragdb("doctor", code=1).stdout
     local_ragdb("doctor", "--repair")
-    assert local_ragdb.json("reembed", "--embed-model", other_model)["chunks"] == 4
+    assert local_ragdb.json("reembed", "--to-model", other_model)["chunks"] == 4

@@ -84,7 +84,7 @@ def test_reader_sees_writes_of_other_processes(
     assert writer.returncode == 0, writer.stderr.read() if writer.stderr else ""
     after = kb.retrieve("zebra stripes", k=1)
     assert "Zebras" in after.hits[0].text
-    assert kb.status()["sources"] == 5
+    assert kb.status().sources == 5
     # And a removal by yet another process.
     remover = run_py(
         "import sys\nfrom ragdb import KnowledgeBase\n"
