@@ -111,6 +111,8 @@ class LocalBackend:
         """Take the store's file lock, waiting up to ``wait`` seconds."""
         from filelock import FileLock, Timeout
 
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"store path {self.path} is a file, not a directory")
         self.path.mkdir(parents=True, exist_ok=True)
         if self._file_lock is None:
             # 0o666 & ~umask: a group-writable umask gives the group the lock too.

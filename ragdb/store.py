@@ -83,7 +83,8 @@ class Store:
         ``identity`` is the embedding model's, needed only to create a store.
         """
         store = cls(settings)
-        store.backend.check_location(create)
+        if not create:
+            store.backend.check_location(create)  # before a lock file is made anywhere
         with store.session(create=create, identity=identity):
             pass
         return store
@@ -124,6 +125,9 @@ class Store:
             self.backend.acquire()
             ok = False
             try:
+                if self._manifest is None:
+                    # Under the lock: another process may be creating the store.
+                    self.backend.check_location(create)
                 client = self._client()
                 manifest = self._load_manifest(client, create, identity)
                 session = Session(self, client, manifest)

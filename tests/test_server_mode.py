@@ -1,0 +1,159 @@
+"""Several ragdb processes, each with its own cache (standing in for separate
+machines), writing to one `chroma run` server: no lost writes, keyword indexes
+that see every other process's writes, and killed writers settled without a
+manual repair."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import chromadb
+
+from ragdb import KnowledgeBase
+
+from .conftest import Ragdb, clear_server
+
+
+def machine(tmp_path: Path, name: str) -> dict[str, str]:
+    """The environment of another machine: a cache of its own."""
+    cache = tmp_path / f"cache-{name}"
+    cache.mkdir(exist_ok=True)
+    return {**os.environ, "XDG_CACHE_HOME": str(cache), "HF_HUB_OFFLINE": "1"}
+
+
+def run(url: str, env: dict[str, str], *args: str, input: str | None = None) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ragdb", "--chroma-url", url, *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def bm25_sources(kb: KnowledgeBase, question: str) -> list[str]:
+    return [h.source for h in kb.retrieve(question, k=3, mode="bm25").hits]
+
+
+def test_each_machines_keyword_index_sees_the_others_writes(
+    chroma_server: str, facts_dir: Path, tmp_path: Path
+) -> None:
+    clear_server(chroma_server)
+    kb = KnowledgeBase(chroma_url=chroma_server)
+    kb.ingest([facts_dir])
+    assert "zeppelins" not in bm25_sources(kb, "zeppelin hangar")
+    other = machine(tmp_path, "b")
+    run(
+        chroma_server,
+        other,
+        "ingest",
+        "-",
+        "--name",
+        "zeppelins",
+        input="Zeppelins rest in a hangar.",
+    )
+    assert bm25_sources(kb, "zeppelin hangar")[0] == "zeppelins"
+    run(chroma_server, other, "ingest", "-", "--name", "zeppelins", input="Blimps rest in a barn.")
+    assert bm25_sources(kb, "blimp barn")[0] == "zeppelins"
+    assert "zeppelins" not in bm25_sources(kb, "zeppelin hangar")  # the old text is gone
+    run(chroma_server, other, "remove", "zeppelins")
+    assert "zeppelins" not in bm25_sources(kb, "blimp barn")
+    # Every keyword hit exists in Chroma, and every chunk is findable by its words.
+    with kb.store().session() as session:
+        assert session.keywords.ids() == session.ids()
+
+
+WRITER = """
+import sys
+from ragdb import KnowledgeBase
+kb = KnowledgeBase(chroma_url=sys.argv[1], wait=120)
+for i in range(int(sys.argv[3])):
+    words = " ".join(f"{sys.argv[2]}{i}w{j}" for j in range(40))
+    kb.ingest_text("shared", f"Version {i} of writer {sys.argv[2]}: {words}.", replace=True)
+print("done")
+"""
+
+
+def test_two_writers_on_one_source(chroma_server: str, facts_dir: Path, tmp_path: Path) -> None:
+    clear_server(chroma_server)
+    kb = KnowledgeBase(chroma_url=chroma_server)
+    kb.ingest([facts_dir])
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(WRITER), chroma_server, name, "6"],
+            env=machine(tmp_path, name),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("alpha", "beta")
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0 and out.strip() == "done", err
+    report = kb.doctor()
+    assert report.healthy, report.findings
+    chunks = kb.chunks("shared")
+    assert chunks and {c.source_hash for c in chunks} == {chunks[0].source_hash}
+    text = " ".join(c.text for c in chunks)
+    assert text.startswith("Version 5 of writer ")  # each writer's last version, whole
+    # The keyword index agrees: the final text's words find it; nothing else's do.
+    final = text.split()[-1].rstrip(".")
+    assert bm25_sources(kb, final)[0] == "shared"
+    with kb.store().session() as session:
+        assert session.keywords.ids() == session.ids()
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from chromadb.api.models.Collection import Collection
+from ragdb import KnowledgeBase
+
+original = Collection.upsert
+
+def add_half_then_die(self, ids, **kw):
+    half = max(1, len(ids) // 2)
+    original(self, ids=ids[:half], **{k: v[:half] for k, v in kw.items()})
+    os.kill(os.getpid(), signal.SIGKILL)
+
+Collection.upsert = add_half_then_die
+KnowledgeBase(chroma_url=sys.argv[1]).ingest_text("doc", sys.argv[2], replace=True)
+"""
+
+
+def test_killed_writer_is_settled_by_the_next_reader(
+    chroma_server: str, store: Path, tmp_path: Path
+) -> None:
+    clear_server(chroma_server)
+    ragdb = Ragdb(store, chroma_url=chroma_server)
+    old = "\n\n".join(f"Paragraph {i} about llamas. " + "More on llamas. " * 40 for i in range(6))
+    new = old.replace("llamas", "octopus")
+    ragdb("ingest", "-", "--name", "doc", input=old)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(KILLED_WRITER), chroma_server, new],
+        env=machine(tmp_path, "killed"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -9, proc.stderr
+    # Half the new version is on the server now, beside the whole old one (read
+    # with Chroma's own client: any ragdb session would settle it at once)...
+    host, port = chroma_server.rsplit("//", 1)[1].split(":")
+    coll = chromadb.HttpClient(host=host, port=int(port)).get_collection("ragdb-chunks")
+    metas = coll.get(include=["metadatas"])["metadatas"]
+    assert len({m["source_hash"] for m in metas}) == 2
+    # ...and the next ordinary command, on another machine, settles it: no repair.
+    out = run(chroma_server, machine(tmp_path, "reader"), "sources", "--json")
+    assert [s["source"] for s in json.loads(out)] == ["doc"]
+    chunks = ragdb.chunks()
+    assert len({c["source_hash"] for c in chunks}) == 1 and "llamas" in chunks[0]["text"]
+    assert json.loads(ragdb("doctor", "--json").stdout)["healthy"] is True
