@@ -307,7 +307,10 @@ def settle_sources(session: Session, sources: Sequence[str] | None) -> dict[str,
         found = versions(r for rs in records_of(session, sources).values() for r in rs)
     fixed: dict[str, int] = {}
     for source, by_hash in found.items():
-        complete = [v for v in by_hash.values() if version_problem(v) is None]
+        # A chunk stored twice (under another id) is one chunk: keep the copy
+        # whose id is the canonical one, so a duplicate does not cost the version.
+        deduped = {h: _one_per_index(v) for h, v in by_hash.items()}
+        complete = [v for v in deduped.values() if version_problem(v) is None]
         keep: set[str] = set()
         if complete:
             keep = {r.id for r in max(complete, key=lambda v: v[0].ingested_at)}
@@ -318,3 +321,13 @@ def settle_sources(session: Session, sources: Sequence[str] | None) -> dict[str,
             session.delete(doomed)
             fixed[source] = len(doomed)
     return fixed
+
+
+def _one_per_index(version: list[ChunkRecord]) -> list[ChunkRecord]:
+    best: dict[int, ChunkRecord] = {}
+    for record in version:
+        canonical = chunk_id(record.source, record.source_hash, record.chunk_index)
+        held = best.get(record.chunk_index)
+        if held is None or (record.id == canonical and held.id != canonical):
+            best[record.chunk_index] = record
+    return list(best.values())

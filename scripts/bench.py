@@ -34,8 +34,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.proofs.data import SCIFACT  # scripts/run-python puts the root on the path
+
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data" / "scifact"
+DATA = SCIFACT
 PY = sys.executable
 WORDS = "alpha beta gamma delta cell protein gene tumor immune market river".split()
 
@@ -335,10 +337,10 @@ def main() -> int:
     opts = parser.parse_args()
     quick = opts.quick
     # --quick checks the harness in the suite: every part runs, as small as it can.
-    docs = opts.docs or (60 if quick else None)
-    scale = opts.scale or (2000 if quick else 100_000)
-    mem_chunks = opts.memory_chunks or (1000 if quick else 100_000)
-    nq = 20 if quick else 300
+    docs = opts.docs or (30 if quick else None)
+    scale = opts.scale or (1000 if quick else 100_000)
+    mem_chunks = opts.memory_chunks or (500 if quick else 100_000)
+    nq = 10 if quick else 300
     work = Path(tempfile.mkdtemp(prefix="ragdb-bench-"))
     results: dict[str, Any] = {"machine": f"{os.cpu_count()} cores", "quick": quick}
     try:

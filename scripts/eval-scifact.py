@@ -23,8 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.proofs.data import SCIFACT  # scripts/run-python puts the root on the path
+
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data" / "scifact"
+DATA = SCIFACT
 REFERENCE = {
     "dense": (0.6451, "MTEB, all-MiniLM-L6-v2"),
     "bm25": (0.6874, "MTEB bm25s baseline"),

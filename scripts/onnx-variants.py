@@ -26,8 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.proofs.data import SCIFACT  # scripts/run-python puts the root on the path
+
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data" / "scifact"
+DATA = SCIFACT
 QUERY = "What causes tumor growth in the immune system?"
 
 

@@ -15,8 +15,10 @@ import statistics
 import sys
 from pathlib import Path
 
+from tests.proofs.data import SCIFACT  # scripts/run-python puts the root on the path
+
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data" / "scifact"
+DATA = SCIFACT
 
 
 def main() -> int:

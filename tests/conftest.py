@@ -7,7 +7,6 @@ import contextlib
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,8 +21,7 @@ from click.testing import CliRunner, Result
 from ragdb import KnowledgeBase
 from ragdb.cli import cli
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = ROOT.parent / "shared" / "data"
+from .proofs.data import free_port
 
 FACTS = [
     "The company's annual Innovation Summit is held every March in Lisbon, Portugal.",
@@ -165,12 +163,6 @@ def facts_dir(tmp_path: Path) -> Path:
     for i, fact in enumerate(FACTS):
         (d / f"fact{i}.txt").write_text(fact + "\n")
     return d
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], seconds: float, log: Path) -> None:

@@ -150,3 +150,35 @@ def test_repair_rebuilds_a_broken_index(local_ragdb: Ragdb, facts_dir: Path, sto
     # int8 quantises activations per batch: the same text in another batch moves a little.
     assert max(diffs) < 0.02, diffs
     run("doctor")
+
+
+KILL_IN_RESET = """
+import os, signal, sys
+from chromadb.api.client import Client
+from ragdb import KnowledgeBase
+
+original = Client.delete_collection
+
+def drop_then_die(self, name, *a, **kw):
+    original(self, name, *a, **kw)
+    os.kill(os.getpid(), signal.SIGKILL)  # dropped, not yet made anew
+
+Client.delete_collection = drop_then_die
+KnowledgeBase(store=sys.argv[1]).reset()
+"""
+
+
+def test_kill_during_reset(local_ragdb: Ragdb, facts_dir: Path, store: Path) -> None:
+    local_ragdb("ingest", str(facts_dir))
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(KILL_IN_RESET), str(store)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == -9, proc.stderr
+    # The next command finds an empty store, not a broken one, and it works again.
+    assert local_ragdb.json("status")["chunks"] == 0
+    assert json.loads(local_ragdb("doctor", "--json").stdout)["healthy"] is True
+    local_ragdb("ingest", str(facts_dir))
+    assert local_ragdb.json("status")["chunks"] == 4

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SHARED_DATA, Ragdb
+from .conftest import Ragdb
+from .proofs.data import SHARED_DATA
 
 SCIFACT = SHARED_DATA / "scifact"
 
@@ -110,7 +111,7 @@ def test_modes_find_keywords_and_meaning(ragdb: Ragdb, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def scifact_subset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """50 test queries, and 300 documents: every judged one plus others."""
+    """30 test queries, and 200 documents: every judged one plus others."""
     if not (SCIFACT / "corpus.jsonl").is_file():
         pytest.fail(f"SciFact is missing from {SCIFACT}")
     out = tmp_path_factory.mktemp("scifact")
@@ -120,12 +121,12 @@ def scifact_subset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         for line in fh:
             q, d, s = line.rstrip("\n").split("\t")
             qrels.setdefault(q, {})[d] = int(s)
-    chosen = sorted(qrels)[:50]
+    chosen = sorted(qrels)[:30]
     judged = {d for q in chosen for d in qrels[q]}
     docs = [json.loads(line) for line in (SCIFACT / "corpus.jsonl").read_text().splitlines()]
     rng = random.Random(0)
     others = [d for d in docs if d["_id"] not in judged]
-    keep = [d for d in docs if d["_id"] in judged] + rng.sample(others, 300 - len(judged))
+    keep = [d for d in docs if d["_id"] in judged] + rng.sample(others, 200 - len(judged))
     write_jsonl(out / "corpus.jsonl", keep)
     queries = [json.loads(line) for line in (SCIFACT / "queries.jsonl").read_text().splitlines()]
     write_jsonl(out / "queries.jsonl", [q for q in queries if q["_id"] in chosen])
@@ -185,7 +186,7 @@ def test_eval_on_scifact_subset(
             "--run-file",
             str(run_file),
         )
-        assert out["queries"] == 50
+        assert out["queries"] == 30
         assert {
             "mode",
             "ndcg@10",

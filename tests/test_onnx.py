@@ -25,7 +25,8 @@ from ragdb.embeddings import (
 from ragdb.errors import UsageError
 from ragdb.onnx_backend import META, export_dir, model_hash
 
-from .conftest import ROOT, SHARED_DATA, Ragdb
+from .conftest import Ragdb
+from .proofs.data import ROOT, SHARED_DATA
 
 # The tolerances ragdb's compatibility rule rests on: backends whose vectors
 # agree to FP32_MIN_COSINE are one family (a store accepts either); int8's do

@@ -129,3 +129,21 @@ def test_empty_and_symlinked_directories_are_reported(local_ragdb: Ragdb, tmp_pa
     assert f"skipped {d / 'linked'}: a symlinked directory (not followed" in result.stderr
     assert sources(local_ragdb) == {"a.md", "b.md", "c.txt"}
     assert "1 chunk embedded" not in result.stdout and "3 chunks embedded" in result.stdout
+
+
+def test_hidden_files_and_git_are_skipped_and_double_star_globs(
+    local_ragdb: Ragdb, tmp_path: Path
+) -> None:
+    d = notes(tmp_path)
+    (d / ".secret.md").write_text("Hidden notes about herons.")
+    (d / ".git").mkdir()
+    (d / ".git" / "config").write_text("[core] repositoryformatversion = 0")
+    (d / "deep" / "deeper").mkdir(parents=True)
+    (d / "deep" / "deeper" / "d.md").write_text("Dingoes howl at dusk.")
+    (d / "deep" / "e.txt").write_text("Egrets stalk the shallows.")
+    local_ragdb("ingest", str(d))
+    assert sources(local_ragdb) == {"a.md", "b.md", "c.txt", "d.md", "e.txt"}
+    local_ragdb("reset", "--yes")
+    # `**` crosses directories (quoted, so that ragdb expands it, not the shell).
+    local_ragdb("ingest", f"{d}/**/*.md")
+    assert sources(local_ragdb) == {"a.md", "b.md", "d.md"}

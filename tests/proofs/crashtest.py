@@ -3,8 +3,11 @@ SIGKILL it at a random moment, check the store with `ragdb doctor` and a query,
 change the corpus, and again, N times; then a final ingest must leave exactly the
 corpus in the store, each document whole and once.
 
-    scripts/crashtest --kills 20 [--docs 300] [--chroma-url URL]
+    scripts/crashtest --kills 20 [--docs 300] [--server | --chroma-url URL]
 
+After each kill an ordinary command (a query) runs first, then `ragdb doctor`
+checks what it left: a killed writer must be settled by whoever comes next, with
+no repair. --server runs the same against a `chroma run` started for the run.
 The corpus is SciFact's first documents from ../shared/data when present, else
 generated text.
 """
@@ -23,9 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-ROOT = Path(__file__).resolve().parent.parent
-SCIFACT = ROOT.parent / "shared" / "data" / "scifact" / "corpus.jsonl"
+from tests.proofs.data import SCIFACT as SCIFACT_DIR
+from tests.proofs.data import chroma_server
+
+SCIFACT = SCIFACT_DIR / "corpus.jsonl"
 
 
 def corpus_texts(n: int) -> list[str]:
@@ -69,13 +73,37 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--docs", type=int, default=300)
     parser.add_argument("--chroma-url", default=None)
+    parser.add_argument("--server", action="store_true", help="start a chroma run for the run")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true")
     opts = parser.parse_args()
+    if opts.server:
+        with chroma_server() as url:
+            opts.chroma_url = url
+            return run(opts)
+    return run(opts)
 
-    from storecheck import compare
+
+def write_in_flight(store: Path, chroma_url: str | None) -> bool:
+    """Whether a ragdb write is in flight: its note beside a local store, a
+    pending entry in a server's write log."""
+    if chroma_url is None:
+        return (store / "ragdb.pending.json").exists()
+    import chromadb
+
+    host, port = chroma_url.rsplit("//", 1)[1].split(":")
+    client = chromadb.HttpClient(host=host, port=int(port))
+    try:
+        log = client.get_collection("ragdb-writes")
+    except Exception:
+        return False
+    return bool(log.get(where={"state": "pending"}, include=[])["ids"])
+
+
+def run(opts: argparse.Namespace) -> int:
 
     from ragdb import KnowledgeBase
+    from tests.proofs.storecheck import compare
 
     rng = random.Random(opts.seed)
     work = Path(tempfile.mkdtemp(prefix="ragdb-crash-"))
@@ -126,12 +154,11 @@ def main() -> int:
         else:
             kind, proc = "ingest", ragdb(["ingest", "--prune", str(corpus)], base)
         started = time.monotonic()
-        pending = store / "ragdb.pending.json"
-        if round_no % 2 == 0 and not opts.chroma_url:
+        if round_no % 2 == 0:
             # Every other round: kill while a write is in flight (ragdb's write
-            # marker exists), at a random point of it.
-            while proc.poll() is None and not pending.exists():
-                time.sleep(0.005)
+            # note or log entry exists), at a random point of it.
+            while proc.poll() is None and not write_in_flight(store, opts.chroma_url):
+                time.sleep(0.005 if opts.chroma_url is None else 0.02)
             time.sleep(rng.uniform(0, 0.25))
         else:
             delay = rng.uniform(min(0.7 * noop, estimate[kind]), estimate[kind])
@@ -146,11 +173,7 @@ def main() -> int:
             os.kill(proc.pid, signal.SIGKILL)
             killed += 1
         proc.communicate()
-        doctor = subprocess.run(
-            [sys.executable, "-m", "ragdb", *base, "doctor", "--json"],
-            capture_output=True,
-            text=True,
-        )
+        # The next ordinary command first: it must settle what the kill left...
         query = subprocess.run(
             [
                 sys.executable,
@@ -162,6 +185,12 @@ def main() -> int:
                 "--retrieve-only",
                 "--json",
             ],
+            capture_output=True,
+            text=True,
+        )
+        # ...so that doctor, looking after it, finds nothing to repair.
+        doctor = subprocess.run(
+            [sys.executable, "-m", "ragdb", *base, "doctor", "--json"],
             capture_output=True,
             text=True,
         )

@@ -2,10 +2,17 @@
 loop while R reader processes query, all on one store; at the end the store must
 hold exactly the chunks of every writer's current files.
 
-    scripts/stress --writers 4 --readers 4 --seconds 60 [--chroma-url URL]
+    scripts/stress --writers 4 --readers 4 --seconds 60 [--server | --chroma-url URL]
+    scripts/stress --server --writers 3 --readers 3 --shared 2 --machines --seconds 60
 
-Prints errors, lost and duplicated chunks, and query latency (p50/p95) measured
-while the writers run. Exits 1 if anything was lost, duplicated or failed.
+--shared N makes the first N writers work on one folder (the same sources);
+--machines gives every process a cache of its own, as separate machines have
+(each keeps its own keyword index of a server's store).
+
+Prints errors, lost and duplicated chunks, stale keyword answers (a keyword
+index holding a chunk Chroma lacks, or lacking one it holds, once the writers
+have stopped), and query latency (p50/p95) measured while the writers run.
+Exits 1 if anything was lost, duplicated, stale or failed.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import random
 import shutil
 import sys
@@ -21,8 +29,6 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 WORDS = [
     "llama",
@@ -61,7 +67,15 @@ def paragraph(rng: random.Random) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(20, 120))) + "."
 
 
-def kb_for(args: dict[str, Any]) -> Any:
+def kb_for(args: dict[str, Any], role: str) -> Any:
+    if args["machines"]:
+        # Before ragdb is imported: this process is a machine of its own.
+        cache = Path(args["work"]) / f"cache-{role}"
+        cache.mkdir(exist_ok=True)
+        os.environ["XDG_CACHE_HOME"] = str(cache)
+        if args["onnx_cache"]:
+            # The exported model is the same everywhere: copy it, don't export it again.
+            shutil.copytree(args["onnx_cache"], cache / "ragdb" / "onnx", dirs_exist_ok=True)
     from ragdb import KnowledgeBase
 
     return KnowledgeBase(store=args["store"], chroma_url=args["chroma_url"], wait=120)
@@ -69,10 +83,10 @@ def kb_for(args: dict[str, Any]) -> Any:
 
 def writer(i: int, args: dict[str, Any], ready: Any, start: Any, out: Any) -> None:
     rng = random.Random(i)
-    kb = kb_for(args)
+    kb = kb_for(args, f"writer{i}")
     kb.embedder.encode(["warm up"])
-    folder = Path(args["work"]) / f"writer{i}"
-    folder.mkdir()
+    folder = Path(args["work"]) / ("shared" if i < args["shared"] else f"writer{i}")
+    folder.mkdir(exist_ok=True)
     ready.put(i)
     start.wait()
     deadline = time.monotonic() + args["seconds"]
@@ -96,16 +110,14 @@ def writer(i: int, args: dict[str, Any], ready: Any, start: Any, out: Any) -> No
             errors += 1
             error_lines.append(traceback.format_exc(limit=3))
     try:  # settle this writer's folder into the store
-        if any(folder.iterdir()):
-            kb.ingest([folder], prune=True)
-        else:
-            existing = [s.source for s in kb.sources() if s.source.startswith(str(folder))]
-            if existing:
-                kb.remove(existing)
+        settle(kb, folder)
     except Exception:
         errors += 1
         error_lines.append(traceback.format_exc(limit=3))
+    # A shared folder's final state is read by the parent, once every writer stopped.
     expected = {str(p.resolve()): p.read_text() for p in folder.iterdir()}
+    if i < args["shared"]:
+        expected = {}
     out.put(
         {
             "role": "writer",
@@ -117,9 +129,27 @@ def writer(i: int, args: dict[str, Any], ready: Any, start: Any, out: Any) -> No
     )
 
 
-def reader(i: int, args: dict[str, Any], ready: Any, start: Any, stop: Any, out: Any) -> None:
+def settle(kb: Any, folder: Path) -> None:
+    """Bring the store in line with ``folder``."""
+    if any(folder.iterdir()):
+        kb.ingest([folder], prune=True)
+    else:
+        existing = [s.source for s in kb.sources() if s.source.startswith(str(folder))]
+        if existing:
+            kb.remove(existing)
+
+
+def stale_keywords(kb: Any) -> int:
+    """Chunks the keyword index holds that Chroma lacks, and the reverse."""
+    with kb.store().session() as session:
+        return len(session.keywords.ids() ^ session.ids())
+
+
+def reader(
+    i: int, args: dict[str, Any], ready: Any, start: Any, stop: Any, done: Any, out: Any
+) -> None:
     rng = random.Random(1000 + i)
-    kb = kb_for(args)
+    kb = kb_for(args, f"reader{i}")
     kb.embedder.encode(["warm up"])
     ready.put(i)
     start.wait()
@@ -134,8 +164,15 @@ def reader(i: int, args: dict[str, Any], ready: Any, start: Any, stop: Any, out:
         except Exception:
             errors += 1
             error_lines.append(traceback.format_exc(limit=3))
+    done.wait()  # every writer, and the parent's final ingest, finished
     out.put(
-        {"role": "reader", "latencies": latencies, "errors": errors, "error_lines": error_lines[:3]}
+        {
+            "role": "reader",
+            "latencies": latencies,
+            "errors": errors,
+            "error_lines": error_lines[:3],
+            "stale_keywords": stale_keywords(kb),
+        }
     )
 
 
@@ -145,15 +182,27 @@ def main() -> int:
     parser.add_argument("--readers", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--files", type=int, default=5, help="files per writer")
+    parser.add_argument("--shared", type=int, default=0, help="writers sharing one folder")
+    parser.add_argument("--machines", action="store_true", help="a cache per process")
     parser.add_argument("--chroma-url", default=None)
+    parser.add_argument("--server", action="store_true", help="start a chroma run for the run")
     parser.add_argument("--store", default=None, help="store directory (default: a temporary one)")
     parser.add_argument("--json", action="store_true")
     opts = parser.parse_args()
+    if opts.server:
+        from tests.proofs.data import chroma_server
 
-    from storecheck import compare
+        with chroma_server() as url:
+            opts.chroma_url = url
+            return run(opts)
+    return run(opts)
+
+
+def run(opts: argparse.Namespace) -> int:
 
     from ragdb import KnowledgeBase
     from ragdb.evaluate import percentile
+    from tests.proofs.storecheck import compare
 
     work = Path(tempfile.mkdtemp(prefix="ragdb-stress-"))
     store = Path(opts.store) if opts.store else work / "store"
@@ -163,6 +212,8 @@ def main() -> int:
         "seconds": opts.seconds,
         "files": opts.files,
         "work": str(work),
+        "shared": opts.shared,
+        "machines": opts.machines,
     }
     seed = work / "seed.txt"
     seed.write_text("The coffee machine is on the third floor. " * 5)
@@ -171,15 +222,19 @@ def main() -> int:
         kb.store(create=True)
         kb.reset()
     kb.ingest([seed])
+    from platformdirs import user_cache_path
+
+    onnx_cache = user_cache_path("ragdb", appauthor=False) / "onnx"
+    args["onnx_cache"] = str(onnx_cache) if onnx_cache.is_dir() else None
 
     ctx = mp.get_context("spawn")
     ready, out = ctx.Queue(), ctx.Queue()
-    start, stop = ctx.Event(), ctx.Event()
+    start, stop, done = ctx.Event(), ctx.Event(), ctx.Event()
     procs = [
         ctx.Process(target=writer, args=(i, args, ready, start, out)) for i in range(opts.writers)
     ]
     procs += [
-        ctx.Process(target=reader, args=(i, args, ready, start, stop, out))
+        ctx.Process(target=reader, args=(i, args, ready, start, stop, done, out))
         for i in range(opts.readers)
     ]
     for p in procs:
@@ -197,6 +252,9 @@ def main() -> int:
     for _ in range(opts.writers):
         results.append(out.get(timeout=opts.seconds + 600))
     stop.set()
+    if opts.shared:
+        settle(kb, work / "shared")  # the shared folder as the writers left it
+    done.set()
     for _ in range(opts.readers):
         results.append(out.get(timeout=600))
     for p in procs:
@@ -206,6 +264,9 @@ def main() -> int:
     expected = {str(seed.resolve()): seed.read_text()}
     for r in results:
         expected.update(r.get("expected", {}))
+    if opts.shared:
+        expected.update({str(p.resolve()): p.read_text() for p in (work / "shared").iterdir()})
+    stale = sum(r.get("stale_keywords", 0) for r in results) + stale_keywords(kb)
     check = compare(kb, expected)
     latencies = [x for r in results for x in r.get("latencies", [])]
     errors = sum(r["errors"] for r in results)
@@ -219,6 +280,7 @@ def main() -> int:
         "errors": errors,
         "lost_chunks": check["lost_chunks"],
         "duplicated_chunks": check["duplicated_chunks"],
+        "stale_keywords": stale,
         "sources": check["sources_found"],
         "query_ms_p50": round(percentile(latencies, 50) * 1000, 1),
         "query_ms_p95": round(percentile(latencies, 95) * 1000, 1),
@@ -234,6 +296,7 @@ def main() -> int:
     shutil.rmtree(work, ignore_errors=True)
     ok = errors == 0 and check["lost_chunks"] == 0 and check["duplicated_chunks"] == 0
     ok = ok and check["unexpected_sources"] == 0 and check["missing_sources"] == 0
+    ok = ok and stale == 0
     print("stress: PASS" if ok else "stress: FAIL", file=sys.stderr)
     return 0 if ok else 1
 

@@ -1,0 +1,56 @@
+"""Where the shared datasets are (``../shared/data`` beside the repository), and
+a Chroma server for the proofs that need one."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+SCIFACT = SHARED_DATA / "scifact"
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def chroma_server() -> Iterator[str]:
+    """A `chroma run` on a free loopback port, in a temporary directory; its URL."""
+    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent)) or "chroma"
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="ragdb-chroma-") as data:
+        log = open(Path(data) / "server.log", "wb")  # noqa: SIM115 (closed below)
+        proc = subprocess.Popen(
+            [chroma, "run", "--path", f"{data}/db", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1)
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"chroma run did not start; see {log.name}") from None
+                    time.sleep(0.2)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(30)
+            log.close()
