@@ -1,0 +1,86 @@
+"""--chroma-header end to end: a Chroma server behind a proxy that wants a token."""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from .conftest import Ragdb, clear_server
+
+
+class TokenProxy(http.server.ThreadingHTTPServer):
+    """Forwards to a Chroma server only requests that carry X-Token: sesame
+    (what an authenticating reverse proxy does); counts the refusals."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.upstream = urlparse(upstream)
+        self.refused = 0
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: TokenProxy
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _forward(self) -> None:
+        if self.headers.get("X-Token") != "sesame":
+            self.server.refused += 1
+            body = b'{"error": "missing or wrong token"}'
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        data = self.rfile.read(length) if length else None
+        up = self.server.upstream
+        conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "x-token")}
+        conn.request(self.command, self.path, body=data, headers=headers)
+        resp = conn.getresponse()
+        payload = resp.read()
+        self.send_response(resp.status)
+        for key, value in resp.getheaders():
+            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+        conn.close()
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _forward
+
+
+@pytest.fixture
+def proxy(chroma_server: str) -> Iterator[TokenProxy]:
+    clear_server(chroma_server)
+    server = TokenProxy(chroma_server)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+
+
+def test_chroma_header_reaches_the_server(proxy: TokenProxy, store: Path, facts_dir: Path) -> None:
+    url = f"http://127.0.0.1:{proxy.server_address[1]}"
+    bare = Ragdb(store, chroma_url=url)
+    err = bare("ingest", str(facts_dir), code=1).stderr.strip()
+    assert len(err.splitlines()) == 1 and "cannot reach the Chroma server" in err
+    assert proxy.refused > 0
+    with_token = Ragdb(store, extra=["--chroma-header", "X-Token: sesame"], chroma_url=url)
+    assert with_token.json("ingest", str(facts_dir))["added"] == 4
+    out = with_token.json("query", "octopus", "--retrieve-only")
+    assert out["chunks"][0]["source"].endswith("fact3.txt")
+    # The same header from the environment.
+    refused = proxy.refused
+    status = bare.json("status", env={"RAGDB_CHROMA_HEADERS": "X-Token: sesame"})
+    assert status["chunks"] == 4 and proxy.refused == refused
