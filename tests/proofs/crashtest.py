@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from tests.proofs.data import SCIFACT as SCIFACT_DIR
-from tests.proofs.data import chroma_server
+from tests.proofs.data import run_with_server, server_options
 
 SCIFACT = SCIFACT_DIR / "corpus.jsonl"
 
@@ -72,16 +72,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--docs", type=int, default=300)
-    parser.add_argument("--chroma-url", default=None)
-    parser.add_argument("--server", action="store_true", help="start a chroma run for the run")
+    server_options(parser)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true")
-    opts = parser.parse_args()
-    if opts.server:
-        with chroma_server() as url:
-            opts.chroma_url = url
-            return run(opts)
-    return run(opts)
+    return run_with_server(parser.parse_args(), run)
 
 
 def write_in_flight(store: Path, chroma_url: str | None) -> bool:

@@ -3,6 +3,7 @@ a Chroma server for the proofs that need one."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import shutil
 import socket
@@ -11,7 +12,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -54,3 +55,18 @@ def chroma_server() -> Iterator[str]:
             proc.terminate()
             proc.wait(30)
             log.close()
+
+
+def server_options(parser: argparse.ArgumentParser) -> None:
+    """--chroma-url URL, and --server to start a `chroma run` for the run."""
+    parser.add_argument("--chroma-url", default=None, help="a Chroma server to use")
+    parser.add_argument("--server", action="store_true", help="start a chroma run for the run")
+
+
+def run_with_server(opts: argparse.Namespace, run: Callable[[argparse.Namespace], int]) -> int:
+    """``run(opts)``, against a fresh `chroma run` when --server was given."""
+    if not opts.server:
+        return run(opts)
+    with chroma_server() as url:
+        opts.chroma_url = url
+        return run(opts)

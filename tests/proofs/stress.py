@@ -30,6 +30,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from tests.proofs.data import run_with_server, server_options
+
 WORDS = [
     "llama",
     "octopus",
@@ -184,18 +186,10 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=5, help="files per writer")
     parser.add_argument("--shared", type=int, default=0, help="writers sharing one folder")
     parser.add_argument("--machines", action="store_true", help="a cache per process")
-    parser.add_argument("--chroma-url", default=None)
-    parser.add_argument("--server", action="store_true", help="start a chroma run for the run")
+    server_options(parser)
     parser.add_argument("--store", default=None, help="store directory (default: a temporary one)")
     parser.add_argument("--json", action="store_true")
-    opts = parser.parse_args()
-    if opts.server:
-        from tests.proofs.data import chroma_server
-
-        with chroma_server() as url:
-            opts.chroma_url = url
-            return run(opts)
-    return run(opts)
+    return run_with_server(parser.parse_args(), run)
 
 
 def run(opts: argparse.Namespace) -> int:
