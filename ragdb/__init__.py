@@ -42,6 +42,7 @@ _EXPORTS = {
     "ModelMismatchError": "errors",
     "StoreVersionError": "errors",
     "StoreBusyError": "errors",
+    "SourceNotFoundError": "errors",
     "EmbeddingModelError": "errors",
     "LLMError": "errors",
 }
@@ -69,6 +70,7 @@ __all__ = [
     "Retrieval",
     "Settings",
     "SourceInfo",
+    "SourceNotFoundError",
     "Status",
     "StoreBusyError",
     "StoreError",
@@ -90,6 +92,7 @@ if TYPE_CHECKING:
         ManifestError,
         ModelMismatchError,
         RagdbError,
+        SourceNotFoundError,
         StoreBusyError,
         StoreError,
         StoreNotFoundError,

@@ -656,6 +656,91 @@ def reembed(
         )
 
 
+# -- the service -----------------------------------------------------------------------
+@cli.command()
+@setting_option("serve_host", metavar="HOST")
+@setting_option("serve_port", type=click.IntRange(1, 65535), metavar="PORT")
+@setting_option("api_key", metavar="KEY")
+@click.option("--no-auth", is_flag=True, help="Need no API key (loopback addresses only).")
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Another Host header to answer (repeatable); others get 403.",
+)
+@click.option("--cors", multiple=True, metavar="ORIGIN", help="Allow browser requests from ORIGIN.")
+@click.option(
+    "--allow-path",
+    "allow_paths",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="A directory whose files POST /v1/ingest may read (repeatable).",
+)
+@setting_option("llm_url", metavar="URL")
+@setting_option("llm_model", metavar="NAME")
+@setting_option("llm_timeout", type=click.FloatRange(min=0.1), metavar="SECONDS")
+@setting_option("llm_max_tokens", type=click.IntRange(min=1), metavar="N")
+@device_option
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    serve_host: str | None,
+    serve_port: int | None,
+    api_key: str | None,
+    no_auth: bool,
+    allowed_hosts: tuple[str, ...],
+    cors: tuple[str, ...],
+    allow_paths: tuple[str, ...],
+    llm_url: str | None,
+    llm_model: str | None,
+    llm_timeout: float | None,
+    llm_max_tokens: int | None,
+    device: str | None,
+) -> None:
+    """Serve the knowledge base over HTTP: ragdb's API and an OpenAI-compatible
+    chat model (base URL http://HOST:PORT/v1, model "ragdb")."""
+    from pathlib import Path
+
+    from .service import ServeConfig, check_bind, is_loopback, load_or_make_token, serve, token_path
+
+    kb = _kb(
+        ctx,
+        serve_host=serve_host,
+        serve_port=serve_port,
+        api_key=api_key,
+        llm_url=llm_url,
+        llm_model=llm_model,
+        llm_timeout=llm_timeout,
+        llm_max_tokens=llm_max_tokens,
+        device=device,
+    )
+    settings = kb.settings
+    if no_auth and settings.api_key:
+        raise UsageError("give --api-key or --no-auth, not both")
+    check_bind(settings.serve_host, settings.api_key, no_auth)
+    token_file = None
+    key = settings.api_key
+    if not no_auth and key is None:
+        if not is_loopback(settings.serve_host):
+            raise UsageError(
+                f"listening on {settings.serve_host} needs an API key: give --api-key KEY "
+                "(or RAGDB_API_KEY)"
+            )
+        kb.store()  # the token lives beside the store: it must exist first
+        token_file = token_path(kb)
+        key = load_or_make_token(token_file)
+    config = ServeConfig(
+        host=settings.serve_host,
+        port=settings.serve_port,
+        api_key=None if no_auth else key,
+        allowed_hosts=allowed_hosts,
+        cors=cors,
+        allow_paths=tuple(Path(p) for p in allow_paths),
+    )
+    serve(kb, config, token_file)
+
+
 def main() -> None:
     cli(prog_name="ragdb")
 

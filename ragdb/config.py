@@ -85,6 +85,12 @@ def _max_tokens(name: str, raw: str) -> int:
     return int(value)
 
 
+def _port(name: str, raw: str) -> int:
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise UsageError(f"{name}={raw!r} is not a port number (1-65535)")
+    return int(raw)
+
+
 def _text(name: str, raw: str) -> str:
     return raw
 
@@ -168,7 +174,7 @@ SETTINGS: tuple[Setting, ...] = (
         ("RAGDB_DEVICE",),
         "auto",
         "Where to run the embedding model",
-        where="ingest, query, eval, reembed, doctor",
+        where="ingest, query, eval, reembed, doctor, serve",
     ),
     Setting(
         "wait",
@@ -184,7 +190,7 @@ SETTINGS: tuple[Setting, ...] = (
         ("RAGDB_LLM_URL", "OLLAMA_HOST"),
         DEFAULT_LLM_URL,
         "OpenAI-compatible API base URL",
-        where="query",
+        where="query, serve",
         parse=lambda name, raw: ollama_host_to_url(raw) if name == "OLLAMA_HOST" else raw,
     ),
     Setting(
@@ -193,7 +199,7 @@ SETTINGS: tuple[Setting, ...] = (
         ("RAGDB_LLM_MODEL",),
         DEFAULT_LLM_MODEL,
         "Model to answer with",
-        where="query",
+        where="query, serve",
     ),
     Setting(
         "llm_timeout",
@@ -201,7 +207,7 @@ SETTINGS: tuple[Setting, ...] = (
         ("RAGDB_LLM_TIMEOUT",),
         "120",
         "Seconds the whole answer may take; a longer one is cut and marked truncated",
-        where="query",
+        where="query, serve",
         parse=_timeout,
     ),
     Setting(
@@ -210,8 +216,33 @@ SETTINGS: tuple[Setting, ...] = (
         ("RAGDB_LLM_MAX_TOKENS",),
         "1024",
         "Most tokens the answer may have",
-        where="query",
+        where="query, serve",
         parse=_max_tokens,
+    ),
+    Setting(
+        "serve_host",
+        "--host",
+        ("RAGDB_SERVE_HOST",),
+        "127.0.0.1",
+        "Address `ragdb serve` listens on; any but loopback needs an API key",
+        where="serve",
+    ),
+    Setting(
+        "serve_port",
+        "--port",
+        ("RAGDB_SERVE_PORT",),
+        "7243",
+        "Port `ragdb serve` listens on",
+        where="serve",
+        parse=lambda name, raw: _port(name, raw),
+    ),
+    Setting(
+        "api_key",
+        "--api-key",
+        ("RAGDB_API_KEY",),
+        "one generated at first start, kept (mode 0600) beside the store",
+        "The token clients of `ragdb serve` must send (Bearer or X-API-Key)",
+        where="serve",
     ),
     Setting(
         "llm_api_key",
@@ -257,6 +288,10 @@ class Settings:
     # Tokens an answer may have; a looping small model stops here at the latest.
     llm_max_tokens: int = 1024
     wait: float = 60.0
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 7243
+    # None: generated at first start and kept beside the store.
+    api_key: str | None = None
 
     @classmethod
     def resolve(cls, env: Mapping[str, str] | None = None, **options: Any) -> Settings:

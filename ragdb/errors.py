@@ -1,7 +1,8 @@
 """ragdb's exception tree.
 
 Every failure ragdb expects is a :class:`RagdbError`; the CLI turns them into
-one-line messages and the exit code each class carries.
+one-line messages and the exit code each class carries, and the service into
+the HTTP status :func:`http_status` gives (both mappings live here alone).
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ class RagdbError(Exception):
 
 class InputError(RagdbError):
     """The user asked for something that cannot be done (bad path, bad file)."""
+
+
+class SourceNotFoundError(InputError):
+    """A source named that is not in the knowledge base."""
 
 
 class UsageError(RagdbError):
@@ -75,3 +80,30 @@ class LLMError(RagdbError):
 
     exit_code = 3
     answer: Any = None
+
+
+# The HTTP status of each error, for the service; the nearest class in an
+# error's ancestry decides.
+HTTP_STATUS: dict[type[RagdbError], int] = {
+    RagdbError: 500,
+    InputError: 400,
+    SourceNotFoundError: 404,
+    UsageError: 400,
+    StoreError: 500,
+    StoreNotFoundError: 404,
+    EmptyStoreError: 409,
+    ManifestError: 500,
+    ModelMismatchError: 409,
+    StoreVersionError: 409,
+    StoreBusyError: 503,
+    EmbeddingModelError: 500,
+    LLMError: 502,
+}
+
+
+def http_status(exc: RagdbError) -> int:
+    """The HTTP status that answers ``exc``."""
+    for cls in type(exc).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]
+    return 500

@@ -27,6 +27,7 @@ from .errors import (
     InputError,
     LLMError,
     ManifestError,
+    SourceNotFoundError,
     StoreNotFoundError,
     UsageError,
 )
@@ -211,6 +212,11 @@ class KnowledgeBase:
         checked that it is compatible), else by the backend that made the store."""
         identity = self.store().identity
         return self._embedder_for(identity.name, self.settings.embed_backend or identity.backend)
+
+    def count_tokens(self, text: str) -> int:
+        """How many tokens the store's embedding model's tokenizer makes of ``text``
+        (what the context budget of an answer is counted in)."""
+        return len(self.embedder.tokenizer.encode(text, add_special_tokens=False).ids)
 
     def chunker(self) -> Chunker:
         """The store's chunker: sized to its model's maximum sequence length."""
@@ -404,13 +410,7 @@ class KnowledgeBase:
             timings["total_ms"] = _ms(time.perf_counter() - t0)
             return Answer(question, hits, NOT_ENOUGH, False, None, timings)
         usable = [h for h in hits if min_score is None or h.score >= min_score]
-        tokenizer = self.embedder.tokenizer
-        prompt = build_prompt(
-            question,
-            usable,
-            context_tokens,
-            lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids),
-        )
+        prompt = build_prompt(question, usable, context_tokens, self.count_tokens)
         t1 = time.perf_counter()
         pieces: list[str] = []
         first: float | None = None
@@ -458,7 +458,7 @@ class KnowledgeBase:
         for target in targets:
             matched = _match_sources(str(target), known)
             if not matched:
-                raise InputError(f"not in the knowledge base: {target}")
+                raise SourceNotFoundError(f"not in the knowledge base: {target}")
             for m in matched:
                 found.setdefault(m, known[m].n_chunks)
         return found
@@ -551,7 +551,7 @@ class KnowledgeBase:
         with self.store().session() as session:
             found = read_source(session, source)
         if not found:
-            raise InputError(f"not in the knowledge base: {source}")
+            raise SourceNotFoundError(f"not in the knowledge base: {source}")
         return found
 
     def sources(self) -> list[SourceInfo]:

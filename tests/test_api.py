@@ -41,6 +41,7 @@ def test_exported_members() -> None:
             "Retrieval",
             "Settings",
             "SourceInfo",
+            "SourceNotFoundError",
             "Status",
             "StoreBusyError",
             "StoreError",

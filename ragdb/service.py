@@ -1,0 +1,618 @@
+"""The service: ``ragdb serve``, one long-running process that keeps the model
+warm and offers the knowledge base over HTTP.
+
+Two APIs over one :class:`~ragdb.KnowledgeBase`:
+- ragdb's own, JSON under ``/v1`` (status, sources, ingest, search, ask with an
+  SSE stream), errors as ``application/problem+json`` carrying ragdb's error
+  type and the CLI's exit code;
+- an OpenAI-compatible chat model (``/v1/models``, ``/v1/chat/completions``,
+  both also without ``/v1``): model ``ragdb`` answers from the knowledge base
+  with its sources as OpenAI ``url_citation`` annotations, ``ragdb/llm`` passes
+  straight through to the language model. Errors use OpenAI's envelope.
+
+Safe by default: it binds loopback, wants a token (generated at first start and
+kept, mode 0600, beside the store), compares it in constant time, answers 403 to
+a Host it does not serve (DNS rebinding), sends no CORS headers unless asked,
+reads server-side paths only under ``--allow-path`` roots, and never exposes
+Chroma's own API. This module only parses, calls the library and formats.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import ipaddress
+import json
+import os
+import re
+import secrets
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+# FastAPI reads the routes' annotations at run time: these are module-level, and
+# this module is imported only by `ragdb serve` (never by `ragdb --help`).
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.responses import Response
+
+from .errors import LLMError, RagdbError, UsageError, http_status
+
+if TYPE_CHECKING:
+    from .knowledge_base import KnowledgeBase
+    from .retrieve import Hit
+
+MODELS = ("ragdb", "ragdb/llm")
+# Chat UIs send their own housekeeping prompts (titles, tags, follow-ups) to the
+# chosen model: those go straight to the language model, with no retrieval.
+_TASK_PROMPT = re.compile(
+    r"(generate a concise, 3-5 word title|create a concise, 3-5 word title|"
+    r"generate 1-3 broad tags|suggest 3-5 relevant follow-up questions|### task:)",
+    re.IGNORECASE,
+)
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeConfig:
+    """How ``ragdb serve`` listens and whom it lets in."""
+
+    host: str = "127.0.0.1"
+    port: int = 7243
+    api_key: str | None = None  # None: no token needed (loopback only)
+    allowed_hosts: tuple[str, ...] = ()
+    cors: tuple[str, ...] = ()
+    allow_paths: tuple[Path, ...] = ()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback name or address."""
+    if host in LOOPBACK:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, api_key: str | None, no_auth: bool) -> None:
+    """Refuse to listen beyond loopback without a token."""
+    if no_auth and not is_loopback(host):
+        raise UsageError(f"--no-auth is allowed only on a loopback address, not {host}")
+
+
+def token_path(kb: KnowledgeBase) -> Path:
+    """Where the generated token is kept: beside a local store, or for a Chroma
+    server in the user's configuration directory."""
+    settings = kb.settings
+    if settings.chroma_url is None:
+        return settings.store.resolve() / "serve.token"
+    from platformdirs import user_config_path
+
+    key = hashlib.sha256(str(settings.chroma_url).encode()).hexdigest()[:16]
+    return user_config_path("ragdb", appauthor=False) / f"serve-{key}.token"
+
+
+def load_or_make_token(path: Path) -> str:
+    """The token kept at ``path``, made (mode 0600) if there is none."""
+    try:
+        token = path.read_text().strip()
+        if token:
+            return token
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = "rdb-" + secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    return token
+
+
+def _text_of(content: Any) -> str:
+    """A message's content: a string, or a list of text parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(p.get("text", ""))
+            for p in content
+            if isinstance(p, dict) and p.get("type") == "text"
+        )
+    return ""
+
+
+def citations(hits: list[Hit]) -> list[dict[str, Any]]:
+    """OpenAI ``url_citation`` annotations, one per retrieved chunk."""
+    out = []
+    for hit in hits:
+        url = (
+            hit.source
+            if "://" in hit.source
+            else Path(hit.source).as_uri()
+            if hit.source.startswith("/")
+            else f"ragdb:{hit.source}"
+        )
+        out.append(
+            {
+                "type": "url_citation",
+                "url_citation": {
+                    "url": url,
+                    "title": f"[{hit.rank}] {hit.source} ({hit.location})",
+                    "start_index": 0,
+                    "end_index": 0,
+                },
+            }
+        )
+    return out
+
+
+def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
+    """The ASGI application serving ``kb``."""
+    from .generate import NOT_ENOUGH, StreamState, build_prompt, stream_answer
+    from .retrieve import DEFAULT_MODE
+
+    app = FastAPI(title="ragdb", docs_url=None, redoc_url=None, openapi_url=None)
+    hosts = {h.lower() for h in (*LOOPBACK, config.host, *config.allowed_hosts)}
+
+    def openai_route(path: str) -> bool:
+        return path.rstrip("/").endswith(("/models", "/chat/completions"))
+
+    def error(path: str, status: int, message: str, kind: str, extra: Any = None) -> Response:
+        """An error in the shape the caller's API uses."""
+        if openai_route(path):
+            body: dict[str, Any] = {
+                "error": {"message": message, "type": kind, "param": None, "code": status}
+            }
+            if extra is not None:
+                body["ragdb"] = extra
+            return JSONResponse(body, status_code=status)
+        problem = {
+            "type": kind,
+            "title": message.split(":")[0],
+            "status": status,
+            "detail": message,
+        }
+        if extra is not None:
+            problem["ragdb"] = extra
+        return JSONResponse(problem, status_code=status, media_type="application/problem+json")
+
+    def ragdb_error(path: str, exc: RagdbError, extra: Any = None) -> Response:
+        status = http_status(exc)
+        if isinstance(exc, LLMError) and "did not answer within" in str(exc):
+            status = 504
+        response = error(path, status, str(exc), type(exc).__name__, extra)
+        if status == 503:
+            response.headers["Retry-After"] = "2"
+        if not openai_route(path) and isinstance(response, JSONResponse):
+            body = json.loads(bytes(response.body))
+            body["exit_code"] = exc.exit_code
+            response = JSONResponse(
+                body,
+                status_code=status,
+                media_type="application/problem+json",
+                headers=dict(response.headers) if status == 503 else None,
+            )
+        return response
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Response:
+        path = request.url.path
+        host = (request.headers.get("host") or "").rsplit(":", 1)[0].strip("[]").lower()
+        if host not in hosts:
+            return error(
+                path,
+                403,
+                f"host {host!r} is not served here (--allowed-host adds one)",
+                "forbidden",
+            )
+        if path != "/healthz" and config.api_key is not None:
+            given = request.headers.get("x-api-key") or ""
+            auth = request.headers.get("authorization") or ""
+            if auth.lower().startswith("bearer "):
+                given = auth[7:].strip()
+            if not hmac.compare_digest(given.encode(), config.api_key.encode()):
+                return error(
+                    path,
+                    401,
+                    "missing or wrong API key (Authorization: Bearer KEY, or X-API-Key)",
+                    "invalid_api_key",
+                )
+        return await call_next(request)
+
+    if config.cors:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["authorization", "x-api-key", "content-type"],
+        )
+
+    @app.exception_handler(RagdbError)
+    async def on_ragdb_error(request: Request, exc: RagdbError) -> Response:
+        return ragdb_error(request.url.path, exc)
+
+    async def body_of(request: Request) -> dict[str, Any]:
+        try:
+            data = await request.json()
+        except ValueError:
+            raise UsageError("the request body is not JSON") from None
+        if not isinstance(data, dict):
+            raise UsageError("the request body must be a JSON object")
+        return data
+
+    # -- ragdb's own API ----------------------------------------------------------------
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/status")
+    async def status() -> dict[str, Any]:
+        return (await run_in_threadpool(kb.status)).to_dict()
+
+    @app.get("/v1/sources")
+    async def sources(prefix: str = "", offset: int = 0, limit: int = 100) -> dict[str, Any]:
+        found = [s for s in await run_in_threadpool(kb.sources) if s.source.startswith(prefix)]
+        page = found[max(0, offset) : max(0, offset) + max(1, min(limit, 1000))]
+        return {"sources": [s.to_dict() for s in page], "total": len(found), "offset": offset}
+
+    @app.get("/v1/sources/{source:path}")
+    async def source(source: str) -> dict[str, Any]:
+        chunks = await run_in_threadpool(kb.chunks, source)
+        return {"source": source, "chunks": [dataclasses.asdict(c) for c in chunks]}
+
+    @app.delete("/v1/sources/{source:path}")
+    async def delete_source(source: str) -> dict[str, Any]:
+        from .errors import SourceNotFoundError
+
+        known = {s.source for s in await run_in_threadpool(kb.sources)}
+        if source not in known:
+            raise SourceNotFoundError(f"not in the knowledge base: {source}")
+        report = await run_in_threadpool(kb.remove, [source])
+        return {"removed_sources": len(report.removed), "removed_chunks": report.chunks_removed}
+
+    @app.post("/v1/ingest")
+    async def ingest(request: Request) -> dict[str, Any]:
+        data = await body_of(request)
+        texts = data.get("texts") or []
+        paths = data.get("paths") or []
+        if not isinstance(texts, list) or not isinstance(paths, list) or not (texts or paths):
+            raise UsageError('give "texts": [{"name", "text"}] or "paths": [...]')
+        reports = []
+        for item in texts:
+            if (
+                not isinstance(item, dict)
+                or not item.get("name")
+                or not isinstance(item.get("text"), str)
+            ):
+                raise UsageError('each of "texts" needs a "name" and a "text"')
+            report = await run_in_threadpool(
+                kb.ingest_text, str(item["name"]), str(item["text"]), replace=True
+            )
+            reports.append(report.to_dict())
+        if paths:
+            allowed = [_allowed(str(p), config.allow_paths) for p in paths]
+            report = await run_in_threadpool(
+                lambda: kb.ingest(allowed, prune=bool(data.get("prune")))
+            )
+            reports.append(report.to_dict())
+        total: dict[str, Any] = {}
+        for r in reports:
+            for key, value in r.items():
+                if isinstance(value, (int, float)):
+                    total[key] = total.get(key, 0) + value
+                elif isinstance(value, list):
+                    total[key] = [*total.get(key, []), *value]
+        return total
+
+    @app.post("/v1/search")
+    async def search(request: Request) -> dict[str, Any]:
+        data = await body_of(request)
+        question = str(data.get("query") or "")
+        k, mode = int(data.get("k") or 4), str(data.get("mode") or DEFAULT_MODE)
+        retrieval = await run_in_threadpool(kb.retrieve, question, k, mode)
+        hits = retrieval.hits
+        if data.get("min_score") is not None:
+            hits = [h for h in hits if h.score >= float(data["min_score"])]
+        return {
+            "query": question,
+            "chunks": [h.to_dict() for h in hits],
+            "timings": retrieval.timings,
+        }
+
+    @app.post("/v1/ask")
+    async def ask(request: Request) -> Response:
+        data = await body_of(request)
+        question = str(data.get("query") or data.get("question") or "")
+        k, mode = int(data.get("k") or 4), str(data.get("mode") or DEFAULT_MODE)
+        min_score = data.get("min_score")
+        if not data.get("stream"):
+            try:
+                answer = await run_in_threadpool(
+                    lambda: kb.ask(question, k, mode=mode, min_score=min_score)
+                )
+            except LLMError as exc:
+                extra = exc.answer.to_dict() if exc.answer is not None else None
+                return ragdb_error(request.url.path, exc, extra)
+            return JSONResponse(answer.to_dict())
+        retrieval = await run_in_threadpool(kb.retrieve, question, k, mode)
+
+        def events() -> Iterator[str]:
+            hits = retrieval.hits
+            yield _sse({"event": "chunks", "chunks": [h.to_dict() for h in hits]})
+            enough = bool(hits) and (min_score is None or any(h.score >= min_score for h in hits))
+            if not enough:
+                yield _sse({"event": "delta", "text": NOT_ENOUGH})
+                yield _sse({"event": "done", "enough_context": False, "model": None})
+                return
+            usable = [h for h in hits if min_score is None or h.score >= min_score]
+            prompt = build_prompt(question, usable, 1500, kb.count_tokens)
+            state = StreamState()
+            try:
+                for piece in stream_answer(kb.settings, prompt.messages, state=state):
+                    yield _sse({"event": "delta", "text": piece})
+            except LLMError as exc:
+                yield _sse({"event": "error", "message": str(exc), "type": "LLMError"})
+                return
+            yield _sse(
+                {
+                    "event": "done",
+                    "enough_context": True,
+                    "model": kb.settings.llm_model,
+                    "truncated": state.truncated,
+                    "citations": [
+                        {"rank": h.rank, "source": h.source, "location": h.location}
+                        for h in prompt.used
+                    ],
+                }
+            )
+
+        return StreamingResponse(iterate_in_threadpool(events()), media_type="text/event-stream")
+
+    # -- the OpenAI-compatible model ----------------------------------------------------------
+    @app.get("/v1/models")
+    @app.get("/models")
+    async def models() -> dict[str, Any]:
+        now = int(time.time())
+        return {
+            "object": "list",
+            "data": [
+                {"id": m, "object": "model", "created": now, "owned_by": "ragdb"} for m in MODELS
+            ],
+        }
+
+    @app.post("/v1/chat/completions")
+    @app.post("/chat/completions")
+    async def chat(request: Request) -> Response:
+        path = request.url.path
+        try:
+            data = await body_of(request)
+        except UsageError as exc:
+            return error(path, 400, str(exc), "invalid_request_error")
+        model = str(data.get("model") or "ragdb")
+        if model not in MODELS:
+            return error(
+                path,
+                404,
+                f"the model {model!r} does not exist: use {' or '.join(MODELS)}",
+                "invalid_request_error",
+            )
+        messages = data.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return error(path, 400, "messages must be a non-empty list", "invalid_request_error")
+        turns = [
+            {"role": str(m.get("role") or "user"), "content": _text_of(m.get("content"))}
+            for m in messages
+            if isinstance(m, dict)
+        ]
+        users = [t for t in turns if t["role"] == "user"]
+        if not users or not users[-1]["content"].strip():
+            return error(path, 400, "there is no user message to answer", "invalid_request_error")
+        question = users[-1]["content"]
+        raw_options = data.get("ragdb")
+        options: dict[str, Any] = raw_options if isinstance(raw_options, dict) else {}
+        k, mode = int(options.get("k") or 4), str(options.get("mode") or DEFAULT_MODE)
+        min_score = options.get("min_score")
+        stream = bool(data.get("stream"))
+        usage_wanted = bool((data.get("stream_options") or {}).get("include_usage"))
+        passthrough = model == "ragdb/llm" or bool(_TASK_PROMPT.search(question))
+        hits: list[Hit] = []
+        if passthrough:
+            llm_messages = turns
+        else:
+            try:
+                retrieval = await run_in_threadpool(kb.retrieve, question, k, mode)
+            except RagdbError as exc:
+                return ragdb_error(path, exc)
+            hits = retrieval.hits
+            usable = [h for h in hits if min_score is None or h.score >= float(min_score)]
+            if not usable:
+                return _completion(model, NOT_ENOUGH, [], hits, stream, usage_wanted, "stop")
+            prompt = build_prompt(question, usable, 1500, kb.count_tokens)
+            history = [
+                t
+                for t in turns[: len(turns) - 1 - turns[::-1].index(users[-1])]
+                if t["role"] != "system"
+            ]
+            llm_messages = [prompt.messages[0], *history, prompt.messages[1]]
+            hits = prompt.used
+        state = StreamState()
+        pieces = stream_answer(kb.settings, llm_messages, state=state)
+        extra = {"chunks": [h.to_dict() for h in hits]}
+        # The first piece decides between an answer and an error status.
+        try:
+            first = await run_in_threadpool(next, pieces, "")
+        except LLMError as exc:
+            return ragdb_error(path, exc, extra)
+        if not stream:
+            try:
+                rest = await run_in_threadpool(lambda: "".join(pieces))
+            except LLMError as exc:
+                return ragdb_error(path, exc, extra)
+            reason = "length" if state.reason == "max_tokens" else "stop"
+            return _completion(
+                model, (first + rest).strip(), citations(hits), hits, False, usage_wanted, reason
+            )
+
+        def chunks() -> Iterator[str]:
+            cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+
+            def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+                return _sse(
+                    {
+                        "id": cid,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                    }
+                )
+
+            yield chunk({"role": "assistant", "content": first})
+            text = first
+            try:
+                for piece in pieces:
+                    text += piece
+                    yield chunk({"content": piece})
+            except LLMError as exc:
+                yield _sse(
+                    {"error": {"message": str(exc), "type": "LLMError", "param": None, "code": 502}}
+                )
+                yield "data: [DONE]\n\n"
+                return
+            if hits:
+                yield chunk({"annotations": citations(hits)})
+            yield chunk({}, "length" if state.reason == "max_tokens" else "stop")
+            if usage_wanted:
+                yield _sse(
+                    {
+                        "id": cid,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "choices": [],
+                        "usage": _usage(question, text),
+                    }
+                )
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(iterate_in_threadpool(chunks()), media_type="text/event-stream")
+
+    return app
+
+
+def _allowed(path: str, roots: tuple[Path, ...]) -> str:
+    """``path`` when it lies (symlinks resolved) under one of ``roots``."""
+    from .errors import InputError
+
+    real = Path(os.path.realpath(path))
+    for root in roots:
+        base = Path(os.path.realpath(root))
+        if real == base or base in real.parents:
+            return str(real)
+    raise InputError(f"{path} is not under an --allow-path root of this server")
+
+
+def _sse(data: dict[str, Any]) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def _usage(question: str, answer: str) -> dict[str, int]:
+    # Estimated (words): the language model's stream does not report its own.
+    prompt, completion = len(question.split()), len(answer.split())
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def _completion(
+    model: str,
+    text: str,
+    annotations: list[dict[str, Any]],
+    hits: list[Hit],
+    stream: bool,
+    usage: bool,
+    reason: str,
+) -> Response:
+    cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    if stream:
+
+        async def events() -> AsyncIterator[str]:
+            base = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+            }
+            yield _sse(
+                {
+                    **base,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {"role": "assistant", "content": text},
+                            "finish_reason": None,
+                        }
+                    ],
+                }
+            )
+            yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
+            if usage:
+                yield _sse({**base, "choices": [], "usage": _usage("", text)})
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+    body = {
+        "id": cid,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "annotations": annotations},
+                "finish_reason": reason,
+            }
+        ],
+        "usage": _usage("", text),
+        "ragdb": {"chunks": [h.to_dict() for h in hits]},
+    }
+    return JSONResponse(body)
+
+
+def serve(kb: KnowledgeBase, config: ServeConfig, token_file: Path | None) -> None:
+    """Load the model, then serve until SIGINT/SIGTERM (uvicorn stops cleanly:
+    requests in flight finish, and every write is a whole session)."""
+    import uvicorn
+
+    kb.store()
+    kb.embedder.load()  # warm before the first request, not during it
+    url = f"http://{config.host if ':' not in config.host else f'[{config.host}]'}:{config.port}"
+    where = f"in {token_file}" if token_file else "given by --api-key / RAGDB_API_KEY"
+    lines = [f"ragdb: serving {kb.store().location} at {url}"]
+    if config.api_key is None:
+        lines.append("ragdb: no API key needed (--no-auth, loopback only)")
+    else:
+        lines.append(f"ragdb: API key {where}")
+    lines.append(
+        f"ragdb: OpenAI-compatible settings: base URL {url}/v1, model ragdb, API key "
+        + ("any" if config.api_key is None else f"$(cat {token_file})" if token_file else "yours")
+    )
+    print("\n".join(lines), file=sys.stderr, flush=True)
+    uvicorn.run(
+        create_app(kb, config),
+        host=config.host,
+        port=config.port,
+        log_level="warning",
+        access_log=False,
+        workers=1,
+    )

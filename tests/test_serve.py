@@ -1,0 +1,231 @@
+"""`ragdb serve` as clients meet it: a real uvicorn on a free loopback port, the
+real model, the real llama.cpp server, driven by the openai SDK and httpx."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from .conftest import Ragdb, free_port, serving
+
+KEY = "test-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def service(
+    tmp_path_factory: pytest.TempPathFactory, llm_server: str
+) -> Iterator[dict[str, object]]:
+    """A served store holding the four facts, and a folder it may read."""
+    root = tmp_path_factory.mktemp("serve")
+    store, docs = root / "store", root / "allowed"
+    docs.mkdir()
+    (docs / "kiwi.txt").write_text("Kiwi birds cannot fly and lay very large eggs.")
+    from .conftest import FACTS
+
+    facts = root / "facts"
+    facts.mkdir()
+    for i, fact in enumerate(FACTS):
+        (facts / f"fact{i}.txt").write_text(fact + "\n")
+    Ragdb(store)("ingest", str(facts))
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "ragdb", "--store", str(store), "serve", "--port", str(port),
+        "--api-key", KEY, "--allow-path", str(docs), "--llm-url", llm_server,
+        "--model", "smollm2", "--max-tokens", "48",
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    with serving(cmd, f"{url}/healthz", root / "serve.log", 180):
+        yield {"url": url, "store": store, "docs": docs, "root": root}
+
+
+def client(service: dict[str, object], key: str = KEY, v1: bool = True) -> openai.OpenAI:
+    base = f"{service['url']}/v1" if v1 else str(service["url"])
+    return openai.OpenAI(base_url=base, api_key=key, max_retries=0)
+
+
+def native(service: dict[str, object]) -> httpx.Client:
+    return httpx.Client(base_url=str(service["url"]), headers={"X-API-Key": KEY}, timeout=120)
+
+
+def test_models_with_and_without_v1(service: dict[str, object]) -> None:
+    for v1 in (True, False):
+        ids = [m.id for m in client(service, v1=v1).models.list()]
+        assert ids == ["ragdb", "ragdb/llm"]
+
+
+def test_chat_answers_with_sources_as_annotations(service: dict[str, object]) -> None:
+    reply = client(service).chat.completions.create(
+        model="ragdb",
+        messages=[{"role": "user", "content": "When is the Innovation Summit held?"}],
+        extra_body={"user": "someone", "unknown_field": {"ignored": True}},
+    )
+    assert reply.object == "chat.completion" and reply.id.startswith("chatcmpl-")
+    message = reply.choices[0].message
+    assert message.content and reply.choices[0].finish_reason in ("stop", "length")
+    annotations = message.annotations or []
+    assert annotations and annotations[0].type == "url_citation"
+    assert "fact0.txt" in annotations[0].url_citation.url
+    extra = reply.model_extra or {}
+    assert extra["ragdb"]["chunks"][0]["source"].endswith("fact0.txt")
+
+
+def test_chat_stream_follows_the_spec(service: dict[str, object]) -> None:
+    stream = client(service, v1=False).chat.completions.create(
+        model="ragdb",
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "Where is the coffee machine?"}]},
+        ],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert len({c.id for c in chunks}) == 1
+    assert chunks[0].choices[0].delta.role == "assistant"
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] in ("stop", "length") and all(f is None for f in finishes[:-1])
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip()
+    notes = [
+        a
+        for c in chunks
+        if c.choices
+        for a in (c.choices[0].delta.model_extra or {}).get("annotations", [])
+    ]
+    assert any("fact2.txt" in a["url_citation"]["url"] for a in notes)
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+
+
+def test_openai_errors(service: dict[str, object]) -> None:
+    with pytest.raises(openai.AuthenticationError):
+        client(service, key="wrong").models.list()
+    with pytest.raises(openai.NotFoundError) as missing:
+        client(service).chat.completions.create(
+            model="gpt-4", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert "does not exist" in str(missing.value)
+    with pytest.raises(openai.BadRequestError):
+        client(service).chat.completions.create(model="ragdb", messages=[])
+
+
+def test_passthrough_model_skips_retrieval(service: dict[str, object]) -> None:
+    reply = client(service).chat.completions.create(
+        model="ragdb/llm", messages=[{"role": "user", "content": "Say hello."}]
+    )
+    assert reply.choices[0].message.content
+    assert (reply.model_extra or {})["ragdb"]["chunks"] == []
+
+
+def test_security_defaults(service: dict[str, object]) -> None:
+    url = str(service["url"])
+    assert httpx.get(f"{url}/healthz").status_code == 200  # no token needed
+    missing = httpx.get(f"{url}/v1/status")
+    assert missing.status_code == 401
+    assert missing.headers["content-type"] == "application/problem+json"
+    ok = httpx.get(f"{url}/v1/status", headers={"Authorization": f"Bearer {KEY}"})
+    assert ok.status_code == 200 and ok.json()["chunks"] == 4
+    rebinding = httpx.get(f"{url}/v1/status", headers={"X-API-Key": KEY, "Host": "evil.example"})
+    assert rebinding.status_code == 403
+    assert "access-control-allow-origin" not in ok.headers
+    # Chroma's own API is not here.
+    assert httpx.get(f"{url}/api/v2/heartbeat", headers={"X-API-Key": KEY}).status_code == 404
+
+
+def test_native_api(service: dict[str, object], tmp_path: Path) -> None:
+    with native(service) as http:
+        hits = http.post("/v1/search", json={"query": "octopus", "k": 2}).json()["chunks"]
+        assert hits[0]["source"].endswith("fact3.txt")
+        assert http.post("/v1/search", content=b"{not json").status_code == 400
+        listed = http.get("/v1/sources", params={"prefix": str(service["root"])}).json()
+        assert listed["total"] == 4
+        one = http.get(f"/v1/sources/{hits[0]['source']}").json()
+        assert "octopus" in one["chunks"][0]["text"]
+        unknown = http.delete("/v1/sources/no-such-source")
+        assert unknown.status_code == 404 and unknown.json()["exit_code"] == 1
+        added = http.post(
+            "/v1/ingest", json={"texts": [{"name": "note", "text": "Quokkas smile."}]}
+        )
+        assert added.json()["added"] == 1
+        again = http.post("/v1/ingest", json={"texts": [{"name": "note", "text": "Quokkas grin."}]})
+        assert again.json()["updated"] == 1  # replaced, never duplicated
+        gone = http.delete("/v1/sources/note").json()
+        assert gone == {"removed_sources": 1, "removed_chunks": 1}
+        # Paths only under --allow-path roots, symlinks out of them refused.
+        docs = Path(str(service["docs"]))
+        assert http.post("/v1/ingest", json={"paths": [str(docs)]}).json()["added"] == 1
+        outside = tmp_path / "secret.txt"
+        outside.write_text("Not yours.")
+        assert http.post("/v1/ingest", json={"paths": [str(outside)]}).status_code == 400
+        link = docs / "escape.txt"
+        link.symlink_to(outside)
+        refused = http.post("/v1/ingest", json={"paths": [str(link)]})
+        assert refused.status_code == 400 and "--allow-path" in refused.json()["detail"]
+        link.unlink()
+
+
+def test_ask_streams_chunks_then_deltas_then_done(service: dict[str, object]) -> None:
+    events = []
+    with (
+        native(service) as http,
+        http.stream(
+            "POST", "/v1/ask", json={"query": "What is the Clarity Protocol?", "stream": True}
+        ) as response,
+    ):
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[6:]))
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "chunks" and kinds[-1] == "done" and "delta" in kinds
+    assert events[0]["chunks"][0]["source"].endswith("fact1.txt")
+
+
+def test_llm_down_is_502_with_the_chunks(tmp_path: Path, facts_dir: Path) -> None:
+    store = tmp_path / "store"
+    Ragdb(store)("ingest", str(facts_dir))
+    port, dead = free_port(), free_port()
+    cmd = [
+        sys.executable, "-m", "ragdb", "--store", str(store), "serve", "--port", str(port),
+        "--llm-url", f"http://127.0.0.1:{dead}/v1",
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    with serving(cmd, f"{url}/healthz", tmp_path / "serve.log", 180):
+        token_file = store / "serve.token"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        token = token_file.read_text().strip()
+        with pytest.raises(openai.APIStatusError) as down:
+            openai.OpenAI(
+                base_url=f"{url}/v1", api_key=token, max_retries=0
+            ).chat.completions.create(
+                model="ragdb", messages=[{"role": "user", "content": "octopus?"}]
+            )
+        assert down.value.status_code == 502
+        body = down.value.response.json()
+        assert "cannot reach a language model" in body["error"]["message"]
+        assert body["ragdb"]["chunks"][0]["source"].endswith("fact3.txt")
+    log = (tmp_path / "serve.log").read_text()
+    assert f"serving {store}" in log and "serve.token" in log and f"{url}/v1" in log
+
+
+def test_non_loopback_without_a_key_refuses_to_start(tmp_path: Path, facts_dir: Path) -> None:
+    store = tmp_path / "store"
+    Ragdb(store)("ingest", str(facts_dir))
+    env = {**os.environ, "RAGDB_API_KEY": ""}
+    for args, message in (
+        (["--host", "0.0.0.0"], "needs an API key"),
+        (["--host", "0.0.0.0", "--no-auth"], "--no-auth is allowed only on a loopback address"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "ragdb", "--store", str(store), "serve", *args],
+            capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
+        assert proc.returncode == 2 and message in proc.stderr
