@@ -124,6 +124,20 @@ def _kb(ctx: click.Context, **options: Any) -> KnowledgeBase:
     return KnowledgeBase(settings)
 
 
+def _server(ctx: click.Context) -> Any:
+    """The running ``ragdb serve`` to ask instead of working in-process, if any
+    (see :mod:`ragdb.client`); never with --no-server."""
+    root = ctx.find_root()
+    if root.meta.get("ragdb.no_server"):
+        return None
+    from .client import find_server
+    from .config import Settings
+
+    settings = Settings.resolve(**ctx.obj)
+    store = None if settings.chroma_url else settings.store.resolve()
+    return find_server(store, settings.url, settings.api_key)
+
+
 @click.group(cls=RagdbGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ragdb")
 @setting_option("store", type=click.Path(file_okay=False))
@@ -134,6 +148,12 @@ def _kb(ctx: click.Context, **options: Any) -> KnowledgeBase:
 @setting_option("embed_model", metavar="NAME")
 @setting_option("embed_backend", type=click.Choice(["torch", "onnx", "onnx-int8"]))
 @setting_option("wait", type=click.FloatRange(min=0), metavar="SECONDS")
+@setting_option("url", metavar="URL")
+@click.option(
+    "--no-server",
+    is_flag=True,
+    help="Work in-process even when a ragdb serve for this store is running.",
+)
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -145,6 +165,8 @@ def cli(
     embed_model: str | None,
     embed_backend: str | None,
     wait: float | None,
+    url: str | None,
+    no_server: bool,
 ) -> None:
     """ragdb: a persistent knowledge base you ask questions of.
 
@@ -162,7 +184,9 @@ def cli(
         "embed_model": embed_model,
         "embed_backend": embed_backend,
         "wait": wait,
+        "url": url,
     }
+    ctx.meta["ragdb.no_server"] = no_server
 
 
 # -- ingest ---------------------------------------------------------------------------
@@ -346,14 +370,19 @@ def query(
     from .errors import LLMError
     from .generate import DEFAULT_CONTEXT_TOKENS
 
-    kb = _kb(
-        ctx,
-        llm_url=llm_url,
-        llm_model=llm_model,
-        llm_timeout=llm_timeout,
-        llm_max_tokens=llm_max_tokens,
-        device=device,
-    )
+    # A running server answers unless this command asks for another model or device.
+    own = (llm_url, llm_model, llm_timeout, llm_max_tokens, device)
+    server = _server(ctx) if all(v is None for v in own) else None
+    kb = None
+    if server is None:
+        kb = _kb(
+            ctx,
+            llm_url=llm_url,
+            llm_model=llm_model,
+            llm_timeout=llm_timeout,
+            llm_max_tokens=llm_max_tokens,
+            device=device,
+        )
 
     def on_hits(hits: list[Hit]) -> None:
         if as_json:
@@ -371,34 +400,42 @@ def query(
             click.echo(piece, nl=False)
             sys.stdout.flush()
 
+    options: dict[str, Any] = {
+        "mode": mode or DEFAULT_MODE,
+        "min_score": min_score,
+        "context_tokens": context_tokens or DEFAULT_CONTEXT_TOKENS,
+        "show_thinking": show_thinking,
+        "retrieve_only": retrieve_only,
+    }
     try:
-        answer = kb.ask(
-            question,
-            k,
-            mode=mode or DEFAULT_MODE,
-            min_score=min_score,
-            context_tokens=context_tokens or DEFAULT_CONTEXT_TOKENS,
-            show_thinking=show_thinking,
-            retrieve_only=retrieve_only,
-            on_hits=on_hits,
-            on_text=on_text,
-        )
+        if server is not None:
+            from .retrieve import Hit
+
+            result = server.ask(
+                question,
+                {"k": k, **options},
+                on_hits=None if as_json else lambda hs: on_hits([Hit(**h) for h in hs]),
+                on_text=None if as_json else on_text,
+            )
+        else:
+            assert kb is not None
+            result = kb.ask(question, k, on_hits=on_hits, on_text=on_text, **options).to_dict()
     except LLMError as exc:
         if as_json and exc.answer is not None:
-            _emit_json(exc.answer.to_dict())
+            _emit_json(exc.answer if isinstance(exc.answer, dict) else exc.answer.to_dict())
         elif not as_json:
             click.echo()
         raise
     if as_json:
-        _emit_json(answer.to_dict())
+        _emit_json(result)
     elif not retrieve_only:
         click.echo()
-    if answer.truncated and not as_json:
+    if result.get("truncated") and not as_json:
         why = {
-            "max_tokens": f"it reached --max-tokens {kb.settings.llm_max_tokens}",
-            "deadline": f"it took longer than --timeout {kb.settings.llm_timeout:g}s",
+            "max_tokens": "it reached --max-tokens",
+            "deadline": "it took longer than --timeout",
             "repetition": "the model was repeating itself",
-        }.get(answer.truncated_reason or "", answer.truncated_reason or "")
+        }.get(result.get("truncated_reason") or "", result.get("truncated_reason") or "")
         _warn(f"the answer was cut short: {why}")
 
 
@@ -455,7 +492,8 @@ def reset(ctx: click.Context, yes: bool) -> None:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Show where the store is, what it holds and how it was made."""
-    info = _kb(ctx).status().to_dict()
+    server = _server(ctx)
+    info = server.status() if server is not None else _kb(ctx).status().to_dict()
     if as_json:
         _emit_json(info)
         return
@@ -482,7 +520,13 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def sources_cmd(ctx: click.Context, as_json: bool) -> None:
     """List the sources in the knowledge base."""
-    items = _kb(ctx).sources()
+    from .chunks import SourceInfo
+
+    server = _server(ctx)
+    if server is not None:
+        items = [SourceInfo(**item) for item in server.sources()]
+    else:
+        items = _kb(ctx).sources()
     if as_json:
         _emit_json([item.to_dict() for item in items])
         return
@@ -677,6 +721,13 @@ def reembed(
     type=click.Path(exists=True, file_okay=False),
     help="A directory whose files POST /v1/ingest may read (repeatable).",
 )
+@click.option(
+    "--max-upload-mb",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Largest document POST /v1/documents takes; larger ones get 413.",
+)
 @setting_option("llm_url", metavar="URL")
 @setting_option("llm_model", metavar="NAME")
 @setting_option("llm_timeout", type=click.FloatRange(min=0.1), metavar="SECONDS")
@@ -692,6 +743,7 @@ def serve(
     allowed_hosts: tuple[str, ...],
     cors: tuple[str, ...],
     allow_paths: tuple[str, ...],
+    max_upload_mb: int,
     llm_url: str | None,
     llm_model: str | None,
     llm_timeout: float | None,
@@ -737,6 +789,7 @@ def serve(
         allowed_hosts=allowed_hosts,
         cors=cors,
         allow_paths=tuple(Path(p) for p in allow_paths),
+        max_upload_bytes=max_upload_mb * 2**20,
     )
     serve(kb, config, token_file)
 

@@ -220,6 +220,13 @@ SETTINGS: tuple[Setting, ...] = (
         parse=_max_tokens,
     ),
     Setting(
+        "url",
+        "--url",
+        ("RAGDB_URL",),
+        "the running `ragdb serve` a local store's serve.json names, if any",
+        "A ragdb server to answer query, status and sources (--no-server: in-process)",
+    ),
+    Setting(
         "serve_host",
         "--host",
         ("RAGDB_SERVE_HOST",),
@@ -288,6 +295,8 @@ class Settings:
     # Tokens an answer may have; a looping small model stops here at the latest.
     llm_max_tokens: int = 1024
     wait: float = 60.0
+    # A running `ragdb serve` to use; None: the one a local store's serve.json names.
+    url: str | None = None
     serve_host: str = "127.0.0.1"
     serve_port: int = 7243
     # None: generated at first start and kept beside the store.

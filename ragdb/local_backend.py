@@ -47,7 +47,9 @@ KEYWORDS = "ragdb.keywords.sqlite3"
 BACKUPS = "backups"
 # Chroma's own file: its presence means chunks may be there.
 CHROMA_DB = "chroma.sqlite3"
-_OURS_ALONE = (LOCK, HOLDER, INGEST_LOCK, INGEST_HOLDER)
+# `ragdb serve`'s files: its token is a secret, never given to the group or backed up.
+SERVE_FILES = ("serve.json", "serve.token")
+_OURS_ALONE = (LOCK, HOLDER, INGEST_LOCK, INGEST_HOLDER, *SERVE_FILES)
 
 
 class LocalBackend:
@@ -68,6 +70,18 @@ class LocalBackend:
     @property
     def client_key(self) -> str:
         return str(self.path)
+
+    def precheck(self, create: bool) -> None:
+        """What can be refused before a lock file is made anywhere: a path that
+        is a file, a missing store, a directory that is plainly someone else's.
+        (A store another process is creating has our lock or Chroma's file in it:
+        :meth:`check_location` looks again under the lock.)"""
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"store path {self.path} is a file, not a directory")
+        if (self.path / MANIFEST).is_file() or (self.path / LOCK).exists():
+            return
+        if not create or not (self.path / CHROMA_DB).exists():
+            self.check_location(create)
 
     def check_location(self, create: bool) -> None:
         """Refuse a path that is a file, a foreign directory, or a store whose
@@ -296,6 +310,8 @@ class LocalBackend:
                 dirs[:] = []
                 continue
             for name in [*dirs, *files]:
+                if name in SERVE_FILES and Path(root) == self.path:
+                    continue
                 path = os.path.join(root, name)
                 with contextlib.suppress(OSError):
                     st = os.lstat(path)

@@ -79,6 +79,10 @@ class ServerBackend:
     def client_key(self) -> str:
         return f"{self.url}|{self.tenant}|{self.database}|{sorted(self.headers.items())}"
 
+    def precheck(self, create: bool) -> None:
+        """The URL's form, before connecting."""
+        self.check_location(create)
+
     def check_location(self, create: bool) -> None:
         url = urlparse(self.url)
         if url.scheme not in ("http", "https") or not url.hostname:

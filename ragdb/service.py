@@ -19,6 +19,7 @@ Chroma's own API. This module only parses, calls the library and formats.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -41,7 +42,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.responses import Response
 
-from .errors import LLMError, RagdbError, UsageError, http_status
+from .errors import LLMError, RagdbError, SourceNotFoundError, UsageError, http_status
+from .jobs import Job, JobQueue
 
 if TYPE_CHECKING:
     from .knowledge_base import KnowledgeBase
@@ -68,6 +70,7 @@ class ServeConfig:
     allowed_hosts: tuple[str, ...] = ()
     cors: tuple[str, ...] = ()
     allow_paths: tuple[Path, ...] = ()
+    max_upload_bytes: int = 100 * 2**20
 
 
 def is_loopback(host: str) -> bool:
@@ -157,7 +160,16 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
     from .generate import NOT_ENOUGH, StreamState, build_prompt, stream_answer
     from .retrieve import DEFAULT_MODE
 
-    app = FastAPI(title="ragdb", docs_url=None, redoc_url=None, openapi_url=None)
+    jobs = JobQueue()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # SIGTERM/SIGINT: a running job stops between batches; the store stays whole.
+        await run_in_threadpool(jobs.stop)
+
+    app = FastAPI(title="ragdb", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.jobs = jobs
     hosts = {h.lower() for h in (*LOOPBACK, config.host, *config.allowed_hosts)}
 
     def openai_route(path: str) -> bool:
@@ -255,7 +267,14 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
 
     @app.get("/v1/status")
     async def status() -> dict[str, Any]:
-        return (await run_in_threadpool(kb.status)).to_dict()
+        return {
+            **(await run_in_threadpool(kb.status)).to_dict(),
+            # What `ragdb status --json` does not have: the service's own state.
+            "service": {
+                "queue": jobs.pending(),
+                "running": [j.id for j in jobs.all() if j.state == "running"],
+            },
+        }
 
     @app.get("/v1/sources")
     async def sources(prefix: str = "", offset: int = 0, limit: int = 100) -> dict[str, Any]:
@@ -278,14 +297,31 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
         report = await run_in_threadpool(kb.remove, [source])
         return {"removed_sources": len(report.removed), "removed_chunks": report.chunks_removed}
 
+    async def answer_job(request: Request, job: Job) -> Response:
+        """202 with the job, or with ?wait=true the finished report."""
+        if request.query_params.get("wait") in ("1", "true", "yes"):
+            await run_in_threadpool(_wait_for, job)
+            if job.state == "succeeded":
+                return JSONResponse(job.report)
+            status = 409 if job.state == "cancelled" else 500
+            return error(
+                request.url.path,
+                status,
+                job.error or f"the job was {job.state}",
+                "JobFailed",
+                job.to_dict(),
+            )
+        return JSONResponse(
+            job.to_dict(), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"}
+        )
+
     @app.post("/v1/ingest")
-    async def ingest(request: Request) -> dict[str, Any]:
+    async def ingest(request: Request) -> Response:
         data = await body_of(request)
         texts = data.get("texts") or []
         paths = data.get("paths") or []
         if not isinstance(texts, list) or not isinstance(paths, list) or not (texts or paths):
             raise UsageError('give "texts": [{"name", "text"}] or "paths": [...]')
-        reports = []
         for item in texts:
             if (
                 not isinstance(item, dict)
@@ -293,24 +329,77 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
                 or not isinstance(item.get("text"), str)
             ):
                 raise UsageError('each of "texts" needs a "name" and a "text"')
-            report = await run_in_threadpool(
-                kb.ingest_text, str(item["name"]), str(item["text"]), replace=True
+        allowed = [_allowed(str(p), config.allow_paths) for p in paths]
+        prune = bool(data.get("prune"))
+
+        def work(job: Job) -> Any:
+            reports = [
+                kb.ingest_text(
+                    str(t["name"]),
+                    str(t["text"]),
+                    replace=True,
+                    progress=job.progress,
+                    warn=job.warn,
+                ).to_dict()
+                for t in texts
+            ]
+            if allowed:
+                reports.append(
+                    kb.ingest(allowed, prune=prune, progress=job.progress, warn=job.warn).to_dict()
+                )
+            return _merge(reports)
+
+        return await answer_job(request, jobs.submit("ingest", work))
+
+    @app.post("/v1/documents")
+    async def upload(request: Request) -> Response:
+        form = await request.form(max_part_size=config.max_upload_bytes)
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise UsageError('send the document as the multipart field "file"')
+        data = await upload.read(config.max_upload_bytes + 1)
+        if len(data) > config.max_upload_bytes:
+            return error(
+                request.url.path,
+                413,
+                f"the upload is over --max-upload-mb {config.max_upload_bytes // 2**20}",
+                "too_large",
             )
-            reports.append(report.to_dict())
-        if paths:
-            allowed = [_allowed(str(p), config.allow_paths) for p in paths]
-            report = await run_in_threadpool(
-                lambda: kb.ingest(allowed, prune=bool(data.get("prune")))
-            )
-            reports.append(report.to_dict())
-        total: dict[str, Any] = {}
-        for r in reports:
-            for key, value in r.items():
-                if isinstance(value, (int, float)):
-                    total[key] = total.get(key, 0) + value
-                elif isinstance(value, list):
-                    total[key] = [*total.get(key, []), *value]
-        return total
+        name = str(form.get("name") or upload.filename or "").strip()
+        if not name:
+            raise UsageError('give the document a "name" (or a file name)')
+
+        def work(job: Job) -> Any:
+            return kb.ingest_text(name, data, replace=True, progress=job.progress, warn=job.warn)
+
+        return await answer_job(request, jobs.submit("ingest", work))
+
+    @app.get("/v1/jobs")
+    async def list_jobs() -> dict[str, Any]:
+        return {"jobs": [j.to_dict() for j in jobs.all()]}
+
+    def job_or_404(job_id: str) -> Job:
+        job = jobs.get(job_id)
+        if job is None:
+            raise _NotFound(f"no job {job_id}")
+        return job
+
+    @app.get("/v1/jobs/{job_id}")
+    async def get_job(job_id: str) -> dict[str, Any]:
+        return job_or_404(job_id).to_dict()
+
+    @app.delete("/v1/jobs/{job_id}")
+    async def cancel_job(job_id: str) -> dict[str, Any]:
+        job = job_or_404(job_id)
+        jobs.cancel(job_id)
+        return job.to_dict()
+
+    @app.get("/v1/jobs/{job_id}/events")
+    async def job_events(job_id: str) -> Response:
+        job = job_or_404(job_id)
+        return StreamingResponse(
+            iterate_in_threadpool(_sse(e) for e in job.events()), media_type="text/event-stream"
+        )
 
     @app.post("/v1/search")
     async def search(request: Request) -> dict[str, Any]:
@@ -331,50 +420,26 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
     async def ask(request: Request) -> Response:
         data = await body_of(request)
         question = str(data.get("query") or data.get("question") or "")
-        k, mode = int(data.get("k") or 4), str(data.get("mode") or DEFAULT_MODE)
-        min_score = data.get("min_score")
+        options: dict[str, Any] = {
+            "mode": str(data.get("mode") or DEFAULT_MODE),
+            "min_score": data.get("min_score"),
+            "retrieve_only": bool(data.get("retrieve_only")),
+            "show_thinking": bool(data.get("show_thinking")),
+        }
+        if data.get("context_tokens"):
+            options["context_tokens"] = int(data["context_tokens"])
+        k = int(data.get("k") or 4)
         if not data.get("stream"):
             try:
-                answer = await run_in_threadpool(
-                    lambda: kb.ask(question, k, mode=mode, min_score=min_score)
-                )
+                answer = await run_in_threadpool(lambda: kb.ask(question, k, **options))
             except LLMError as exc:
                 extra = exc.answer.to_dict() if exc.answer is not None else None
                 return ragdb_error(request.url.path, exc, extra)
             return JSONResponse(answer.to_dict())
-        retrieval = await run_in_threadpool(kb.retrieve, question, k, mode)
-
-        def events() -> Iterator[str]:
-            hits = retrieval.hits
-            yield _sse({"event": "chunks", "chunks": [h.to_dict() for h in hits]})
-            enough = bool(hits) and (min_score is None or any(h.score >= min_score for h in hits))
-            if not enough:
-                yield _sse({"event": "delta", "text": NOT_ENOUGH})
-                yield _sse({"event": "done", "enough_context": False, "model": None})
-                return
-            usable = [h for h in hits if min_score is None or h.score >= min_score]
-            prompt = build_prompt(question, usable, 1500, kb.count_tokens)
-            state = StreamState()
-            try:
-                for piece in stream_answer(kb.settings, prompt.messages, state=state):
-                    yield _sse({"event": "delta", "text": piece})
-            except LLMError as exc:
-                yield _sse({"event": "error", "message": str(exc), "type": "LLMError"})
-                return
-            yield _sse(
-                {
-                    "event": "done",
-                    "enough_context": True,
-                    "model": kb.settings.llm_model,
-                    "truncated": state.truncated,
-                    "citations": [
-                        {"rank": h.rank, "source": h.source, "location": h.location}
-                        for h in prompt.used
-                    ],
-                }
-            )
-
-        return StreamingResponse(iterate_in_threadpool(events()), media_type="text/event-stream")
+        return StreamingResponse(
+            iterate_in_threadpool(_ask_events(kb, question, k, options)),
+            media_type="text/event-stream",
+        )
 
     # -- the OpenAI-compatible model ----------------------------------------------------------
     @app.get("/v1/models")
@@ -508,6 +573,78 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
     return app
 
 
+def _ask_events(kb: KnowledgeBase, question: str, k: int, options: dict[str, Any]) -> Iterator[str]:
+    """``kb.ask`` as SSE events: ``chunks`` (what was retrieved), ``delta``s of the
+    answer, then ``done`` with the whole answer object, or ``error``."""
+    import queue
+    import threading
+
+    events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+
+    def run() -> None:
+        try:
+            answer = kb.ask(
+                question,
+                k,
+                on_hits=lambda hits: events.put(
+                    {"event": "chunks", "chunks": [h.to_dict() for h in hits]}
+                ),
+                on_text=lambda text: events.put({"event": "delta", "text": text}),
+                **options,
+            )
+            events.put(
+                {
+                    "event": "done",
+                    "enough_context": answer.enough_context,
+                    "model": answer.model,
+                    "truncated": answer.truncated,
+                    "citations": [
+                        {"rank": h.rank, "source": h.source, "location": h.location}
+                        for h in answer.hits
+                    ],
+                    "answer": answer.to_dict(),
+                }
+            )
+        except RagdbError as exc:
+            event: dict[str, Any] = {
+                "event": "error",
+                "type": type(exc).__name__,
+                "message": str(exc),
+                "exit_code": exc.exit_code,
+            }
+            if isinstance(exc, LLMError) and exc.answer is not None:
+                event["ragdb"] = exc.answer.to_dict()
+            events.put(event)
+        finally:
+            events.put(None)
+
+    threading.Thread(target=run, name="ragdb-ask", daemon=True).start()
+    while (event := events.get()) is not None:
+        yield _sse(event)
+
+
+class _NotFound(SourceNotFoundError):
+    """Something named in the URL that is not there (a job)."""
+
+
+def _wait_for(job: Job) -> None:
+    for event in job.events():
+        if event["event"] == "done":
+            return
+
+
+def _merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Ingest reports added up: counters summed, lists joined."""
+    total: dict[str, Any] = {}
+    for report in reports:
+        for key, value in report.items():
+            if isinstance(value, list):
+                total[key] = [*total.get(key, []), *value]
+            elif isinstance(value, (int, float)):
+                total[key] = total.get(key, 0) + value
+    return total
+
+
 def _allowed(path: str, roots: tuple[Path, ...]) -> str:
     """``path`` when it lies (symlinks resolved) under one of ``roots``."""
     from .errors import InputError
@@ -608,11 +745,23 @@ def serve(kb: KnowledgeBase, config: ServeConfig, token_file: Path | None) -> No
         + ("any" if config.api_key is None else f"$(cat {token_file})" if token_file else "yours")
     )
     print("\n".join(lines), file=sys.stderr, flush=True)
-    uvicorn.run(
-        create_app(kb, config),
-        host=config.host,
-        port=config.port,
-        log_level="warning",
-        access_log=False,
-        workers=1,
-    )
+    serve_file = None
+    if kb.settings.chroma_url is None:
+        from .client import write_serve_file
+
+        # The store's CLI users find this server here (removed on the way out).
+        reach = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(config.host)
+        local_url = f"http://{reach}:{config.port}" if reach else url
+        serve_file = write_serve_file(kb.settings.store.resolve(), local_url, token_file)
+    try:
+        uvicorn.run(
+            create_app(kb, config),
+            host=config.host,
+            port=config.port,
+            log_level="warning",
+            access_log=False,
+            workers=1,
+        )
+    finally:
+        if serve_file is not None:
+            serve_file.unlink(missing_ok=True)

@@ -83,8 +83,7 @@ class Store:
         ``identity`` is the embedding model's, needed only to create a store.
         """
         store = cls(settings)
-        if not create:
-            store.backend.check_location(create)  # before a lock file is made anywhere
+        store.backend.precheck(create)  # before a lock file is made anywhere
         with store.session(create=create, identity=identity):
             pass
         return store

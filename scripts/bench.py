@@ -344,7 +344,10 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="ragdb-bench-"))
     results: dict[str, Any] = {"machine": f"{os.cpu_count()} cores", "quick": quick}
     try:
-        results["ingest"] = bench_ingest(work, opts.corpus, docs, BACKENDS)
+        # --quick leaves out the plain onnx backend: its export alone costs the
+        # suite half a minute, and it shares torch's code path in this harness.
+        backends = tuple(b for b in BACKENDS if not (quick and b == "onnx"))
+        results["ingest"] = bench_ingest(work, opts.corpus, docs, backends)
         stores = {b: Path(p) for b, p in results["ingest"].pop("stores").items()}
         if opts.ingest_only:
             print(json.dumps(results["ingest"], indent=2))
@@ -352,7 +355,9 @@ def main() -> int:
         results["query_corpus"] = {b: bench_queries(store, nq) for b, store in stores.items()}
         results["query_large"] = {}
         # One synthetic store per family of vectors (onnx queries the torch one).
-        for family, queried_by in (("torch", ("torch", "onnx")), ("onnx-int8", ("onnx-int8",))):
+        families = (("torch", ("torch", "onnx")), ("onnx-int8", ("onnx-int8",)))
+        for family, queried_by in families:
+            queried_by = tuple(b for b in queried_by if b in backends)
             big = work / f"synthetic-{scale}-{family}"
             build = synthetic_store(big, scale, family)
             for backend in queried_by:

@@ -30,7 +30,7 @@ def run_script(name: str, *args: str, timeout: float = 600) -> dict:
 
 
 def test_stress_embedded() -> None:
-    out = run_script("tests.proofs.stress", "--writers", "3", "--readers", "3", "--seconds", "15")
+    out = run_script("tests.proofs.stress", "--writers", "3", "--readers", "3", "--seconds", "10")
     assert out["errors"] == out["lost_chunks"] == out["duplicated_chunks"] == 0
     assert out["write_ops"] > 0 and out["queries"] > 0
 
@@ -58,8 +58,8 @@ def test_stress_server(chroma_server: str) -> None:
 
 
 def test_crashtest(tmp_path: Path) -> None:
-    out = run_script("tests.proofs.crashtest", "--kills", "4", "--docs", "60")
-    assert out["killed"] == 4
+    out = run_script("tests.proofs.crashtest", "--kills", "3", "--docs", "50")
+    assert out["killed"] == 3
     assert out["unusable_stores"] == out["unhealthy_after_kill"] == 0
     assert out["lost_chunks"] == out["duplicated_chunks"] == 0
 
@@ -67,9 +67,9 @@ def test_crashtest(tmp_path: Path) -> None:
 def test_crashtest_server(chroma_server: str) -> None:
     clear_server(chroma_server)
     out = run_script(
-        "tests.proofs.crashtest", "--kills", "4", "--docs", "60", "--chroma-url", chroma_server
+        "tests.proofs.crashtest", "--kills", "3", "--docs", "50", "--chroma-url", chroma_server
     )
-    assert out["mode"] == "server" and out["killed"] == 4
+    assert out["mode"] == "server" and out["killed"] == 3
     assert out["unusable_stores"] == out["unhealthy_after_kill"] == 0
     assert out["lost_chunks"] == out["duplicated_chunks"] == 0
 
@@ -79,11 +79,11 @@ def test_bench_quick() -> None:
     ingest = out["ingest"]
     assert ingest["chunks"] > 0 and ingest["ragdb_chunks_per_s"] > 0
     assert 0 < ingest["ingest_ratio"] < 5
-    assert set(ingest["backends"]) == {"torch", "onnx", "onnx-int8"}
+    assert set(ingest["backends"]) == {"torch", "onnx-int8"}  # --quick leaves out onnx
     assert ingest["default_backend"] == "onnx-int8"
     assert 0 < ingest["reingest_fraction"] < 1
     for key in ("query_corpus", "query_large"):
-        assert set(out[key]) == {"torch", "onnx", "onnx-int8"}
+        assert set(out[key]) == {"torch", "onnx-int8"}
         for row in out[key].values():
             assert row["dense_p50_ms"] > 0 and row["hybrid_p95_ms"] > 0
     assert out["query_large"]["onnx-int8"]["chunks"] >= 1000

@@ -152,22 +152,25 @@ def test_native_api(service: dict[str, object], tmp_path: Path) -> None:
         unknown = http.delete("/v1/sources/no-such-source")
         assert unknown.status_code == 404 and unknown.json()["exit_code"] == 1
         added = http.post(
-            "/v1/ingest", json={"texts": [{"name": "note", "text": "Quokkas smile."}]}
+            "/v1/ingest?wait=true", json={"texts": [{"name": "note", "text": "Quokkas smile."}]}
         )
         assert added.json()["added"] == 1
-        again = http.post("/v1/ingest", json={"texts": [{"name": "note", "text": "Quokkas grin."}]})
+        again = http.post(
+            "/v1/ingest?wait=true", json={"texts": [{"name": "note", "text": "Quokkas grin."}]}
+        )
         assert again.json()["updated"] == 1  # replaced, never duplicated
         gone = http.delete("/v1/sources/note").json()
         assert gone == {"removed_sources": 1, "removed_chunks": 1}
         # Paths only under --allow-path roots, symlinks out of them refused.
         docs = Path(str(service["docs"]))
-        assert http.post("/v1/ingest", json={"paths": [str(docs)]}).json()["added"] == 1
+        assert http.post("/v1/ingest?wait=true", json={"paths": [str(docs)]}).json()["added"] == 1
         outside = tmp_path / "secret.txt"
         outside.write_text("Not yours.")
         assert http.post("/v1/ingest", json={"paths": [str(outside)]}).status_code == 400
+        assert http.post("/v1/ingest", json={"texts": [{"name": "x"}]}).status_code == 400
         link = docs / "escape.txt"
         link.symlink_to(outside)
-        refused = http.post("/v1/ingest", json={"paths": [str(link)]})
+        refused = http.post("/v1/ingest?wait=true", json={"paths": [str(link)]})
         assert refused.status_code == 400 and "--allow-path" in refused.json()["detail"]
         link.unlink()
 
@@ -195,7 +198,7 @@ def test_llm_down_is_502_with_the_chunks(tmp_path: Path, facts_dir: Path) -> Non
     port, dead = free_port(), free_port()
     cmd = [
         sys.executable, "-m", "ragdb", "--store", str(store), "serve", "--port", str(port),
-        "--llm-url", f"http://127.0.0.1:{dead}/v1",
+        "--llm-url", f"http://127.0.0.1:{dead}/v1", "--max-upload-mb", "1",
     ]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     with serving(cmd, f"{url}/healthz", tmp_path / "serve.log", 180):
@@ -212,6 +215,13 @@ def test_llm_down_is_502_with_the_chunks(tmp_path: Path, facts_dir: Path) -> Non
         body = down.value.response.json()
         assert "cannot reach a language model" in body["error"]["message"]
         assert body["ragdb"]["chunks"][0]["source"].endswith("fact3.txt")
+        big = httpx.post(
+            f"{url}/v1/documents",
+            files={"file": ("big.txt", b"x" * (2 * 2**20))},
+            headers={"X-API-Key": token},
+            timeout=60,
+        )
+        assert big.status_code == 413
     log = (tmp_path / "serve.log").read_text()
     assert f"serving {store}" in log and "serve.token" in log and f"{url}/v1" in log
 
@@ -229,3 +239,110 @@ def test_non_loopback_without_a_key_refuses_to_start(tmp_path: Path, facts_dir: 
             capture_output=True, text=True, timeout=60, env=env,
         )  # fmt: skip
         assert proc.returncode == 2 and message in proc.stderr
+
+
+def cli(
+    store: object, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "ragdb", "--store", str(store), *args],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "RAGDB_API_KEY": KEY, **(env or {})},
+    )  # fmt: skip
+
+
+def _same(a: dict, b: dict) -> None:
+    a, b = dict(a), dict(b)
+    a.pop("timings", None), b.pop("timings", None)
+    assert a == b
+
+
+def test_cli_uses_the_running_server_with_the_same_output(service: dict[str, object]) -> None:
+    store = service["store"]
+    assert json.loads((Path(str(store)) / "serve.json").read_text())["url"] == service["url"]
+    for args in (
+        ["query", "octopus", "--retrieve-only", "--json", "-k", "3"],
+        ["query", "summit", "--retrieve-only", "--json", "--mode", "dense"],
+        ["status", "--json"],
+        ["sources", "--json"],
+    ):
+        served = cli(store, *args)
+        alone = cli(store, "--no-server", *args)
+        assert served.returncode == alone.returncode == 0, served.stderr + alone.stderr
+        ours, theirs = json.loads(served.stdout), json.loads(alone.stdout)
+        if isinstance(ours, dict):
+            _same(ours, theirs)
+        else:
+            assert ours == theirs
+        # Through the server, the CLI loads neither torch nor Chroma.
+        imported = {line.split("|")[-1].strip() for line in served.stderr.splitlines()}
+        assert "torch" not in imported and "chromadb" not in imported
+        assert "chromadb" in {line.split("|")[-1].strip() for line in alone.stderr.splitlines()}
+    # The human-readable form too, and the same errors with the same exit codes.
+    served = cli(store, "query", "octopus", "--retrieve-only")
+    alone = cli(store, "--no-server", "query", "octopus", "--retrieve-only")
+    assert served.stdout == alone.stdout and "fact3.txt" in served.stdout
+    bad = cli(store, "query", "octopus", "--retrieve-only", "-k", "0")
+    assert bad.returncode == 2
+    # A stale serve.json (a server that is gone) is ignored.
+    wrong = cli(store, "status", "--json", env={"RAGDB_URL": "http://127.0.0.1:9"})
+    assert wrong.returncode == 1 and "no ragdb server answers" in wrong.stderr.splitlines()[-1]
+
+
+def test_ingest_jobs_report_progress_and_can_be_cancelled(service: dict[str, object]) -> None:
+    texts = [
+        {"name": f"job-{i}", "text": f"Item {i}: " + "lichens grow slowly on bare rock. " * 60}
+        for i in range(40)
+    ]
+    with native(service) as http:
+        queued = http.post("/v1/ingest", json={"texts": texts[:4]})
+        assert queued.status_code == 202
+        job = queued.json()
+        assert queued.headers["location"] == f"/v1/jobs/{job['id']}"
+        assert job["state"] in ("queued", "running")
+        events = []
+        with http.stream("GET", f"/v1/jobs/{job['id']}/events") as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data: "):
+                    events.append(json.loads(line[6:]))
+        kinds = [e["event"] for e in events]
+        assert "progress" in kinds and kinds[-1] == "done"
+        assert events[-1]["state"] == "succeeded" and events[-1]["report"]["added"] == 4
+        done = http.get(f"/v1/jobs/{job['id']}").json()
+        assert done["state"] == "succeeded" and done["chunks_done"] == done["chunks_total"] > 0
+        assert http.get("/v1/jobs/nope").status_code == 404
+        # A long job, cancelled: it stops between batches and the store stays whole.
+        long = http.post("/v1/ingest", json={"texts": texts}).json()
+        assert http.delete(f"/v1/jobs/{long['id']}").status_code == 200
+        final = list(_events(http, long["id"]))[-1]
+        assert final["state"] in ("cancelled", "succeeded")
+        assert http.get(f"/v1/jobs/{long['id']}").json()["state"] == final["state"]
+        listed = [j["id"] for j in http.get("/v1/jobs").json()["jobs"]]
+        assert job["id"] in listed and long["id"] in listed
+        status = http.get("/v1/status").json()
+        assert status["service"]["queue"] == 0
+    doctor = cli(service["store"], "--no-server", "doctor", "--json")
+    assert json.loads(doctor.stdout)["healthy"] is True, doctor.stdout
+    with native(service) as http:
+        for t in texts:
+            http.delete(f"/v1/sources/{t['name']}")
+
+
+def _events(http: httpx.Client, job_id: str) -> Iterator[dict]:
+    with http.stream("GET", f"/v1/jobs/{job_id}/events") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data: "):
+                yield json.loads(line[6:])
+
+
+def test_upload_a_document(service: dict[str, object]) -> None:
+    with native(service) as http:
+        sent = http.post(
+            "/v1/documents?wait=true",
+            files={"file": ("otters.md", b"# Otters\n\nSea otters hold hands while they sleep.")},
+        )
+        assert sent.status_code == 200 and sent.json()["added"] == 1
+        hits = http.post("/v1/search", json={"query": "otters sleep", "k": 1}).json()["chunks"]
+        assert hits[0]["source"] == "otters.md"
+        assert http.post("/v1/documents", data={"name": "x"}).status_code == 400
+        http.delete("/v1/sources/otters.md")

@@ -1,0 +1,176 @@
+"""The CLI's way to a running ``ragdb serve``: found through the ``serve.json``
+a server leaves in its local store's directory (or named with ``--url`` /
+``RAGDB_URL``), it answers ``query``, ``status`` and ``sources`` with the model
+already warm, so a cold command costs an HTTP request instead of seconds of
+imports and model loading. Output and exit codes are the same either way.
+
+Only httpx is imported here: no torch, no model, no Chroma.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from . import errors
+from .errors import RagdbError, StoreError
+
+SERVE_FILE = "serve.json"
+# How long a found server may take to answer its health check before it is
+# taken for a stale serve.json (and the command runs in-process).
+PROBE_SECONDS = 0.5
+
+
+class ServiceClient:
+    """ragdb's API at ``url``, with the token that opens it."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        import httpx
+
+        headers = {"X-API-Key": token} if token else {}
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=None)
+
+    def alive(self) -> bool:
+        """Whether the server answers its health check, quickly."""
+        import httpx
+
+        try:
+            return self.http.get("/healthz", timeout=PROBE_SECONDS).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _json(self, method: str, path: str, **kw: Any) -> Any:
+        import httpx
+
+        try:
+            response = self.http.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            raise StoreError(f"the ragdb server at {self.url} failed: {exc}") from None
+        if response.status_code >= 400:
+            raise _error(response)
+        return response.json()
+
+    def status(self) -> dict[str, Any]:
+        """What ``ragdb status --json`` prints (the service's own state aside)."""
+        info = dict(self._json("GET", "/v1/status"))
+        info.pop("service", None)
+        return info
+
+    def sources(self) -> list[dict[str, Any]]:
+        """Every source, as ``ragdb sources --json`` prints them."""
+        out: list[dict[str, Any]] = []
+        while True:
+            page = self._json("GET", "/v1/sources", params={"offset": len(out), "limit": 1000})
+            out += page["sources"]
+            if len(out) >= page["total"] or not page["sources"]:
+                return out
+
+    def ask(
+        self,
+        question: str,
+        options: dict[str, Any],
+        on_hits: Callable[[list[dict[str, Any]]], None] | None = None,
+        on_text: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        """The answer object ``query --json`` prints; with ``on_hits`` and
+        ``on_text`` it streams, as the in-process query does."""
+        body = {"query": question, **options}
+        if on_hits is None and on_text is None:
+            return dict(self._json("POST", "/v1/ask", json=body))
+        answer: dict[str, Any] = {}
+        for event in self._events("/v1/ask", {**body, "stream": True, "answer": True}):
+            kind = event.get("event")
+            if kind == "chunks" and on_hits is not None:
+                on_hits(event["chunks"])
+            elif kind == "delta" and on_text is not None:
+                on_text(event["text"])
+            elif kind == "done":
+                answer = event.get("answer") or {}
+            elif kind == "error":
+                raise _error_from(event)
+        return answer
+
+    def _events(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        import httpx
+
+        try:
+            with self.http.stream("POST", path, json=body) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error(response)
+                for line in response.iter_lines():
+                    if line.startswith("data: "):
+                        yield json.loads(line[6:])
+        except httpx.HTTPError as exc:
+            raise StoreError(f"the ragdb server at {self.url} failed: {exc}") from None
+
+
+def _error(response: Any) -> RagdbError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"detail": response.text.strip()[:300], "type": "RagdbError"}
+    return _error_from(body)
+
+
+def _error_from(body: dict[str, Any]) -> RagdbError:
+    """The ragdb error a problem document (or error event) describes."""
+    cls = getattr(errors, str(body.get("type") or ""), None)
+    if not (isinstance(cls, type) and issubclass(cls, RagdbError)):
+        cls = RagdbError
+    exc = cls(str(body.get("detail") or body.get("message") or "the ragdb server failed"))
+    if isinstance(exc, errors.LLMError) and isinstance(body.get("ragdb"), dict):
+        exc.answer = body["ragdb"]  # the answer object so far, as a dict
+    return exc
+
+
+def write_serve_file(store: Path, url: str, token_file: Path | None) -> Path:
+    """Tell this store's CLI users where its server is (mode 0600)."""
+    path = store / SERVE_FILE
+    info = {
+        "url": url,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "token_file": str(token_file) if token_file else None,
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(info, fh)
+    return path
+
+
+def find_server(store: Path | None, url: str | None, api_key: str | None) -> ServiceClient | None:
+    """The running server to use: ``url`` when given (an error if it does not
+    answer), else the one a local store's serve.json names if it is alive."""
+    if url:
+        client = ServiceClient(url, api_key)
+        if not client.alive():
+            raise StoreError(f"no ragdb server answers at {url} (drop --url to work in-process)")
+        return client
+    if store is None:
+        return None
+    try:
+        info = json.loads((store / SERVE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if info.get("host") == socket.gethostname() and not _alive(int(info.get("pid") or 0)):
+        return None  # left by a server that is gone
+    token = api_key
+    if info.get("token_file"):
+        try:
+            token = Path(info["token_file"]).read_text().strip()
+        except OSError:
+            return None  # not ours to read: work in-process
+    client = ServiceClient(str(info["url"]), token)
+    return client if client.alive() else None
+
+
+def _alive(pid: int) -> bool:
+    from .writes import alive
+
+    return alive(pid)

@@ -1,0 +1,144 @@
+"""Two versions of ragdb side by side in one run: this working tree and a git
+revision (checked out into a temporary worktree), each ingesting the same SciFact
+documents into a fresh store and answering the same queries warm, in turns
+(A B A B) so that neither gets the quieter machine.
+
+    scripts/run-python bench-versions.py --base 44e6468 [--docs 300] [--rounds 2]
+
+Prints, per version, the ingest rate (chunks/s) and warm query latency p50/p95
+for dense and hybrid retrieval, and the ratios of this tree to the base.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+from tests.proofs.data import SCIFACT  # scripts/run-python puts the root on the path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+RUN = """
+import json, sys, time
+from ragdb import KnowledgeBase
+store, corpus, queries = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+kb = KnowledgeBase(store=store)
+kb.embedder.encode(["warm up"])
+t0 = time.perf_counter()
+report = kb.ingest(records=corpus) if False else None
+"""
+
+RUN = """
+import json, statistics, sys, time
+from ragdb import KnowledgeBase
+store, corpus, queries = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+kb = KnowledgeBase(store=store)
+kb.ingest_text("seed", "A seed so that the store and the model are ready.")
+kb.embedder.load()
+t0 = time.perf_counter()
+kb.ingest_records(corpus, id_field="_id", text_field="text", title_field="title")
+ingest_s = time.perf_counter() - t0
+status = kb.status()
+out = {"chunks": status["chunks"] if isinstance(status, dict) else status.chunks,
+       "ingest_s": ingest_s}
+for mode in ("dense", "hybrid"):
+    kb.retrieve(queries[0], k=10, mode=mode)
+    lat = []
+    for q in queries:
+        t = time.perf_counter()
+        kb.retrieve(q, k=10, mode=mode)
+        lat.append(time.perf_counter() - t)
+    lat.sort()
+    out[mode + "_p50_ms"] = 1000 * statistics.median(lat)
+    out[mode + "_p95_ms"] = 1000 * lat[int(0.95 * (len(lat) - 1))]
+print(json.dumps(out))
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base", required=True, help="the git revision to compare with")
+    parser.add_argument("--docs", type=int, default=300)
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=2)
+    opts = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="ragdb-versions-"))
+    corpus = work / "corpus.jsonl"
+    with open(SCIFACT / "corpus.jsonl") as src, open(corpus, "w") as dst:
+        for i, line in enumerate(src):
+            if i >= opts.docs:
+                break
+            dst.write(line)
+    queries = [
+        json.loads(line)["text"]
+        for line in (SCIFACT / "queries.jsonl").read_text().splitlines()[: opts.queries]
+    ]
+    base = work / "base"
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), opts.base],
+        check=True,
+        capture_output=True,
+    )
+    # The package maps top-level migrations/ to ragdb.migrations; make the base
+    # tree's own importable as such, or it would get this tree's.
+    (base / "ragdb" / "migrations").symlink_to(base / "migrations")
+    trees = {"base " + opts.base: base, "this tree": ROOT}
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+    try:
+        for r in range(opts.rounds):
+            for name, tree in trees.items():
+                store = work / f"store-{r}-{name.split()[0]}"
+                proc = subprocess.run(
+                    [sys.executable, "-c", textwrap.dedent(RUN), str(store), str(corpus),
+                     json.dumps(queries)],
+                    cwd=tree,
+                    env={**os.environ, "PYTHONPATH": str(tree), "HF_HUB_OFFLINE": "1"},
+                    capture_output=True,
+                    text=True,
+                )  # fmt: skip
+                if proc.returncode != 0:
+                    print(proc.stderr[-3000:], file=sys.stderr)
+                    return 1
+                row = json.loads(proc.stdout.strip().splitlines()[-1])
+                results[name].append(row)
+                print(f"round {r + 1}, {name}: {row}", file=sys.stderr)
+    finally:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)],
+            capture_output=True,
+        )
+    summary = {}
+    for name, rows in results.items():
+        chunks = rows[0]["chunks"]
+        summary[name] = {
+            "chunks": chunks,
+            "ingest_chunks_per_s": round(
+                chunks / statistics.median(r["ingest_s"] for r in rows), 1
+            ),
+            **{
+                key: round(statistics.median(r[key] for r in rows), 1)
+                for key in ("dense_p50_ms", "dense_p95_ms", "hybrid_p50_ms", "hybrid_p95_ms")
+            },
+        }
+    names = list(summary)
+    ratios = {
+        key: round(summary[names[1]][key] / summary[names[0]][key], 2)
+        for key in summary[names[0]]
+        if key != "chunks"
+    }
+    print(
+        json.dumps({"docs": opts.docs, "rounds": opts.rounds, **summary, "ratio": ratios}, indent=2)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
