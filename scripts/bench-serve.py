@@ -1,0 +1,162 @@
+"""The service's figures, side by side in one run: a cold `ragdb query
+--retrieve-only` through a running `ragdb serve` against the same command
+in-process, and HTTP search latency and throughput with 1 and 8 concurrent
+clients against the in-process retrieval loop's own rate.
+
+    scripts/run-python bench-serve.py [--docs 500] [--queries 200]
+
+Builds a store of the first N SciFact documents (int8 backend, the CPU default)
+unless --store names one, serves it on a free loopback port, and prints each
+figure beside its target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from tests.proofs.data import SCIFACT, free_port  # scripts/run-python puts the root on the path
+
+
+def wall(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--docs", type=int, default=500)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--store", type=Path, default=None)
+    parser.add_argument("--json", action="store_true")
+    opts = parser.parse_args()
+
+    import httpx
+
+    from ragdb import KnowledgeBase
+    from ragdb.evaluate import percentile
+
+    work = Path(tempfile.mkdtemp(prefix="ragdb-bench-serve-"))
+    store = opts.store or work / "store"
+    questions = [
+        json.loads(line)["text"]
+        for line in (SCIFACT / "queries.jsonl").read_text().splitlines()[: opts.queries]
+    ]
+    if opts.store is None:
+        corpus = work / "corpus.jsonl"
+        with open(SCIFACT / "corpus.jsonl") as src, open(corpus, "w") as dst:
+            for i, line in enumerate(src):
+                if i >= opts.docs:
+                    break
+                dst.write(line)
+        print(f"building a store of {opts.docs} SciFact documents...", file=sys.stderr)
+        KnowledgeBase(store=store).ingest_records(
+            corpus, id_field="_id", text_field="text", title_field="title"
+        )
+    kb = KnowledgeBase(store=store)
+    chunks = kb.status().chunks
+
+    # The in-process loop's own rate: the reference for the service's throughput.
+    kb.retrieve(questions[0], k=10)
+    t0 = time.perf_counter()
+    for q in questions:
+        kb.retrieve(q, k=10)
+    inproc_qps = len(questions) / (time.perf_counter() - t0)
+
+    port = free_port()
+    ragdb = [sys.executable, "-m", "ragdb", "--store", str(store)]
+    log = open(work / "serve.log", "wb")  # noqa: SIM115 (closed below)
+    server = subprocess.Popen(
+        [*ragdb, "serve", "--port", str(port), "--no-auth"], stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    results: dict[str, object] = {"chunks": chunks, "machine": f"{os.cpu_count()} cores"}
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError(f"ragdb serve did not start; see {log.name}")
+            time.sleep(0.2)
+        query = ["query", questions[1], "--retrieve-only"]
+        wall([*ragdb, *query])  # first run: file caches warm for both
+        served = [wall([*ragdb, *query]) for _ in range(5)]
+        alone = [wall([*ragdb, "--no-server", *query]) for _ in range(3)]
+        results["cold_query_server_s"] = round(statistics.median(served), 3)
+        results["cold_query_inprocess_s"] = round(statistics.median(alone), 3)
+
+        def search(client: httpx.Client, q: str) -> float:
+            t = time.perf_counter()
+            r = client.post("/v1/search", json={"query": q, "k": 10})
+            r.raise_for_status()
+            return time.perf_counter() - t
+
+        with httpx.Client(base_url=url, timeout=60) as client:
+            search(client, questions[0])
+            one = [search(client, q) for q in questions]
+        results["http_1_client_p50_ms"] = round(1000 * statistics.median(one), 1)
+        results["http_1_client_p95_ms"] = round(1000 * percentile(one, 95), 1)
+        results["http_1_client_qps"] = round(len(one) / sum(one), 1)
+
+        lat: list[float] = []
+        lock = threading.Lock()
+
+        def worker(i: int) -> None:
+            mine = []
+            with httpx.Client(base_url=url, timeout=120) as client:
+                for q in questions[i::8]:
+                    mine.append(search(client, q))
+            with lock:
+                lat.extend(mine)
+
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - t0
+        results["http_8_clients_p50_ms"] = round(1000 * statistics.median(lat), 1)
+        results["http_8_clients_p95_ms"] = round(1000 * percentile(lat, 95), 1)
+        results["http_8_clients_qps"] = round(len(lat) / elapsed, 1)
+        results["inprocess_qps"] = round(inproc_qps, 1)
+    finally:
+        server.terminate()
+        server.wait(30)
+        log.close()
+    if opts.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    r = results
+    rows = [
+        ("cold query --retrieve-only, server", f"{r['cold_query_server_s']} s", "target <= 0.3 s"),
+        ("cold query --retrieve-only, in-process", f"{r['cold_query_inprocess_s']} s", ""),
+    ]
+    for n in ("1_client", "8_clients"):
+        latency = f"p50 {r[f'http_{n}_p50_ms']} ms, p95 {r[f'http_{n}_p95_ms']} ms"
+        target = "target >= 150 q/s" if n == "8_clients" else ""
+        rows.append(
+            (f"HTTP search, {n.replace('_', ' ')}", f"{latency}, {r[f'http_{n}_qps']} q/s", target)
+        )
+    rows.append(("in-process retrieve loop", f"{r['inprocess_qps']} q/s", "(reference)"))
+    print(f"ragdb bench-serve ({results['machine']}; {chunks} chunks)")
+    for name, value, target in rows:
+        print(f"{name:<40} {value:<48} {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
