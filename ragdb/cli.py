@@ -431,9 +431,12 @@ def query(
     elif not retrieve_only:
         click.echo()
     if result.get("truncated") and not as_json:
+        # In-process the limits are known here; a server applies its own.
+        tokens = f" {kb.settings.llm_max_tokens}" if kb is not None else " (the server's)"
+        seconds = f" {kb.settings.llm_timeout:g}s" if kb is not None else " (the server's)"
         why = {
-            "max_tokens": "it reached --max-tokens",
-            "deadline": "it took longer than --timeout",
+            "max_tokens": f"it reached --max-tokens{tokens}",
+            "deadline": f"it took longer than --timeout{seconds}",
             "repetition": "the model was repeating itself",
         }.get(result.get("truncated_reason") or "", result.get("truncated_reason") or "")
         _warn(f"the answer was cut short: {why}")
