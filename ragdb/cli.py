@@ -725,6 +725,14 @@ def reembed(
     help="A directory whose files POST /v1/ingest may read (repeatable).",
 )
 @click.option(
+    "--watch",
+    "watch",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Keep a directory in sync with the store, as `ingest --prune DIR` would (repeatable).",
+)
+@click.option("--poll", is_flag=True, help="Watch by polling (network file systems).")
+@click.option(
     "--max-upload-mb",
     type=click.IntRange(min=1),
     default=100,
@@ -746,6 +754,8 @@ def serve(
     allowed_hosts: tuple[str, ...],
     cors: tuple[str, ...],
     allow_paths: tuple[str, ...],
+    watch: tuple[str, ...],
+    poll: bool,
     max_upload_mb: int,
     llm_url: str | None,
     llm_model: str | None,
@@ -793,6 +803,8 @@ def serve(
         cors=cors,
         allow_paths=tuple(Path(p) for p in allow_paths),
         max_upload_bytes=max_upload_mb * 2**20,
+        watch=tuple(Path(p) for p in watch),
+        poll=poll,
     )
     serve(kb, config, token_file)
 

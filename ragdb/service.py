@@ -44,6 +44,7 @@ from starlette.responses import Response
 
 from .errors import LLMError, RagdbError, SourceNotFoundError, UsageError, http_status
 from .jobs import Job, JobQueue
+from .watch import Watcher
 
 if TYPE_CHECKING:
     from .knowledge_base import KnowledgeBase
@@ -71,6 +72,8 @@ class ServeConfig:
     cors: tuple[str, ...] = ()
     allow_paths: tuple[Path, ...] = ()
     max_upload_bytes: int = 100 * 2**20
+    watch: tuple[Path, ...] = ()
+    poll: bool = False
 
 
 def is_loopback(host: str) -> bool:
@@ -162,10 +165,23 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
 
     jobs = JobQueue()
 
+    def sync(path: Path) -> Job:
+        """A watched directory's reconcile: `ingest --prune DIR`, as a job."""
+
+        def work(job: Job) -> Any:
+            return kb.ingest([path], prune=True, progress=job.progress, warn=job.warn)
+
+        return jobs.submit("sync", work)
+
+    watcher = Watcher(sync)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for path in config.watch:
+            watcher.add(path, config.poll)
         yield
         # SIGTERM/SIGINT: a running job stops between batches; the store stays whole.
+        await run_in_threadpool(watcher.stop)
         await run_in_threadpool(jobs.stop)
 
     app = FastAPI(title="ragdb", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
@@ -273,6 +289,7 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
             "service": {
                 "queue": jobs.pending(),
                 "running": [j.id for j in jobs.all() if j.state == "running"],
+                "watches": [w.to_dict() for w in watcher.all()],
             },
         }
 
@@ -373,6 +390,24 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
             return kb.ingest_text(name, data, replace=True, progress=job.progress, warn=job.warn)
 
         return await answer_job(request, jobs.submit("ingest", work))
+
+    @app.get("/v1/watches")
+    async def watches() -> dict[str, Any]:
+        return {"watches": [w.to_dict() for w in watcher.all()]}
+
+    @app.post("/v1/watches")
+    async def add_watch(request: Request) -> Response:
+        data = await body_of(request)
+        path = _allowed(str(data.get("path") or ""), config.allow_paths)
+        watch = await run_in_threadpool(watcher.add, Path(path), bool(data.get("poll")))
+        return JSONResponse(watch.to_dict(), status_code=201)
+
+    @app.delete("/v1/watches")
+    async def remove_watch(path: str) -> dict[str, Any]:
+        watch = await run_in_threadpool(watcher.remove, Path(path))
+        if watch is None:
+            raise _NotFound(f"{path} is not watched")
+        return watch.to_dict()
 
     @app.get("/v1/jobs")
     async def list_jobs() -> dict[str, Any]:

@@ -19,18 +19,18 @@ from chromadb.api.models.Collection import Collection
 from ragdb import KnowledgeBase
 
 where = sys.argv[3]
-original_upsert = Collection.upsert
+original_add = Collection.add
 
 def add_half_then_die(self, ids, **kw):
     half = max(1, len(ids) // 2)
-    original_upsert(self, ids=ids[:half], **{k: v[:half] for k, v in kw.items()})
+    original_add(self, ids=ids[:half], **{k: v[:half] for k, v in kw.items()})
     os.kill(os.getpid(), signal.SIGKILL)
 
 def die(self, *a, **kw):
     os.kill(os.getpid(), signal.SIGKILL)
 
 if where == "add":
-    Collection.upsert = add_half_then_die
+    Collection.add = add_half_then_die
 elif where == "delete":
     Collection.delete = die
 KnowledgeBase(store=sys.argv[1]).ingest([sys.argv[2]], prune=True)

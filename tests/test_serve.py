@@ -346,3 +346,67 @@ def test_upload_a_document(service: dict[str, object]) -> None:
         assert hits[0]["source"] == "otters.md"
         assert http.post("/v1/documents", data={"name": "x"}).status_code == 400
         http.delete("/v1/sources/otters.md")
+
+
+def _sources_under(url: str, token: str, folder: Path) -> dict[str, str]:
+    """Each source under ``folder`` and its first chunk's text."""
+    headers = {"X-API-Key": token}
+    listed = httpx.get(
+        f"{url}/v1/sources", params={"prefix": str(folder), "limit": 1000}, headers=headers
+    ).json()
+    out = {}
+    for s in listed["sources"]:
+        chunks = httpx.get(f"{url}/v1/sources/{s['source']}", headers=headers).json()["chunks"]
+        out[Path(s["source"]).name] = chunks[0]["text"]
+    return out
+
+
+def _until(check: object, seconds: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "the store did not converge in time"
+        time.sleep(0.3)
+
+
+def test_watched_folder_converges_to_ingest_prune(tmp_path: Path, facts_dir: Path) -> None:
+    store, folder = tmp_path / "store", tmp_path / "watched"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Auks dive for fish.")
+    (folder / "b.txt").write_text("Bitterns boom in reed beds.")
+    Ragdb(store)("ingest", str(facts_dir))  # sources outside the folder: never pruned
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "ragdb", "--store", str(store), "serve", "--port", str(port),
+        "--api-key", KEY, "--watch", str(folder),
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    resolved = folder.resolve()
+    with serving(cmd, f"{url}/healthz", tmp_path / "serve.log", 180):
+        now = lambda: _sources_under(url, KEY, resolved)  # noqa: E731
+        _until(lambda: set(now()) == {"a.txt", "b.txt"})  # the reconcile at start
+        (folder / "c.txt").write_text("Cranes dance in spring.")  # create
+        _until(lambda: "c.txt" in now())
+        (folder / "a.txt").write_text("Auks nest on cliffs.")  # edit
+        _until(lambda: now().get("a.txt") == "Auks nest on cliffs.")
+        tmp = folder / ".b.txt.swp"  # an editor's save-by-rename
+        tmp.write_text("Bitterns hide by pointing their bills up.")
+        os.replace(tmp, folder / "b.txt")
+        _until(lambda: now().get("b.txt", "").startswith("Bitterns hide"))
+        (folder / "c.txt").unlink()  # delete
+        _until(lambda: "c.txt" not in now())
+        burst = folder / "burst"
+        burst.mkdir()
+        for i in range(200):
+            (burst / f"n{i:03d}.txt").write_text(f"Note {i} on nightjars.")
+        _until(lambda: len(now()) == 202, seconds=120)
+        status = httpx.get(f"{url}/v1/status", headers={"X-API-Key": KEY}).json()
+        watch = status["service"]["watches"][0]
+        assert watch["path"] == str(resolved) and watch["reconciles"] >= 2
+        assert watch["last_error"] is None
+    # What the watch made is exactly what one `ingest --prune DIR` gives.
+    again = Ragdb(store).json("ingest", "--prune", str(folder))
+    assert (again["added"], again["updated"], again["removed"]) == (0, 0, 0)
+    assert again["unchanged"] == 202
+    assert len(Ragdb(store).json("sources")) == 202 + 4  # the facts are still there

@@ -117,14 +117,14 @@ import os, signal, sys
 from chromadb.api.models.Collection import Collection
 from ragdb import KnowledgeBase
 
-original = Collection.upsert
+original = Collection.add
 
 def add_half_then_die(self, ids, **kw):
     half = max(1, len(ids) // 2)
     original(self, ids=ids[:half], **{k: v[:half] for k, v in kw.items()})
     os.kill(os.getpid(), signal.SIGKILL)
 
-Collection.upsert = add_half_then_die
+Collection.add = add_half_then_die
 KnowledgeBase(chroma_url=sys.argv[1]).ingest_text("doc", sys.argv[2], replace=True)
 """
 
