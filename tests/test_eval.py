@@ -111,7 +111,7 @@ def test_modes_find_keywords_and_meaning(ragdb: Ragdb, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def scifact_subset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """30 test queries, and 200 documents: every judged one plus others."""
+    """20 test queries, and 150 documents: every judged one plus others."""
     if not (SCIFACT / "corpus.jsonl").is_file():
         pytest.fail(f"SciFact is missing from {SCIFACT}")
     out = tmp_path_factory.mktemp("scifact")
@@ -121,12 +121,12 @@ def scifact_subset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         for line in fh:
             q, d, s = line.rstrip("\n").split("\t")
             qrels.setdefault(q, {})[d] = int(s)
-    chosen = sorted(qrels)[:30]
+    chosen = sorted(qrels)[:20]
     judged = {d for q in chosen for d in qrels[q]}
     docs = [json.loads(line) for line in (SCIFACT / "corpus.jsonl").read_text().splitlines()]
     rng = random.Random(0)
     others = [d for d in docs if d["_id"] not in judged]
-    keep = [d for d in docs if d["_id"] in judged] + rng.sample(others, 200 - len(judged))
+    keep = [d for d in docs if d["_id"] in judged] + rng.sample(others, 150 - len(judged))
     write_jsonl(out / "corpus.jsonl", keep)
     queries = [json.loads(line) for line in (SCIFACT / "queries.jsonl").read_text().splitlines()]
     write_jsonl(out / "queries.jsonl", [q for q in queries if q["_id"] in chosen])
@@ -186,7 +186,7 @@ def test_eval_on_scifact_subset(
             "--run-file",
             str(run_file),
         )
-        assert out["queries"] == 30
+        assert out["queries"] == 20
         assert {
             "mode",
             "ndcg@10",

@@ -348,17 +348,18 @@ def test_upload_a_document(service: dict[str, object]) -> None:
         http.delete("/v1/sources/otters.md")
 
 
-def _sources_under(url: str, token: str, folder: Path) -> dict[str, str]:
-    """Each source under ``folder`` and its first chunk's text."""
-    headers = {"X-API-Key": token}
+def _names_under(url: str, folder: Path) -> set[str]:
     listed = httpx.get(
-        f"{url}/v1/sources", params={"prefix": str(folder), "limit": 1000}, headers=headers
+        f"{url}/v1/sources",
+        params={"prefix": str(folder), "limit": 1000},
+        headers={"X-API-Key": KEY},
     ).json()
-    out = {}
-    for s in listed["sources"]:
-        chunks = httpx.get(f"{url}/v1/sources/{s['source']}", headers=headers).json()["chunks"]
-        out[Path(s["source"]).name] = chunks[0]["text"]
-    return out
+    return {Path(s["source"]).name for s in listed["sources"]}
+
+
+def _text_of(url: str, path: Path) -> str | None:
+    got = httpx.get(f"{url}/v1/sources/{path}", headers={"X-API-Key": KEY})
+    return got.json()["chunks"][0]["text"] if got.status_code == 200 else None
 
 
 def _until(check: object, seconds: float = 30.0) -> None:
@@ -384,23 +385,23 @@ def test_watched_folder_converges_to_ingest_prune(tmp_path: Path, facts_dir: Pat
     url = f"http://127.0.0.1:{port}"
     resolved = folder.resolve()
     with serving(cmd, f"{url}/healthz", tmp_path / "serve.log", 180):
-        now = lambda: _sources_under(url, KEY, resolved)  # noqa: E731
-        _until(lambda: set(now()) == {"a.txt", "b.txt"})  # the reconcile at start
+        names = lambda: _names_under(url, resolved)  # noqa: E731
+        _until(lambda: names() == {"a.txt", "b.txt"})  # the reconcile at start
         (folder / "c.txt").write_text("Cranes dance in spring.")  # create
-        _until(lambda: "c.txt" in now())
+        _until(lambda: "c.txt" in names())
         (folder / "a.txt").write_text("Auks nest on cliffs.")  # edit
-        _until(lambda: now().get("a.txt") == "Auks nest on cliffs.")
+        _until(lambda: _text_of(url, resolved / "a.txt") == "Auks nest on cliffs.")
         tmp = folder / ".b.txt.swp"  # an editor's save-by-rename
         tmp.write_text("Bitterns hide by pointing their bills up.")
         os.replace(tmp, folder / "b.txt")
-        _until(lambda: now().get("b.txt", "").startswith("Bitterns hide"))
+        _until(lambda: (_text_of(url, resolved / "b.txt") or "").startswith("Bitterns hide"))
         (folder / "c.txt").unlink()  # delete
-        _until(lambda: "c.txt" not in now())
+        _until(lambda: "c.txt" not in names())
         burst = folder / "burst"
         burst.mkdir()
         for i in range(200):
             (burst / f"n{i:03d}.txt").write_text(f"Note {i} on nightjars.")
-        _until(lambda: len(now()) == 202, seconds=120)
+        _until(lambda: len(names()) == 202, seconds=120)
         status = httpx.get(f"{url}/v1/status", headers={"X-API-Key": KEY}).json()
         watch = status["service"]["watches"][0]
         assert watch["path"] == str(resolved) and watch["reconciles"] >= 2
