@@ -120,6 +120,8 @@ from ragdb import KnowledgeBase
 original = Collection.add
 
 def add_half_then_die(self, ids, **kw):
+    if not self.name.startswith("ragdb-chunks"):  # the write log and claims pass
+        return original(self, ids=ids, **kw)
     half = max(1, len(ids) // 2)
     original(self, ids=ids[:half], **{k: v[:half] for k, v in kw.items()})
     os.kill(os.getpid(), signal.SIGKILL)
