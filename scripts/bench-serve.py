@@ -23,7 +23,11 @@ import threading
 import time
 from pathlib import Path
 
-from tests.proofs.data import SCIFACT, free_port  # scripts/run-python puts the root on the path
+from tests.proofs.data import (  # scripts/run-python puts the root on the path
+    free_port,
+    scifact_head,
+    scifact_questions,
+)
 
 
 def wall(cmd: list[str]) -> float:
@@ -47,17 +51,9 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="ragdb-bench-serve-"))
     store = opts.store or work / "store"
-    questions = [
-        json.loads(line)["text"]
-        for line in (SCIFACT / "queries.jsonl").read_text().splitlines()[: opts.queries]
-    ]
+    questions = scifact_questions(opts.queries)
     if opts.store is None:
-        corpus = work / "corpus.jsonl"
-        with open(SCIFACT / "corpus.jsonl") as src, open(corpus, "w") as dst:
-            for i, line in enumerate(src):
-                if i >= opts.docs:
-                    break
-                dst.write(line)
+        corpus = scifact_head(work / "corpus.jsonl", opts.docs)
         print(f"building a store of {opts.docs} SciFact documents...", file=sys.stderr)
         KnowledgeBase(store=store).ingest_records(
             corpus, id_field="_id", text_field="text", title_field="title"

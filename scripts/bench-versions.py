@@ -21,7 +21,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from tests.proofs.data import SCIFACT  # scripts/run-python puts the root on the path
+from tests.proofs.data import scifact_head, scifact_questions  # root on the path: run-python
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,16 +71,8 @@ def main() -> int:
     opts = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="ragdb-versions-"))
-    corpus = work / "corpus.jsonl"
-    with open(SCIFACT / "corpus.jsonl") as src, open(corpus, "w") as dst:
-        for i, line in enumerate(src):
-            if i >= opts.docs:
-                break
-            dst.write(line)
-    queries = [
-        json.loads(line)["text"]
-        for line in (SCIFACT / "queries.jsonl").read_text().splitlines()[: opts.queries]
-    ]
+    corpus = scifact_head(work / "corpus.jsonl", opts.docs)
+    queries = scifact_questions(opts.queries)
     base = work / "base"
     subprocess.run(
         ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), opts.base],

@@ -20,6 +20,24 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 SCIFACT = SHARED_DATA / "scifact"
 
 
+def scifact_head(dest: Path, docs: int) -> Path:
+    """The first ``docs`` SciFact documents, as a records file at ``dest``."""
+    with open(SCIFACT / "corpus.jsonl") as src, open(dest, "w") as out:
+        for i, line in enumerate(src):
+            if i >= docs:
+                break
+            out.write(line)
+    return dest
+
+
+def scifact_questions(n: int) -> list[str]:
+    """The first ``n`` SciFact questions."""
+    import json
+
+    lines = (SCIFACT / "queries.jsonl").read_text().splitlines()[:n]
+    return [json.loads(line)["text"] for line in lines]
+
+
 def free_port() -> int:
     """A TCP port free on the loopback interface now."""
     with socket.socket() as s:
