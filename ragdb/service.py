@@ -74,6 +74,8 @@ class ServeConfig:
     max_upload_bytes: int = 100 * 2**20
     watch: tuple[Path, ...] = ()
     poll: bool = False
+    # Written by `serve` for the store's CLI users; removed at shutdown.
+    serve_file: Path | None = None
 
 
 def is_loopback(host: str) -> bool:
@@ -183,6 +185,10 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
         # SIGTERM/SIGINT: a running job stops between batches; the store stays whole.
         await run_in_threadpool(watcher.stop)
         await run_in_threadpool(jobs.stop)
+        # Here, not after uvicorn returns: it re-raises SIGTERM/SIGINT once it has
+        # shut down, and the process ends with the signal.
+        if config.serve_file is not None:
+            config.serve_file.unlink(missing_ok=True)
 
     app = FastAPI(title="ragdb", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.jobs = jobs
@@ -788,6 +794,7 @@ def serve(kb: KnowledgeBase, config: ServeConfig, token_file: Path | None) -> No
         reach = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(config.host)
         local_url = f"http://{reach}:{config.port}" if reach else url
         serve_file = write_serve_file(kb.settings.store.resolve(), local_url, token_file)
+    config = dataclasses.replace(config, serve_file=serve_file)
     try:
         uvicorn.run(
             create_app(kb, config),

@@ -411,3 +411,68 @@ def test_watched_folder_converges_to_ingest_prune(tmp_path: Path, facts_dir: Pat
     assert (again["added"], again["updated"], again["removed"]) == (0, 0, 0)
     assert again["unchanged"] == 202
     assert len(Ragdb(store).json("sources")) == 202 + 4  # the facts are still there
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_server_stopped_during_a_job_leaves_a_healthy_store(
+    tmp_path: Path, facts_dir: Path, signal_name: str
+) -> None:
+    import signal
+    import time
+
+    store = tmp_path / "store"
+    Ragdb(store)("ingest", str(facts_dir))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ragdb", "--store", str(store), "serve", "--port", str(port),
+         "--api-key", KEY],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        _until(lambda: _healthy(url), seconds=180)
+        texts = [
+            {"name": f"t{i}", "text": f"Text {i}: " + "terns migrate pole to pole. " * 80}
+            for i in range(60)
+        ]
+        job = httpx.post(f"{url}/v1/ingest", json={"texts": texts}, headers={"X-API-Key": KEY})
+        job_id = job.json()["id"]
+        _until(
+            lambda: (
+                httpx.get(f"{url}/v1/jobs/{job_id}", headers={"X-API-Key": KEY}).json()[
+                    "chunks_done"
+                ]
+                > 0
+            )
+        )
+        proc.send_signal(getattr(signal, signal_name))
+        code = proc.wait(60)
+    finally:
+        proc.kill()
+        log.close()
+    if signal_name == "SIGTERM":
+        # A clean stop (uvicorn shuts down, then ends the process with the signal):
+        # the job was cancelled between batches and serve.json is gone.
+        assert code == -signal.SIGTERM
+        assert not (store / "serve.json").exists()
+    else:
+        assert code == -9
+        time.sleep(0.1)
+    # The next ordinary command settles whatever was left, and the store is whole.
+    local = Ragdb(store)
+    status = local.json("status")  # a stale serve.json (dead server) is ignored
+    report = json.loads(local("doctor", "--json").stdout)
+    assert report["healthy"] is True and report["chunks"] == status["chunks"]
+    chunks = local.chunks()
+    by_source: dict[str, set[str]] = {}
+    for c in chunks:
+        by_source.setdefault(c["source"], set()).add(c["source_hash"])
+    assert all(len(hashes) == 1 for hashes in by_source.values())
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
