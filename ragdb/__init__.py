@@ -45,6 +45,7 @@ _EXPORTS = {
     "SourceNotFoundError": "errors",
     "EmbeddingModelError": "errors",
     "LLMError": "errors",
+    "LLMTimeoutError": "errors",
 }
 
 # Literal, so that linters and IDEs read it; test_api checks it against _EXPORTS.
@@ -61,6 +62,7 @@ __all__ = [
     "InputError",
     "KnowledgeBase",
     "LLMError",
+    "LLMTimeoutError",
     "ManifestError",
     "MigrateReport",
     "ModelMismatchError",
@@ -89,6 +91,7 @@ if TYPE_CHECKING:
         EmptyStoreError,
         InputError,
         LLMError,
+        LLMTimeoutError,
         ManifestError,
         ModelMismatchError,
         RagdbError,

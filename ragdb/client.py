@@ -19,6 +19,7 @@ from typing import Any
 
 from . import errors
 from .errors import RagdbError, StoreError
+from .writes import alive
 
 SERVE_FILE = "serve.json"
 # How long a found server may take to answer its health check before it is
@@ -172,7 +173,7 @@ def find_server(store: Path | None, url: str | None, api_key: str | None) -> Ser
         info = json.loads((store / SERVE_FILE).read_text())
     except (OSError, ValueError):
         return None
-    if info.get("host") == socket.gethostname() and not _alive(int(info.get("pid") or 0)):
+    if info.get("host") == socket.gethostname() and not alive(int(info.get("pid") or 0)):
         return None  # left by a server that is gone
     token = api_key
     if info.get("token_file"):
@@ -182,9 +183,3 @@ def find_server(store: Path | None, url: str | None, api_key: str | None) -> Ser
             return None  # not ours to read: work in-process
     client = ServiceClient(str(info["url"]), token)
     return client if client.alive() else None
-
-
-def _alive(pid: int) -> bool:
-    from .writes import alive
-
-    return alive(pid)

@@ -82,6 +82,10 @@ class LLMError(RagdbError):
     answer: Any = None
 
 
+class LLMTimeoutError(LLMError):
+    """The language model did not answer in time."""
+
+
 # The HTTP status of each error, for the service; the nearest class in an
 # error's ancestry decides.
 HTTP_STATUS: dict[type[RagdbError], int] = {
@@ -98,6 +102,7 @@ HTTP_STATUS: dict[type[RagdbError], int] = {
     StoreBusyError: 503,
     EmbeddingModelError: 500,
     LLMError: 502,
+    LLMTimeoutError: 504,
 }
 
 

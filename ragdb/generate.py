@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import LLMError
+from .errors import LLMError, LLMTimeoutError
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -249,7 +249,7 @@ def stream_answer(
         if rest and not show_thinking:
             yield rest
     except openai.APITimeoutError:
-        raise LLMError(
+        raise LLMTimeoutError(
             f"the language model at {url} did not answer within {settings.llm_timeout:g}s: "
             "raise --timeout, or use a smaller --model"
         ) from None

@@ -490,11 +490,10 @@ class KnowledgeBase:
         try:
             store = self.store()
         except ManifestError as exc:
-            if not repair:
-                return DoctorReport(
-                    str(self.settings.store), findings=[Finding("manifest", str(exc))]
-                )
             broken = Store(self.settings)
+            if not repair:
+                # The store's location as every report gives it (a server's URL too).
+                return DoctorReport(broken.location, findings=[Finding("manifest", str(exc))])
             plan = broken.plan_manifest_repair()
             if confirm is not None and not confirm(plan.source):
                 raise InputError("the manifest was not rebuilt: nothing changed") from None

@@ -31,7 +31,7 @@ from .errors import (
     UsageError,
     first_line,
 )
-from .writes import ALL, Abandoned, KeywordChanges, alive, writer_id
+from .writes import ALL, Abandoned, KeywordChanges, writer_gone, writer_id
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -254,7 +254,9 @@ def check_server_version(version: str, url: str) -> None:
 
 
 def _small(client: ClientAPI, name: str) -> Any:
-    """A bookkeeping collection of ragdb's: records with a one-number vector."""
+    """A bookkeeping collection of ragdb's: records with a one-number vector.
+    (Looked up each time, a request to the server: a cached handle would go
+    stale when the collection is dropped and made again.)"""
     return client.get_or_create_collection(name, embedding_function=None, metadata={"ragdb": name})
 
 
@@ -274,11 +276,8 @@ class LogEntry:
     expires: float
 
     def dead(self) -> bool:
-        """Whether its writer is gone: a vanished process on this host, or a lease
-        run out elsewhere."""
-        if self.host == socket.gethostname():
-            return not alive(self.pid)
-        return time.time() > self.expires
+        """Whether its writer is gone (see :func:`ragdb.writes.writer_gone`)."""
+        return writer_gone(self.host, self.pid, self.expires)
 
 
 class WriteLog:
@@ -422,6 +421,6 @@ class Claims:
 def _claim_free(meta: dict[str, Any]) -> bool:
     if meta.get("state") == "released":
         return True
-    if meta.get("host") == socket.gethostname():
-        return not alive(int(meta.get("pid", 0)))
-    return time.time() > float(meta.get("expires", 0.0))
+    return writer_gone(
+        str(meta.get("host", "")), int(meta.get("pid", 0)), float(meta.get("expires", 0.0))
+    )

@@ -197,42 +197,33 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
     def openai_route(path: str) -> bool:
         return path.rstrip("/").endswith(("/models", "/chat/completions"))
 
-    def error(path: str, status: int, message: str, kind: str, extra: Any = None) -> Response:
-        """An error in the shape the caller's API uses."""
+    def error(
+        path: str,
+        status: int,
+        message: str,
+        kind: str,
+        extra: Any = None,
+        exit_code: int | None = None,
+    ) -> Response:
+        """An error in the shape the caller's API uses: OpenAI's envelope on its
+        routes, a problem document (with the CLI's exit code) on ragdb's."""
+        body: dict[str, Any]
         if openai_route(path):
-            body: dict[str, Any] = {
-                "error": {"message": message, "type": kind, "param": None, "code": status}
-            }
-            if extra is not None:
-                body["ragdb"] = extra
-            return JSONResponse(body, status_code=status)
-        problem = {
-            "type": kind,
-            "title": message.split(":")[0],
-            "status": status,
-            "detail": message,
-        }
+            body = {"error": {"message": message, "type": kind, "param": None, "code": status}}
+            media = "application/json"
+        else:
+            body = {"type": kind, "title": message.split(":")[0], "status": status}
+            body["detail"] = message
+            if exit_code is not None:
+                body["exit_code"] = exit_code
+            media = "application/problem+json"
         if extra is not None:
-            problem["ragdb"] = extra
-        return JSONResponse(problem, status_code=status, media_type="application/problem+json")
+            body["ragdb"] = extra
+        headers = {"Retry-After": "2"} if status == 503 else None
+        return JSONResponse(body, status_code=status, media_type=media, headers=headers)
 
     def ragdb_error(path: str, exc: RagdbError, extra: Any = None) -> Response:
-        status = http_status(exc)
-        if isinstance(exc, LLMError) and "did not answer within" in str(exc):
-            status = 504
-        response = error(path, status, str(exc), type(exc).__name__, extra)
-        if status == 503:
-            response.headers["Retry-After"] = "2"
-        if not openai_route(path) and isinstance(response, JSONResponse):
-            body = json.loads(bytes(response.body))
-            body["exit_code"] = exc.exit_code
-            response = JSONResponse(
-                body,
-                status_code=status,
-                media_type="application/problem+json",
-                headers=dict(response.headers) if status == 503 else None,
-            )
-        return response
+        return error(path, http_status(exc), str(exc), type(exc).__name__, extra, exc.exit_code)
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Response:

@@ -49,6 +49,17 @@ def alive(pid: int) -> bool:
     return True
 
 
+def writer_gone(host: str, pid: int, expires: float) -> bool:
+    """Whether the process that recorded a write or claim is gone: on this host
+    one that no longer runs, elsewhere one whose lease (``expires``) ran out."""
+    import socket
+    import time
+
+    if host == socket.gethostname():
+        return not alive(pid)
+    return time.time() > expires
+
+
 def writer_id() -> str:
     """A token no other write, in this process or any other, will have."""
     return uuid.uuid4().hex

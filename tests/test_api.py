@@ -32,6 +32,7 @@ def test_exported_members() -> None:
             "InputError",
             "KnowledgeBase",
             "LLMError",
+            "LLMTimeoutError",
             "ManifestError",
             "MigrateReport",
             "ModelMismatchError",

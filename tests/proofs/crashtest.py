@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from tests.proofs.data import SCIFACT as SCIFACT_DIR
-from tests.proofs.data import run_with_server, server_options
+from tests.proofs.data import print_summary, run_with_server, server_options
 
 SCIFACT = SCIFACT_DIR / "corpus.jsonl"
 
@@ -223,11 +223,7 @@ def run(opts: argparse.Namespace) -> int:
         print(p, file=sys.stderr)
     if final.returncode != 0:
         print(err.decode(errors="replace"), file=sys.stderr)
-    if opts.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        for key, value in summary.items():
-            print(f"{key:>22}: {value}")
+    print_summary(summary, opts.json)
     shutil.rmtree(work, ignore_errors=True)
     ok = (
         killed == opts.kills

@@ -88,3 +88,15 @@ def run_with_server(opts: argparse.Namespace, run: Callable[[argparse.Namespace]
     with chroma_server() as url:
         opts.chroma_url = url
         return run(opts)
+
+
+def print_summary(summary: dict[str, object], as_json: bool) -> None:
+    """A proof's figures: one JSON object, or a line each."""
+    import json
+
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    width = max(len(k) for k in summary) + 2
+    for key, value in summary.items():
+        print(f"{key:>{width}}: {value}")

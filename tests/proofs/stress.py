@@ -18,7 +18,6 @@ Exits 1 if anything was lost, duplicated, stale or failed.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import random
@@ -30,7 +29,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from tests.proofs.data import run_with_server, server_options
+from tests.proofs.data import print_summary, run_with_server, server_options
 
 WORDS = [
     "llama",
@@ -282,11 +281,7 @@ def run(opts: argparse.Namespace) -> int:
     for r in results:
         for line in r.get("error_lines", []):
             print(line, file=sys.stderr)
-    if opts.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        for key, value in summary.items():
-            print(f"{key:>18}: {value}")
+    print_summary(summary, opts.json)
     shutil.rmtree(work, ignore_errors=True)
     ok = errors == 0 and check["lost_chunks"] == 0 and check["duplicated_chunks"] == 0
     ok = ok and check["unexpected_sources"] == 0 and check["missing_sources"] == 0
