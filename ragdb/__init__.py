@@ -26,6 +26,7 @@ _EXPORTS = {
     "ReembedReport": "knowledge_base",
     "Settings": "config",
     "Hit": "retrieve",
+    "Query": "retrieve",
     "IngestReport": "ingest",
     "IngestInterrupted": "ingest",
     "ChunkRecord": "chunks",
@@ -66,6 +67,7 @@ __all__ = [
     "ManifestError",
     "MigrateReport",
     "ModelMismatchError",
+    "Query",
     "RagdbError",
     "ReembedReport",
     "RemoveReport",
@@ -112,7 +114,7 @@ if TYPE_CHECKING:
         Retrieval,
         Status,
     )
-    from .retrieve import Hit
+    from .retrieve import Hit, Query
 
 
 def __getattr__(name: str) -> Any:

@@ -162,7 +162,7 @@ def _check_index(session: Session, report: DoctorReport) -> None:
                 )
             )
             return
-        session.nearest(sample, min(10, report.chunks), records=False)
+        session.nearest_many([sample], min(10, report.chunks))
     except StoreError as exc:
         report.findings.append(
             Finding("index-unloadable", f"the vector index fails to load or search: {exc}")

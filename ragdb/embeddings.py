@@ -291,6 +291,23 @@ class Embedder:
                 progress(len(idx))
         return out
 
+    @property
+    def batch_invariant(self) -> bool:
+        """Whether a text's embedding is the same whatever else shares its batch.
+        Not so for int8 models: their activations are quantised with one scale
+        per batch (a query's vector moves by up to 0.03 with its neighbours)."""
+        return not self.backend.endswith("int8")
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings of questions asked together: one encoder call when that
+        changes nothing, else one call each (an answer never depends on what
+        other users happen to ask at the same moment)."""
+        import numpy as np
+
+        if self.batch_invariant or len(texts) < 2:
+            return self.encode(texts)
+        return np.stack([self.encode([t])[0] for t in texts])
+
     def encode_query(self, text: str) -> list[float]:
         """One text's embedding, as a list (what Chroma takes)."""
         vec = self.encode([text])[0]

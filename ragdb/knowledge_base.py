@@ -41,7 +41,7 @@ from .generate import (
 )
 from .ingest import IngestReport, Progress, Warn, run_ingest
 from .loaders import Input, expand_paths, glob_matcher, read_records
-from .retrieve import DEFAULT_MODE, MODES, Hit, candidate_depth, search
+from .retrieve import DEFAULT_MODE, MODES, Hit, Query, candidate_depth, search_many
 from .store import Store
 
 
@@ -171,6 +171,16 @@ def _background() -> ThreadPoolExecutor:
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 2)
+
+
+def check_query(query: Query) -> None:
+    """Refuse a query that cannot be answered, before any work is done for it."""
+    if not query.question.strip():
+        raise UsageError("the question is empty")
+    if query.k < 1:
+        raise UsageError("-k must be at least 1")
+    if query.mode not in MODES:
+        raise UsageError(f"unknown mode {query.mode!r}: use one of {', '.join(MODES)}")
 
 
 class KnowledgeBase:
@@ -335,12 +345,18 @@ class KnowledgeBase:
     def retrieve(self, question: str, k: int = 4, mode: str = DEFAULT_MODE) -> Retrieval:
         """The ``k`` chunks nearest ``question``: by embedding (``dense``), by
         keywords (``bm25``), or both fused (``hybrid``)."""
-        if not question.strip():
-            raise UsageError("the question is empty")
-        if k < 1:
-            raise UsageError("-k must be at least 1")
-        if mode not in MODES:
-            raise UsageError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
+        return self.retrieve_many([Query(question, k, mode)])[0]
+
+    def retrieve_many(self, queries: Sequence[Query]) -> list[Retrieval]:
+        """What :meth:`retrieve` gives for each of ``queries``, computed together:
+        the questions are searched in one query of the vector index, their chunks
+        read in one go, and they are embedded in one encoder call where the
+        backend gives the same vectors that way (how ``ragdb serve`` answers
+        concurrent clients)."""
+        for query in queries:
+            check_query(query)
+        if not queries:
+            return []
         store = self.store()
         embedder = self.embedder
         if not embedder.loaded:
@@ -348,30 +364,32 @@ class KnowledgeBase:
             with store.session() as session:
                 if session.count() == 0:
                     raise _empty(store)
-        if mode == "dense":
-            t0 = time.perf_counter()
-            embedding = embedder.encode_query(question)
-            t1 = time.perf_counter()
-            with store.session() as session:
-                hits = search(session, mode, question, embedding, k)
-                if not hits and session.count() == 0:
-                    raise _empty(store)
-        else:
-            embedder.load()  # a first load takes seconds: never under the lock
-            t0 = time.perf_counter()
-            with store.session() as session:
-                # The keyword search needs no embedding: it runs beside the encoder.
+        embedder.load()  # a first load takes seconds: never under the lock
+        questions = [q.question for q in queries]
+        t0 = time.perf_counter()
+        with store.session() as session:
+            # The keyword searches need no embeddings: they run beside the encoder.
+            keyword = None
+            if any(q.mode != "dense" for q in queries):
                 index = session.keywords
-                keyword = _background().submit(index.search, question, candidate_depth(mode, k))
-                embedding = embedder.encode_query(question)
-                t1 = time.perf_counter()
-                found = keyword.result()
-                hits = search(session, mode, question, embedding, k, keyword=found)
-                # Counting costs a little on every query: only when nothing came back.
-                if not hits and session.count() == 0:
-                    raise _empty(store)
+                keyword = _background().submit(
+                    lambda: [
+                        index.search(q.question, candidate_depth(q.mode, q.k))
+                        if q.mode != "dense"
+                        else None
+                        for q in queries
+                    ]
+                )
+            embeddings = embedder.encode_queries(questions)
+            t1 = time.perf_counter()
+            found = keyword.result() if keyword is not None else [None] * len(queries)
+            hits = search_many(session, queries, [list(map(float, e)) for e in embeddings], found)
+            # Counting costs a little on every query: only when nothing came back.
+            if any(not h for h in hits) and session.count() == 0:
+                raise _empty(store)
         t2 = time.perf_counter()
-        return Retrieval(question, hits, {"embed_ms": _ms(t1 - t0), "search_ms": _ms(t2 - t1)})
+        timings = {"embed_ms": _ms(t1 - t0), "search_ms": _ms(t2 - t1)}
+        return [Retrieval(q, h, dict(timings)) for q, h in zip(questions, hits, strict=True)]
 
     def ask(
         self,
@@ -385,17 +403,20 @@ class KnowledgeBase:
         retrieve_only: bool = False,
         on_hits: Callable[[list[Hit]], None] | None = None,
         on_text: Callable[[str], None] | None = None,
+        retrieval: Retrieval | None = None,
     ) -> Answer:
         """Retrieve, then answer from what was retrieved. ``on_hits`` sees the
         passages before the model is asked; ``on_text`` sees the answer as it
         streams. An :class:`~ragdb.errors.LLMError` propagates after ``on_hits``,
-        carrying the :class:`Answer` so far (its ``error`` set) as ``answer``."""
+        carrying the :class:`Answer` so far (its ``error`` set) as ``answer``.
+        ``retrieval``, when given, is what was retrieved already for ``question``."""
         if context_tokens < 16:
             raise UsageError("--context-tokens must be at least 16")
         if not retrieve_only:
             check_llm_url(self.settings.llm_url)  # before the model loads, not after
         t0 = time.perf_counter()
-        retrieval = self.retrieve(question, k, mode)
+        if retrieval is None:
+            retrieval = self.retrieve(question, k, mode)
         hits = retrieval.hits
         timings = dict(retrieval.timings)
         if on_hits:

@@ -17,7 +17,9 @@ import json
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -269,6 +271,10 @@ class OnnxEmbedder(Embedder):
         self._session: Any = None
         self._encoder_tokenizer: Any = None
         self._meta: dict[str, Any] = {}
+        self._folder: Path | None = None
+        # For questions asked together (see encode_queries), made on first use.
+        self._solo: tuple[Any, ThreadPoolExecutor] | None = None
+        self._solo_lock = threading.Lock()
 
     def _load(self) -> Any:
         if not self.is_local:
@@ -278,15 +284,10 @@ class OnnxEmbedder(Embedder):
             )
         folder = ensure_export(Path(self.path), self.backend, self.name)
         try:
-            import onnxruntime as ort
             from tokenizers import Tokenizer
 
             self._meta = json.loads((folder / META).read_text())
-            options = ort.SessionOptions()
-            options.log_severity_level = 3  # its warnings are not the user's business
-            session = ort.InferenceSession(
-                str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
-            )
+            session = _session(folder / "model.onnx")
             tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
         except Exception as exc:
             raise EmbeddingModelError(
@@ -296,6 +297,7 @@ class OnnxEmbedder(Embedder):
         tok.enable_truncation(int(self._meta["max_seq_length"]))
         tok.enable_padding(pad_id=int(self._meta["pad_id"]), pad_token=self._meta["pad_token"])
         self._encoder_tokenizer = tok
+        self._folder = folder
         return session
 
     def _loaded_max_seq_length(self) -> int:
@@ -313,10 +315,37 @@ class OnnxEmbedder(Embedder):
         found no batch size clearly better for int8)."""
         return 16
 
-    def _encode_batch(self, texts: Sequence[str]) -> np.ndarray:
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Questions asked together. An int8 model's vector depends on its batch,
+        so each question runs alone; a run that small leaves one thread of
+        ONNX Runtime's pool idle most of the time, so instead the questions run
+        side by side, one single-threaded run per core (measured on 2 cores: 245
+        questions/s against 155 one after another)."""
         import numpy as np
 
-        session = self.model
+        if self.batch_invariant or len(texts) < 2:
+            return super().encode_queries(texts)
+        session, pool = self._solo_runner()
+        return np.stack(list(pool.map(lambda t: self._run(session, [t])[0], texts)))
+
+    def _solo_runner(self) -> tuple[Any, ThreadPoolExecutor]:
+        with self._solo_lock:
+            if self._solo is None:
+                _ = self.model
+                assert self._folder is not None
+                workers = max(1, min(4, os.cpu_count() or 1))
+                self._solo = (
+                    _session(self._folder / "model.onnx", threads=1),
+                    ThreadPoolExecutor(workers, thread_name_prefix="ragdb-encode"),
+                )
+            return self._solo
+
+    def _encode_batch(self, texts: Sequence[str]) -> np.ndarray:
+        return self._run(self.model, texts)
+
+    def _run(self, session: Any, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
         if self._meta.get("do_lower_case"):
             texts = [t.lower() for t in texts]
         encodings = self._encoder_tokenizer.encode_batch(list(texts))
@@ -329,3 +358,13 @@ class OnnxEmbedder(Embedder):
         vectors = session.run(None, feed)[0].astype(np.float32, copy=False)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return np.asarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def _session(path: Path, threads: int = 0) -> Any:
+    """An ONNX Runtime session on the CPU (``threads`` 0: one per core)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # its warnings are not the user's business
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -72,78 +72,105 @@ def _hit(rank: int, record: ChunkRecord, score: float, scores: dict[str, float])
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Query:
+    """One question to retrieve for: its ``k`` and retrieval ``mode``."""
+
+    question: str
+    k: int = 4
+    mode: str = DEFAULT_MODE
+
+
 def dense_search(session: Session, embedding: list[float], k: int) -> list[Hit]:
     """Chroma's cosine nearest neighbours; score = 1 - cosine distance."""
+    return search_many(session, [Query("", k, "dense")], [embedding], [None])[0]
+
+
+def search_many(
+    session: Session,
+    queries: Sequence[Query],
+    embeddings: Sequence[Sequence[float]],
+    keyword: Sequence[list[tuple[str, float]] | None],
+) -> list[list[Hit]]:
+    """The hits of several queries at once: their nearest neighbours in one
+    Chroma query, their chunks in one read. ``keyword[i]`` is query i's BM25
+    ranking when computed already (at least :func:`candidate_depth` deep), or
+    None to compute it here.
+
+    ``dense`` ranks by embedding (score = 1 - cosine distance), ``bm25`` by
+    keywords, ``hybrid`` fuses both by reciprocal rank; every hit's score is its
+    cosine similarity to the question, whatever the mode."""
+    for query in queries:
+        if query.mode not in MODES:
+            raise ValueError(f"unknown retrieval mode {query.mode!r}")
+    depths = [candidate_depth(q.mode, q.k) for q in queries]
+    wants_dense = [i for i, q in enumerate(queries) if q.mode != "bm25"]
+    dense: dict[int, list[tuple[str, float]]] = {}
+    if wants_dense:
+        # Ids and distances only: text and metadata are read for the winners alone.
+        found = session.nearest_many(
+            [embeddings[i] for i in wants_dense], max(depths[i] for i in wants_dense)
+        )
+        for i, ranking in zip(wants_dense, found, strict=True):
+            dense[i] = ranking[: depths[i]]
+    winners: list[list[tuple[str, dict[str, float]]]] = []
+    for i, query in enumerate(queries):
+        bm25 = keyword[i]
+        if query.mode != "dense" and bm25 is None:
+            bm25 = session.keywords.search(query.question, depths[i])
+        if query.mode == "dense":
+            winners.append([(cid, {}) for cid, _ in dense[i][: query.k]])
+        elif query.mode == "bm25":
+            winners.append([(cid, {"bm25": round(s, 6)}) for cid, s in (bm25 or [])[: query.k]])
+        else:
+            fused = fuse([cid for cid, _ in dense[i]], [cid for cid, _ in bm25 or []])
+            by_id = dict(bm25 or [])
+            best = sorted(fused, key=lambda cid: -fused[cid])[: query.k]
+            winners.append(
+                [
+                    (
+                        cid,
+                        {"fused": round(fused[cid], 6)}
+                        | ({"bm25": round(by_id[cid], 6)} if cid in by_id else {}),
+                    )
+                    for cid in best
+                ]
+            )
+    wanted = sorted({cid for found in winners for cid, _ in found})
+    chunks = (
+        {record.id: (record, vector) for record, vector in session.fetch_embeddings(ids=wanted)}
+        if wanted
+        else {}
+    )
     return [
-        _hit(i + 1, record, 1.0 - distance, {})
-        for i, (_, distance, record) in enumerate(session.nearest(embedding, k))
-        if record is not None
+        _hits(chunks, found, embeddings[i], dict(dense.get(i, [])) if q.mode == "dense" else None)
+        for i, (q, found) in enumerate(zip(queries, winners, strict=True))
     ]
 
 
-def keyword_search(
-    session: Session,
-    question: str,
-    embedding: list[float],
-    k: int,
-    found: list[tuple[str, float]] | None = None,
+def _hits(
+    chunks: dict[str, tuple[ChunkRecord, Any]],
+    winners: list[tuple[str, dict[str, float]]],
+    embedding: Sequence[float],
+    distances: dict[str, float] | None,
 ) -> list[Hit]:
-    """BM25 over the chunks; each hit still carries its cosine similarity."""
-    if found is None:
-        found = session.keywords.search(question, k)
-    if not found:
-        return []
-    return _hits_for(
-        session,
-        [cid for cid, _ in found],
-        embedding,
-        {cid: {"bm25": round(score, 6)} for cid, score in found},
-    )
-
-
-def _hits_for(
-    session: Session, ids: list[str], embedding: list[float], scores: dict[str, dict[str, float]]
-) -> list[Hit]:
+    """Hits for ``winners`` (best first); a chunk deleted since it was ranked is
+    left out. The score is 1 - distance when ``distances`` has it, else the
+    cosine computed from the stored vector."""
     import numpy as np
 
-    if not ids:
-        return []
-    found = {record.id: (record, vector) for record, vector in session.fetch_embeddings(ids=ids)}
     query = np.asarray(embedding, dtype=np.float32)
     hits: list[Hit] = []
-    for cid in ids:
-        if cid not in found:
+    for cid, scores in winners:
+        if cid not in chunks:
             continue
-        record, vector = found[cid]
-        cosine = float(np.dot(np.asarray(vector, dtype=np.float32), query))
-        hits.append(_hit(len(hits) + 1, record, cosine, scores.get(cid, {})))
+        record, vector = chunks[cid]
+        if distances is not None and cid in distances:
+            cosine = 1.0 - distances[cid]
+        else:
+            cosine = float(np.dot(np.asarray(vector, dtype=np.float32), query))
+        hits.append(_hit(len(hits) + 1, record, cosine, scores))
     return hits
-
-
-def hybrid_search(
-    session: Session,
-    question: str,
-    embedding: list[float],
-    k: int,
-    depth: int | None = None,
-    keyword: list[tuple[str, float]] | None = None,
-) -> list[Hit]:
-    """Dense and BM25 rankings fused by reciprocal rank. ``keyword`` is the BM25
-    ranking when it was computed already (see :func:`candidate_depth`)."""
-    depth = candidate_depth("hybrid", k, depth)
-    # Ids and distances only: text and metadata are fetched for the winners alone.
-    dense_ids = [cid for cid, _, _ in session.nearest(embedding, depth, records=False)]
-    if keyword is None:
-        keyword = session.keywords.search(question, depth)
-    fused = fuse(dense_ids, [cid for cid, _ in keyword])
-    bm25 = dict(keyword)
-    best = sorted(fused, key=lambda cid: -fused[cid])[:k]
-    scores: dict[str, dict[str, float]] = {}
-    for cid in best:
-        scores[cid] = {"fused": round(fused[cid], 6)}
-        if cid in bm25:
-            scores[cid]["bm25"] = round(bm25[cid], 6)
-    return _hits_for(session, best, embedding, scores)
 
 
 def fuse(
@@ -165,21 +192,3 @@ def fuse(
 def candidate_depth(mode: str, k: int, depth: int | None = None) -> int:
     """How many BM25 candidates ``mode`` needs for ``k`` results."""
     return max(k, depth or HYBRID_DEPTH) if mode == "hybrid" else k
-
-
-def search(
-    session: Session,
-    mode: str,
-    question: str,
-    embedding: list[float],
-    k: int,
-    depth: int | None = None,
-    keyword: list[tuple[str, float]] | None = None,
-) -> list[Hit]:
-    if mode == "dense":
-        return dense_search(session, embedding, k)
-    if mode == "bm25":
-        return keyword_search(session, question, embedding, k, keyword)
-    if mode == "hybrid":
-        return hybrid_search(session, question, embedding, k, depth, keyword)
-    raise ValueError(f"unknown retrieval mode {mode!r}")

@@ -42,8 +42,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.responses import Response
 
+from .batching import QueryBatcher
 from .errors import LLMError, RagdbError, SourceNotFoundError, UsageError, http_status
 from .jobs import Job, JobQueue
+from .retrieve import Query
 from .watch import Watcher
 
 if TYPE_CHECKING:
@@ -166,6 +168,7 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
     from .retrieve import DEFAULT_MODE
 
     jobs = JobQueue()
+    batcher = QueryBatcher(kb)
 
     def sync(path: Path) -> Job:
         """A watched directory's reconcile: `ingest --prune DIR`, as a job."""
@@ -185,6 +188,7 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
         # SIGTERM/SIGINT: a running job stops between batches; the store stays whole.
         await run_in_threadpool(watcher.stop)
         await run_in_threadpool(jobs.stop)
+        await run_in_threadpool(batcher.stop)
         # Here, not after uvicorn returns: it re-raises SIGTERM/SIGINT once it has
         # shut down, and the process ends with the signal.
         if config.serve_file is not None:
@@ -287,6 +291,8 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
                 "queue": jobs.pending(),
                 "running": [j.id for j in jobs.all() if j.state == "running"],
                 "watches": [w.to_dict() for w in watcher.all()],
+                "retrieval_batches": batcher.batches,
+                "retrieval_queries": batcher.queries,
             },
         }
 
@@ -438,7 +444,7 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
         data = await body_of(request)
         question = str(data.get("query") or "")
         k, mode = int(data.get("k") or 4), str(data.get("mode") or DEFAULT_MODE)
-        retrieval = await run_in_threadpool(kb.retrieve, question, k, mode)
+        retrieval = await batcher.retrieve(Query(question, k, mode))
         hits = retrieval.hits
         if data.get("min_score") is not None:
             hits = [h for h in hits if h.score >= float(data["min_score"])]
@@ -461,6 +467,7 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
         if data.get("context_tokens"):
             options["context_tokens"] = int(data["context_tokens"])
         k = int(data.get("k") or 4)
+        options["retrieval"] = await batcher.retrieve(Query(question, k, options["mode"]))
         if not data.get("stream"):
             try:
                 answer = await run_in_threadpool(lambda: kb.ask(question, k, **options))
@@ -525,7 +532,7 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
             llm_messages = turns
         else:
             try:
-                retrieval = await run_in_threadpool(kb.retrieve, question, k, mode)
+                retrieval = await batcher.retrieve(Query(question, k, mode))
             except RagdbError as exc:
                 return ragdb_error(path, exc)
             hits = retrieval.hits

@@ -267,29 +267,23 @@ class Session:
             return None
         return [float(x) for x in got["embeddings"][0]]
 
-    def nearest(
-        self, embedding: Sequence[float], k: int, records: bool = True
-    ) -> list[tuple[str, float, ChunkRecord | None]]:
-        """The ``k`` nearest chunks: (id, cosine distance, the chunk with its
-        text, or None when ``records`` is false)."""
-        include = ["distances"] + (["documents", "metadatas"] if records else [])
+    def nearest_many(
+        self, embeddings: Sequence[Sequence[float]], k: int
+    ) -> list[list[tuple[str, float]]]:
+        """The ``k`` nearest chunk ids (with cosine distances) of each embedding,
+        in one query of the index."""
         got: Any = self._call(
             "searching the vector index",
             lambda: self._coll.query(
-                query_embeddings=cast(Any, [list(map(float, embedding))]),
+                query_embeddings=cast(Any, [list(map(float, e)) for e in embeddings]),
                 n_results=k,
-                include=cast(Any, include),
+                include=cast(Any, ["distances"]),
             ),
         )
-        out: list[tuple[str, float, ChunkRecord | None]] = []
-        for i, cid in enumerate(got["ids"][0]):
-            record = None
-            if records:
-                record = ChunkRecord.from_metadata(
-                    got["metadatas"][0][i], got["documents"][0][i], id=cid
-                )
-            out.append((cid, float(got["distances"][0][i]), record))
-        return out
+        return [
+            [(cid, float(d)) for cid, d in zip(ids, distances, strict=True)]
+            for ids, distances in zip(got["ids"], got["distances"], strict=True)
+        ]
 
     @staticmethod
     def _records(

@@ -36,6 +36,7 @@ def test_exported_members() -> None:
             "ManifestError",
             "MigrateReport",
             "ModelMismatchError",
+            "Query",
             "RagdbError",
             "ReembedReport",
             "RemoveReport",
@@ -70,6 +71,7 @@ def test_public_methods_have_docstrings_and_typed_results() -> None:
     results = {
         "ingest": "IngestReport",
         "retrieve": "Retrieval",
+        "retrieve_many": "list[Retrieval]",
         "ask": "Answer",
         "remove": "RemoveReport",
         "status": "Status",

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import FACTS, Ragdb
 from .fakellm import fake_llm
 
@@ -186,3 +188,45 @@ def test_python_module_entry_point(tmp_path: Path) -> None:
         [sys.executable, "-m", "ragdb", "--version"], capture_output=True, text=True, check=True
     )
     assert "ragdb" in out.stdout
+
+
+def test_questions_retrieved_together_get_what_each_gets_alone(
+    store: Path, facts_dir: Path
+) -> None:
+    """retrieve_many (what the service batches concurrent clients into) gives each
+    question exactly its own retrieve(), whatever mode, k and company."""
+    from ragdb import KnowledgeBase, Query, UsageError
+
+    kb = KnowledgeBase(store=store)
+    kb.ingest([facts_dir])
+    queries = [
+        Query("When is the Innovation Summit held?", 3, "hybrid"),
+        Query("Which animal does the company like?", 2, "dense"),
+        Query("coffee machine", 4, "bm25"),
+        Query("Where is the coffee machine?", 1, "hybrid"),
+    ]
+    together = kb.retrieve_many(queries)
+    for query, got in zip(queries, together, strict=True):
+        alone = kb.retrieve(query.question, query.k, query.mode)
+        assert got.question == query.question
+        assert [h.to_dict() for h in got.hits] == [h.to_dict() for h in alone.hits]
+        assert 0 < len(got.hits) <= query.k
+    assert together[2].hits and all("bm25" in h.scores for h in together[2].hits)
+    with pytest.raises(UsageError, match="question is empty"):
+        kb.retrieve_many([queries[0], Query("  ")])
+
+
+def test_int8_questions_encoded_together_equal_alone() -> None:
+    """An int8 model's vectors depend on their batch, so questions asked together
+    are encoded one by one (side by side): the same vectors as alone."""
+    import numpy as np
+
+    from ragdb.embeddings import get_embedder
+
+    questions = [f"question number {i} about {word}" for i, word in enumerate(FACTS)]
+    embedder = get_embedder("all-MiniLM-L6-v2", backend="onnx-int8")
+    assert not embedder.batch_invariant
+    alone = np.stack([embedder.encode([q])[0] for q in questions])
+    assert np.array_equal(embedder.encode_queries(questions), alone)
+    # What encode_queries avoids: one batch moves the vectors.
+    assert not np.array_equal(embedder.encode(questions), alone)

@@ -175,6 +175,43 @@ def test_native_api(service: dict[str, object], tmp_path: Path) -> None:
         link.unlink()
 
 
+def test_concurrent_searches_are_batched_and_each_gets_its_own_answer(
+    service: dict[str, object],
+) -> None:
+    import asyncio
+
+    questions = [
+        "octopus", "When is the Innovation Summit held?", "coffee machine",
+        "What is the Clarity Protocol?", "Which animal does the company like?",
+    ] * 6  # fmt: skip
+    with native(service) as http:
+        alone = {
+            q: http.post("/v1/search", json={"query": q, "k": 3}).json()["chunks"]
+            for q in set(questions)
+        }
+        before = http.get("/v1/status").json()["service"]
+
+    async def together() -> list[httpx.Response]:
+        async with httpx.AsyncClient(
+            base_url=str(service["url"]), headers={"X-API-Key": KEY}, timeout=120
+        ) as http:
+            return await asyncio.gather(
+                *(http.post("/v1/search", json={"query": q, "k": 3}) for q in questions),
+                http.post("/v1/search", json={"query": " ", "k": 3}),  # fails alone
+            )
+
+    *answers, empty = asyncio.run(together())
+    assert empty.status_code == 400 and "empty" in empty.json()["detail"]
+    for question, answer in zip(questions, answers, strict=True):
+        assert answer.status_code == 200
+        assert answer.json()["chunks"] == alone[question]
+    with native(service) as http:
+        after = http.get("/v1/status").json()["service"]
+    queries = after["retrieval_queries"] - before["retrieval_queries"]
+    batches = after["retrieval_batches"] - before["retrieval_batches"]
+    assert queries == len(questions) and batches < queries
+
+
 def test_ask_streams_chunks_then_deltas_then_done(service: dict[str, object]) -> None:
     events = []
     with (
