@@ -28,6 +28,7 @@ _EXPORTS = {
     "Hit": "retrieve",
     "Query": "retrieve",
     "IngestReport": "ingest",
+    "IngestPlan": "ingest",
     "IngestInterrupted": "ingest",
     "ChunkRecord": "chunks",
     "SourceInfo": "chunks",
@@ -44,6 +45,7 @@ _EXPORTS = {
     "StoreVersionError": "errors",
     "StoreBusyError": "errors",
     "SourceNotFoundError": "errors",
+    "NotAllowedError": "errors",
     "EmbeddingModelError": "errors",
     "LLMError": "errors",
     "LLMTimeoutError": "errors",
@@ -59,6 +61,7 @@ __all__ = [
     "Finding",
     "Hit",
     "IngestInterrupted",
+    "IngestPlan",
     "IngestReport",
     "InputError",
     "KnowledgeBase",
@@ -67,6 +70,7 @@ __all__ = [
     "ManifestError",
     "MigrateReport",
     "ModelMismatchError",
+    "NotAllowedError",
     "Query",
     "RagdbError",
     "ReembedReport",
@@ -96,6 +100,7 @@ if TYPE_CHECKING:
         LLMTimeoutError,
         ManifestError,
         ModelMismatchError,
+        NotAllowedError,
         RagdbError,
         SourceNotFoundError,
         StoreBusyError,
@@ -104,7 +109,7 @@ if TYPE_CHECKING:
         StoreVersionError,
         UsageError,
     )
-    from .ingest import IngestInterrupted, IngestReport
+    from .ingest import IngestInterrupted, IngestPlan, IngestReport
     from .knowledge_base import (
         Answer,
         KnowledgeBase,

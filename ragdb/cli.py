@@ -260,37 +260,40 @@ def ingest(
     if id_prefix and records is None:
         raise UsageError("--id-prefix applies only to --records")
     kb = _kb(ctx, device=device)
+    # The plan is made here, where the files are; a running server carries it out.
+    if records is not None:
+        plan = kb.plan_records(
+            records,
+            id_field=id_field,
+            text_field=text_field,
+            title_field=title_field,
+            meta_fields=meta_fields,
+            prune=prune,
+            id_prefix=id_prefix,
+            replace=replace,
+        )
+    elif paths == ("-",):
+        data = sys.stdin.buffer.read()
+        if not data.strip():
+            raise RagdbError("standard input is empty: nothing to ingest")
+        if name is None:
+            # Each unnamed input a source of its own: never one "stdin" replacing another.
+            now = time.time()
+            name = f"stdin-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}"
+            name += f".{int(now * 1000) % 1000:03d}"
+            click.echo(f"storing standard input as {name!r} (--name sets another)", err=True)
+        plan = kb.plan_text(name, data, replace=replace)
+    else:
+        plan = kb.plan_paths(list(paths), prune=prune, replace=replace, warn=_warn)
+    server = _server(ctx)
     progress = _Bar("embedding", "chunk")
-
     try:
-        if records is not None:
-            report = kb.ingest_records(
-                records,
-                id_field=id_field,
-                text_field=text_field,
-                title_field=title_field,
-                meta_fields=meta_fields,
-                prune=prune,
-                id_prefix=id_prefix,
-                replace=replace,
-                progress=progress,
-                warn=_warn,
-            )
-        elif paths == ("-",):
-            data = sys.stdin.buffer.read()
-            if not data.strip():
-                raise RagdbError("standard input is empty: nothing to ingest")
-            if name is None:
-                # Each unnamed input a source of its own: never one "stdin" replacing another.
-                now = time.time()
-                name = f"stdin-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}"
-                name += f".{int(now * 1000) % 1000:03d}"
-                click.echo(f"storing standard input as {name!r} (--name sets another)", err=True)
-            report = kb.ingest_text(name, data, replace=replace, progress=progress, warn=_warn)
+        if server is not None:
+            from .ingest import IngestReport
+
+            report = IngestReport(**server.ingest(plan.to_wire(), progress, _warn))
         else:
-            report = kb.ingest(
-                list(paths), prune=prune, replace=replace, progress=progress, warn=_warn
-            )
+            report = kb.ingest_plan(plan, progress=progress, warn=_warn)
     finally:
         progress.close()
     if as_json:
@@ -451,13 +454,23 @@ def query(
 def remove(ctx: click.Context, targets: tuple[str, ...], yes: bool, as_json: bool) -> None:
     """Remove sources: stored names, file paths, directories (all sources under
     them) or quoted glob patterns. More than one source asks first on a terminal."""
-    kb = _kb(ctx)
-    found = kb.matching_sources(list(targets))
+    from .knowledge_base import RemoveReport, match_sources
+
+    server = _server(ctx)
+    if server is not None:
+        # Matched here, where relative paths mean what the user meant.
+        found = match_sources(list(targets), {s["source"]: s["n_chunks"] for s in server.sources()})
+    else:
+        kb = _kb(ctx)
+        found = kb.matching_sources(list(targets))
     if len(found) > 1 and not yes and sys.stdin.isatty():
         click.confirm(
             f"Remove {len(found)} sources ({sum(found.values())} chunks)?", abort=True, err=True
         )
-    report = kb.remove(list(found))
+    if server is not None:
+        report = RemoveReport(**server.remove(list(found)))
+    else:
+        report = kb.remove(list(found))
     if as_json:
         _emit_json(report.to_dict())
     else:
@@ -737,8 +750,10 @@ def reembed(
     type=click.IntRange(min=1),
     default=100,
     show_default=True,
-    help="Largest document POST /v1/documents takes; larger ones get 413.",
+    help="Largest upload (POST /v1/documents, or an ingest sent by a CLI) taken; "
+    "larger ones get 413.",
 )
+@click.option("--allow-reset", is_flag=True, help="Let POST /v1/reset empty the knowledge base.")
 @setting_option("llm_url", metavar="URL")
 @setting_option("llm_model", metavar="NAME")
 @setting_option("llm_timeout", type=click.FloatRange(min=0.1), metavar="SECONDS")
@@ -757,6 +772,7 @@ def serve(
     watch: tuple[str, ...],
     poll: bool,
     max_upload_mb: int,
+    allow_reset: bool,
     llm_url: str | None,
     llm_model: str | None,
     llm_timeout: float | None,
@@ -803,6 +819,7 @@ def serve(
         cors=cors,
         allow_paths=tuple(Path(p) for p in allow_paths),
         max_upload_bytes=max_upload_mb * 2**20,
+        allow_reset=allow_reset,
         watch=tuple(Path(p) for p in watch),
         poll=poll,
     )

@@ -2,7 +2,9 @@
 a server leaves in its local store's directory (or named with ``--url`` /
 ``RAGDB_URL``), it answers ``query``, ``status`` and ``sources`` with the model
 already warm, so a cold command costs an HTTP request instead of seconds of
-imports and model loading. Output and exit codes are the same either way.
+imports and model loading; ``ingest`` sends its plan with the files' contents
+(the server need not see the same disks) and ``remove`` the exact names it
+matched here. Output and exit codes are the same either way.
 
 Only the standard library's http.client is imported here (httpx alone costs a
 cold command 0.13 s): no torch, no model, no Chroma.
@@ -10,6 +12,7 @@ cold command 0.13 s): no torch, no model, no Chroma.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -113,8 +116,48 @@ class ServiceClient:
                 raise _error_from(event)
         return answer
 
-    def _events(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        response = self._request("POST", path, body)
+    def ingest(
+        self,
+        plan: dict[str, Any],
+        on_progress: Callable[[int, int], None] | None = None,
+        on_warn: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        """Run an ingest plan (``IngestPlan.to_wire()``) as a job of the server's,
+        following its events; the report ``ingest --json`` prints. Ctrl-C cancels
+        the job (what was embedded before stays) and propagates."""
+        job = self._json("POST", "/v1/ingest", plan)
+        try:
+            for event in self._events(f"/v1/jobs/{job['id']}/events"):
+                kind = event.get("event")
+                if kind == "progress" and on_progress is not None:
+                    on_progress(int(event["chunks_done"]), int(event["chunks_total"]))
+                elif kind == "source_error" and on_warn is not None:
+                    on_warn(str(event.get("message") or event.get("reason")))
+                elif kind == "done":
+                    if event.get("state") == "succeeded":
+                        return dict(event.get("report") or {})
+                    if event.get("state") == "cancelled":
+                        raise KeyboardInterrupt
+                    raise _error_from(
+                        {
+                            "type": event.get("error_type"),
+                            "detail": event.get("error"),
+                            "exit_code": event.get("exit_code"),
+                        }
+                    )
+        except KeyboardInterrupt:
+            with contextlib.suppress(RagdbError):
+                self._json("DELETE", f"/v1/jobs/{job['id']}")
+            raise
+        raise StoreError(f"the ragdb server at {self.url} ended the ingest's events early")
+
+    def remove(self, sources: list[str]) -> dict[str, Any]:
+        """Remove exactly these stored sources; ``{removed, chunks_removed}``."""
+        got = self._json("POST", "/v1/remove", {"sources": sources})
+        return {"removed": got["removed"], "chunks_removed": got["removed_chunks"]}
+
+    def _events(self, path: str, body: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        response = self._request("POST" if body is not None else "GET", path, body)
         if response.status >= 400:
             raise _error(response.status, response.read())
         while line := response.readline():

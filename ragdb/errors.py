@@ -37,6 +37,11 @@ class UsageError(RagdbError):
     exit_code = 2
 
 
+class NotAllowedError(UsageError):
+    """What this ragdb server was not started to allow (``reset`` without
+    ``--allow-reset``)."""
+
+
 class StoreError(RagdbError):
     """The knowledge base cannot be opened or used."""
 
@@ -93,6 +98,7 @@ HTTP_STATUS: dict[type[RagdbError], int] = {
     InputError: 400,
     SourceNotFoundError: 404,
     UsageError: 400,
+    NotAllowedError: 403,
     StoreError: 500,
     StoreNotFoundError: 404,
     EmptyStoreError: 409,

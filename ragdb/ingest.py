@@ -75,6 +75,45 @@ class IngestReport:
 
 
 @dataclasses.dataclass
+class IngestPlan:
+    """What an ingest is to do: its inputs, and what it prunes (see
+    :func:`run_ingest`). Made where the files are, run where the store is."""
+
+    inputs: list[Input]
+    prune_dirs: list[Path] = dataclasses.field(default_factory=list)
+    prune_patterns: list[str] = dataclasses.field(default_factory=list)
+    prune_records: bool = False
+    replace: bool = False
+
+    def to_wire(self) -> dict[str, Any]:
+        """The plan as JSON, every input's bytes read (``POST /v1/ingest``)."""
+        return {
+            "inputs": [inp.to_wire() for inp in self.inputs],
+            "prune_dirs": [str(d) for d in self.prune_dirs],
+            "prune_patterns": list(self.prune_patterns),
+            "prune_records": self.prune_records,
+            "replace": self.replace,
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> IngestPlan:
+        """The plan :meth:`to_wire` described (an :class:`InputError` if not one)."""
+        inputs = data.get("inputs")
+        dirs, patterns = data.get("prune_dirs"), data.get("prune_patterns")
+        if not isinstance(inputs, list) or not all(
+            isinstance(x, list) for x in (dirs or [], patterns or [])
+        ):
+            raise InputError('"inputs", "prune_dirs" and "prune_patterns" must be lists')
+        return cls(
+            inputs=[Input.from_wire(item) for item in inputs],
+            prune_dirs=[Path(str(d)) for d in dirs or []],
+            prune_patterns=[str(p) for p in patterns or []],
+            prune_records=bool(data.get("prune_records")),
+            replace=bool(data.get("replace")),
+        )
+
+
+@dataclasses.dataclass
 class IngestInterrupted(KeyboardInterrupt):
     """Ctrl-C during an ingest, after every batch embedded so far was written."""
 

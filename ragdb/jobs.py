@@ -46,7 +46,11 @@ class Job:
     errors: list[dict[str, str]] = dataclasses.field(default_factory=list)
     report: dict[str, Any] | None = None
     error: str | None = None
+    # A failed job's ragdb error: its class name and the CLI's exit code for it.
+    error_type: str | None = None
+    exit_code: int | None = None
     cancel_requested: bool = False
+    _failure: RagdbError | None = dataclasses.field(default=None, repr=False)
     _events: list[dict[str, Any]] = dataclasses.field(default_factory=list, repr=False)
     _changed: threading.Condition = dataclasses.field(
         default_factory=threading.Condition, repr=False
@@ -70,7 +74,20 @@ class Job:
             "errors": list(self.errors),
             "report": self.report,
             "error": self.error,
+            "error_type": self.error_type,
+            "exit_code": self.exit_code,
         }
+
+    def failed(self, exc: RagdbError) -> None:
+        """Record the error that ended the job."""
+        self.error, self.error_type, self.exit_code = str(exc), type(exc).__name__, exc.exit_code
+        self._failure = exc
+
+    def exception(self) -> RagdbError:
+        """Why the job did not succeed, as the error to raise."""
+        if self._failure is not None:
+            return self._failure
+        return RagdbError(self.error or f"the job was {self.state}")
 
     def emit(self, event: dict[str, Any]) -> None:
         """Record an event and wake its readers."""
@@ -91,7 +108,14 @@ class Job:
         """The ingest's warnings: a source that could not be read."""
         source, _, reason = message.removeprefix("skipped ").partition(": ")
         self.errors.append({"source": source, "reason": reason or message})
-        self.emit({"event": "source_error", "source": source, "reason": reason or message})
+        self.emit(
+            {
+                "event": "source_error",
+                "source": source,
+                "reason": reason or message,
+                "message": message,
+            }
+        )
 
     def events(self, timeout: float = 15.0) -> Iterator[dict[str, Any]]:
         """Every event, from the first, until ``done``; a ``ping`` after
@@ -175,7 +199,7 @@ class JobQueue:
                 # KeyboardInterrupt: the ingest's own "interrupted" (IngestInterrupted).
                 self._finish(job, "cancelled")
             except RagdbError as exc:
-                job.error = str(exc)
+                job.failed(exc)
                 self._finish(job, "failed")
             except Exception as exc:  # a bug: the job says so, the service lives on
                 job.error = f"{type(exc).__name__}: {exc}"
@@ -186,4 +210,4 @@ class JobQueue:
 
     def _finish(self, job: Job, state: str) -> None:
         job.state, job.finished_at = state, time.time()
-        job.emit({"event": "done", "state": state, "report": job.report, "error": job.error})
+        job.emit({"event": "done", **job.to_dict()})

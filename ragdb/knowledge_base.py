@@ -39,7 +39,7 @@ from .generate import (
     check_llm_url,
     stream_answer,
 )
-from .ingest import IngestReport, Progress, Warn, run_ingest
+from .ingest import IngestPlan, IngestReport, Progress, Warn, run_ingest
 from .loaders import Input, expand_paths, glob_matcher, read_records
 from .retrieve import DEFAULT_MODE, MODES, Hit, Query, candidate_depth, search_many
 from .store import Store
@@ -248,6 +248,19 @@ class KnowledgeBase:
         ``prune`` also removes stored files that no longer exist under the
         directories given or no longer match the glob patterns given (quoted, so
         that ragdb sees the pattern, not the shell's list of what exists now)."""
+        plan = self.plan_paths(paths, prune=prune, replace=replace, warn=warn)
+        return self.ingest_plan(plan, progress=progress, warn=warn)
+
+    def plan_paths(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        prune: bool = False,
+        replace: bool = False,
+        warn: Warn | None = None,
+    ) -> IngestPlan:
+        """What :meth:`ingest` of ``paths`` would do, decided where the files
+        are (nothing is read yet, and the store is not opened)."""
         found = expand_paths([str(p) for p in paths])
         if prune and not found.dirs and not found.patterns:
             raise UsageError(
@@ -260,13 +273,10 @@ class KnowledgeBase:
                 warn(note)
         if not found.files and not prune:
             raise InputError("nothing to ingest: no files under the paths given")
-        inputs = [Input(source=str(f), path=f) for f in found.files]
-        return self.ingest_inputs(
-            inputs,
-            prune_dirs=found.dirs if prune else (),
-            prune_patterns=found.patterns if prune else (),
-            progress=progress,
-            warn=warn,
+        return IngestPlan(
+            [Input(source=str(f), path=f) for f in found.files],
+            prune_dirs=list(found.dirs) if prune else [],
+            prune_patterns=list(found.patterns) if prune else [],
             replace=replace,
         )
 
@@ -281,16 +291,18 @@ class KnowledgeBase:
         warn: Warn | None = None,
     ) -> IngestReport:
         """Add one source given directly (standard input, say) under ``name``."""
+        plan = self.plan_text(name, data, kind=kind, replace=replace)
+        return self.ingest_plan(plan, progress=progress, warn=warn)
+
+    def plan_text(
+        self, name: str, data: bytes | str, *, kind: str | None = None, replace: bool = False
+    ) -> IngestPlan:
+        """What :meth:`ingest_text` would do."""
         if isinstance(data, str):
             data = data.encode("utf-8")
         if not name.strip():
             raise UsageError("a source name must not be empty")
-        return self.ingest_inputs(
-            [Input(source=name, data=data, kind_hint=kind)],
-            progress=progress,
-            warn=warn,
-            replace=replace,
-        )
+        return IngestPlan([Input(source=name, data=data, kind_hint=kind)], replace=replace)
 
     def ingest_records(
         self,
@@ -309,11 +321,52 @@ class KnowledgeBase:
         """Add each record of a JSONL or CSV file as a source named by
         ``id_prefix`` and its id. A record whose name is stored from another
         records file is refused (unless ``replace``)."""
+        plan = self.plan_records(
+            path,
+            id_field=id_field,
+            text_field=text_field,
+            title_field=title_field,
+            meta_fields=meta_fields,
+            prune=prune,
+            id_prefix=id_prefix,
+            replace=replace,
+        )
+        return self.ingest_plan(plan, progress=progress, warn=warn)
+
+    def plan_records(
+        self,
+        path: str | Path,
+        *,
+        id_field: str = "id",
+        text_field: str = "text",
+        title_field: str | None = None,
+        meta_fields: Sequence[str] = (),
+        prune: bool = False,
+        id_prefix: str = "",
+        replace: bool = False,
+    ) -> IngestPlan:
+        """What :meth:`ingest_records` would do (the file is read now)."""
         inputs = read_records(path, id_field, text_field, title_field, tuple(meta_fields))
         if id_prefix:
             inputs = [dataclasses.replace(i, source=id_prefix + i.source) for i in inputs]
+        return IngestPlan(inputs, prune_records=prune, replace=replace)
+
+    def ingest_plan(
+        self,
+        plan: IngestPlan,
+        *,
+        progress: Progress | None = None,
+        warn: Warn | None = None,
+    ) -> IngestReport:
+        """Carry out ``plan`` (made here, or by a ``plan_*`` method elsewhere)."""
         return self.ingest_inputs(
-            inputs, progress=progress, warn=warn, prune_records=prune, replace=replace
+            plan.inputs,
+            prune_dirs=plan.prune_dirs,
+            progress=progress,
+            warn=warn,
+            prune_records=plan.prune_records,
+            prune_patterns=plan.prune_patterns,
+            replace=plan.replace,
         )
 
     def ingest_inputs(
@@ -475,14 +528,7 @@ class KnowledgeBase:
         matches nothing."""
         with self.store().session() as session:
             known = list_sources(session)
-        found: dict[str, int] = {}
-        for target in targets:
-            matched = _match_sources(str(target), known)
-            if not matched:
-                raise SourceNotFoundError(f"not in the knowledge base: {target}")
-            for m in matched:
-                found.setdefault(m, known[m].n_chunks)
-        return found
+        return match_sources(targets, {name: info.n_chunks for name, info in known.items()})
 
     def remove(self, targets: Sequence[str | Path]) -> RemoveReport:
         """Remove sources: a stored source name, a file's path, a directory
@@ -610,6 +656,20 @@ def _empty(store: Store) -> EmptyStoreError:
     return EmptyStoreError(
         f"the knowledge base at {store.location} is empty: add documents with `ragdb ingest PATH`"
     )
+
+
+def match_sources(targets: Sequence[str | Path], known: dict[str, int]) -> dict[str, int]:
+    """The sources of ``known`` (name: chunks) that ``targets`` name, as
+    :meth:`KnowledgeBase.matching_sources` finds them; paths are taken from
+    where this process stands."""
+    found: dict[str, int] = {}
+    for target in targets:
+        matched = _match_sources(str(target), known)
+        if not matched:
+            raise SourceNotFoundError(f"not in the knowledge base: {target}")
+        for m in matched:
+            found.setdefault(m, known[m])
+    return found
 
 
 def _match_sources(target: str, known: dict[str, Any]) -> list[str]:

@@ -8,6 +8,7 @@ charset-normalizer can tell. Binary and unreadable inputs raise
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import glob
@@ -52,8 +53,15 @@ class Input:
     meta: tuple[tuple[str, str | int | float | bool], ...] = ()
     # The records file a record came from, so --prune can find records that left it.
     origin: str | None = None
+    # A file's bytes read elsewhere (by a CLI sending them to `ragdb serve`): still
+    # a file, as if read here.
+    from_file: bool = False
+    # Why a file sent from elsewhere could not be read there.
+    unreadable: str | None = None
 
     def read_bytes(self) -> bytes:
+        if self.unreadable is not None:
+            raise Skipped(self.unreadable)
         if self.data is not None:
             return self.data
         assert self.path is not None
@@ -72,7 +80,51 @@ class Input:
         records file, or ``text`` given directly (standard input, the API)."""
         if self.origin:
             return "record"
-        return "file" if self.path is not None else "text"
+        return "file" if self.path is not None or self.from_file else "text"
+
+    def to_wire(self) -> dict[str, Any]:
+        """This input as JSON, its bytes read (how a CLI hands it to a server);
+        a file that cannot be read goes as the reason why."""
+        try:
+            data: str | None = base64.b64encode(self.read_bytes()).decode("ascii")
+            unreadable = None
+        except Skipped as exc:
+            data, unreadable = None, str(exc)
+        return {
+            "source": self.source,
+            "data": data,
+            "unreadable": unreadable,
+            "from_file": self.source_type == "file",
+            "kind_hint": self.kind_hint,
+            "title": self.title,
+            "meta": [list(pair) for pair in self.meta],
+            "origin": self.origin,
+        }
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Input:
+        """The input :meth:`to_wire` described; an :class:`InputError` when it is
+        not one."""
+        try:
+            meta = tuple((str(k), v) for k, v in data.get("meta") or ())
+            if not all(isinstance(v, (str, int, float, bool)) for _, v in meta):
+                raise ValueError("metadata values are strings, numbers or booleans")
+            source = data["source"]
+            if not isinstance(source, str) or not source.strip():
+                raise ValueError("a source name must not be empty")
+            unreadable = data.get("unreadable")
+            return cls(
+                source=source,
+                data=None if unreadable else base64.b64decode(data["data"], validate=True),
+                unreadable=str(unreadable) if unreadable else None,
+                kind_hint=data.get("kind_hint"),
+                title=data.get("title"),
+                meta=meta,
+                origin=data.get("origin"),
+                from_file=bool(data.get("from_file")),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InputError(f"not an input ({{source, data (base64), ...}}): {exc}") from None
 
     def describe(self) -> str:
         """What, beside its bytes, decides how this input is stored."""

@@ -43,7 +43,15 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.responses import Response
 
 from .batching import QueryBatcher
-from .errors import LLMError, RagdbError, SourceNotFoundError, UsageError, http_status
+from .errors import (
+    LLMError,
+    NotAllowedError,
+    RagdbError,
+    SourceNotFoundError,
+    UsageError,
+    http_status,
+)
+from .ingest import IngestPlan
 from .jobs import Job, JobQueue
 from .retrieve import Query
 from .watch import Watcher
@@ -74,6 +82,7 @@ class ServeConfig:
     cors: tuple[str, ...] = ()
     allow_paths: tuple[Path, ...] = ()
     max_upload_bytes: int = 100 * 2**20
+    allow_reset: bool = False
     watch: tuple[Path, ...] = ()
     poll: bool = False
     # Written by `serve` for the store's CLI users; removed at shutdown.
@@ -307,15 +316,54 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
         chunks = await run_in_threadpool(kb.chunks, source)
         return {"source": source, "chunks": [dataclasses.asdict(c) for c in chunks]}
 
+    async def write(kind: str, work: Any) -> Any:
+        """Run a short write through the job queue (every write goes through it,
+        one at a time) and wait for it; its error is the request's."""
+        job = jobs.submit(kind, lambda job: work())
+        await run_in_threadpool(_wait_for, job)
+        if job.state != "succeeded":
+            raise job.exception()
+        return job.report
+
+    def removed(report: Any) -> dict[str, Any]:
+        return {
+            "removed_sources": len(report["removed"]),
+            "removed_chunks": report["chunks_removed"],
+            "removed": report["removed"],
+        }
+
     @app.delete("/v1/sources/{source:path}")
     async def delete_source(source: str) -> dict[str, Any]:
-        from .errors import SourceNotFoundError
+        # Exactly the source named (a 404 when unknown), never a path or pattern match.
+        def work() -> Any:
+            if source not in {s.source for s in kb.sources()}:
+                raise SourceNotFoundError(f"not in the knowledge base: {source}")
+            return kb.remove([source])
 
-        known = {s.source for s in await run_in_threadpool(kb.sources)}
-        if source not in known:
-            raise SourceNotFoundError(f"not in the knowledge base: {source}")
-        report = await run_in_threadpool(kb.remove, [source])
-        return {"removed_sources": len(report.removed), "removed_chunks": report.chunks_removed}
+        return removed(await write("remove", work))
+
+    @app.post("/v1/remove")
+    async def remove(request: Request) -> dict[str, Any]:
+        data = await body_of(request)
+        names = data.get("sources")
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise UsageError('give "sources": the stored names to remove')
+
+        def work() -> Any:
+            known = {s.source for s in kb.sources()}
+            missing = [n for n in names if n not in known]
+            if missing:
+                raise SourceNotFoundError(f"not in the knowledge base: {missing[0]}")
+            return kb.remove(names)
+
+        return removed(await write("remove", work))
+
+    @app.post("/v1/reset")
+    async def reset() -> dict[str, Any]:
+        if not config.allow_reset:
+            raise NotAllowedError("reset over HTTP is off: start the server with --allow-reset")
+        report = await write("reset", lambda: {"chunks": kb.reset()})
+        return {"removed_chunks": report["chunks"]}
 
     async def answer_job(request: Request, job: Job) -> Response:
         """202 with the job, or with ?wait=true the finished report."""
@@ -337,11 +385,29 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
 
     @app.post("/v1/ingest")
     async def ingest(request: Request) -> Response:
+        size = int(request.headers.get("content-length") or 0)
+        if size > config.max_upload_bytes:
+            return error(
+                request.url.path,
+                413,
+                f"the request is over --max-upload-mb {config.max_upload_bytes // 2**20}",
+                "too_large",
+            )
         data = await body_of(request)
+        if "inputs" in data:
+            # A plan made where the files are (the CLI's own ingest, sent here).
+            plan = IngestPlan.from_wire(data)
+            return await answer_job(
+                request,
+                jobs.submit(
+                    "ingest",
+                    lambda job: kb.ingest_plan(plan, progress=job.progress, warn=job.warn),
+                ),
+            )
         texts = data.get("texts") or []
         paths = data.get("paths") or []
         if not isinstance(texts, list) or not isinstance(paths, list) or not (texts or paths):
-            raise UsageError('give "texts": [{"name", "text"}] or "paths": [...]')
+            raise UsageError('give "texts": [{"name", "text"}], "paths": [...] or "inputs"')
         for item in texts:
             if (
                 not isinstance(item, dict)

@@ -160,7 +160,7 @@ def test_native_api(service: dict[str, object], tmp_path: Path) -> None:
         )
         assert again.json()["updated"] == 1  # replaced, never duplicated
         gone = http.delete("/v1/sources/note").json()
-        assert gone == {"removed_sources": 1, "removed_chunks": 1}
+        assert gone == {"removed_sources": 1, "removed_chunks": 1, "removed": ["note"]}
         # Paths only under --allow-path roots, symlinks out of them refused.
         docs = Path(str(service["docs"]))
         assert http.post("/v1/ingest?wait=true", json={"paths": [str(docs)]}).json()["added"] == 1
@@ -173,6 +173,10 @@ def test_native_api(service: dict[str, object], tmp_path: Path) -> None:
         refused = http.post("/v1/ingest?wait=true", json={"paths": [str(link)]})
         assert refused.status_code == 400 and "--allow-path" in refused.json()["detail"]
         link.unlink()
+        # reset is off unless the server was started with --allow-reset.
+        refused = http.post("/v1/reset")
+        assert refused.status_code == 403 and "--allow-reset" in refused.json()["detail"]
+        assert http.get("/v1/status").json()["chunks"] == 5
 
 
 def test_concurrent_searches_are_batched_and_each_gets_its_own_answer(
@@ -235,7 +239,7 @@ def test_llm_down_is_502_with_the_chunks(tmp_path: Path, facts_dir: Path) -> Non
     port, dead = free_port(), free_port()
     cmd = [
         sys.executable, "-m", "ragdb", "--store", str(store), "serve", "--port", str(port),
-        "--llm-url", f"http://127.0.0.1:{dead}/v1", "--max-upload-mb", "1",
+        "--llm-url", f"http://127.0.0.1:{dead}/v1", "--max-upload-mb", "1", "--allow-reset",
     ]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     with serving(cmd, f"{url}/healthz", tmp_path / "serve.log", 180):
@@ -259,6 +263,16 @@ def test_llm_down_is_502_with_the_chunks(tmp_path: Path, facts_dir: Path) -> Non
             timeout=60,
         )
         assert big.status_code == 413
+        # An ingest sent by a CLI is capped the same way.
+        too_big = subprocess.run(
+            [sys.executable, "-m", "ragdb", "--store", str(store), "ingest", "-", "--name", "big"],
+            input="word " * 300_000, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert too_big.returncode != 0 and "--max-upload-mb 1" in too_big.stderr
+        # --allow-reset: POST /v1/reset empties the store, through the job queue.
+        emptied = httpx.post(f"{url}/v1/reset", headers={"X-API-Key": token}, timeout=60)
+        assert emptied.status_code == 200 and emptied.json() == {"removed_chunks": 4}
+        assert httpx.get(f"{url}/v1/status", headers={"X-API-Key": token}).json()["chunks"] == 0
     log = (tmp_path / "serve.log").read_text()
     assert f"serving {store}" in log and "serve.token" in log and f"{url}/v1" in log
 
@@ -324,6 +338,64 @@ def test_cli_uses_the_running_server_with_the_same_output(service: dict[str, obj
     # A stale serve.json (a server that is gone) is ignored.
     wrong = cli(store, "status", "--json", env={"RAGDB_URL": "http://127.0.0.1:9"})
     assert wrong.returncode == 1 and "no ragdb server answers" in wrong.stderr.splitlines()[-1]
+
+
+def test_cli_ingest_and_remove_through_the_server(
+    service: dict[str, object], tmp_path: Path
+) -> None:
+    """The CLI's writes go through the running server (sending the files'
+    contents) and store exactly what an in-process ingest stores."""
+    store = service["store"]
+    before = json.loads(cli(store, "status", "--json").stdout)["sources"]
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    for name, text in {
+        "a.md": "# Alpacas\nAlpacas hum.",
+        "b.txt": "Bees dance.",
+        "c.txt": "Cats.",
+    }.items():
+        (notes / name).write_text(text)
+    (notes / "blob.txt").write_bytes(bytes(range(256)) * 8)  # skipped by the server's job
+    served = cli(store, "ingest", str(notes), "--json")
+    assert served.returncode == 0, served.stderr
+    assert json.loads(served.stdout)["added"] == 3
+    skipped = [line for line in served.stderr.splitlines() if line.startswith("warning: skipped")]
+    assert len(skipped) == 1 and "blob.txt" in skipped[0]
+    imported = {line.split("|")[-1].strip() for line in served.stderr.splitlines()}
+    assert "torch" not in imported and "chromadb" not in imported
+    # In-process finds the very same sources and versions: nothing to do, no duplicates.
+    alone = cli(store, "--no-server", "ingest", str(notes), "--json")
+    again = json.loads(alone.stdout)
+    assert (again["added"], again["updated"], again["unchanged"]) == (0, 0, 3)
+    assert again["chunks_embedded"] == 0 and again["skipped"] == 1
+    (notes / "b.txt").write_text("Bees dance and hum.")
+    (notes / "c.txt").unlink()
+    pruned = json.loads(cli(store, "ingest", "--prune", str(notes), "--json").stdout)
+    assert (pruned["updated"], pruned["removed"], pruned["unchanged"]) == (1, 1, 1)
+    listed = json.loads(cli(store, "--no-server", "sources", "--json").stdout)
+    under = sorted(s["source"] for s in listed if s["source"].startswith(str(notes)))
+    assert under == [str(notes / "a.md"), str(notes / "b.txt")]
+    # Standard input, and an error raised in the server's job: same message, same code.
+    piped = subprocess.run(
+        [sys.executable, "-m", "ragdb", "--store", str(store), "ingest", "-", "--name", "memo"],
+        input="Memos matter.", capture_output=True, text=True, timeout=120,
+        env={**os.environ, "RAGDB_API_KEY": KEY},
+    )  # fmt: skip
+    assert piped.returncode == 0 and "1 added" in piped.stdout
+    records = tmp_path / "r.jsonl"
+    records.write_text(json.dumps({"id": "memo", "text": "A record."}) + "\n")
+    clash = cli(store, "ingest", "--records", str(records))
+    clash_alone = cli(store, "--no-server", "ingest", "--records", str(records))
+    assert clash.returncode == clash_alone.returncode == 1
+    assert clash.stderr.splitlines()[-1] == clash_alone.stderr.splitlines()[-1]
+    assert "memo" in clash.stderr.splitlines()[-1]
+    # remove: matched here (a directory takes what is under it), removed there.
+    gone = cli(store, "remove", str(notes), "memo", "--yes", "--json")
+    assert gone.returncode == 0, gone.stderr
+    assert sorted(json.loads(gone.stdout)["removed"]) == [*under, "memo"]
+    missing = cli(store, "remove", str(notes))
+    assert missing.returncode == 1 and "not in the knowledge base" in missing.stderr
+    assert json.loads(cli(store, "status", "--json").stdout)["sources"] == before
 
 
 def test_ingest_jobs_report_progress_and_can_be_cancelled(service: dict[str, object]) -> None:
