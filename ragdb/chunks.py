@@ -198,13 +198,22 @@ class NewVersion:
 
 
 # -- reading ---------------------------------------------------------------------------
-def list_sources(session: Session) -> dict[str, SourceInfo]:
-    """Every stored source (the newest version, if a crash left two)."""
+def list_sources(session: Session, only: Sequence[str] | None = None) -> dict[str, SourceInfo]:
+    """Every stored source (the newest version, if a crash left two); with
+    ``only``, just those of these names that are stored (a few names are found
+    without reading every source's record)."""
+    where: Any = {"chunk_index": 0}
+    if only is not None and 0 < len(only) <= _SOURCE_BATCH:
+        names: Any = only[0] if len(only) == 1 else {"$in": list(only)}
+        where = {"$and": [where, {"source": names}]}
     out: dict[str, SourceInfo] = {}
-    for record in session.fetch_records(where={"chunk_index": 0}, text=False):
+    for record in session.fetch_records(where=where, text=False):
         prev = out.get(record.source)
         if prev is None or record.ingested_at > prev.ingested_at:
             out[record.source] = SourceInfo.of(record)
+    if only is not None:
+        wanted = set(only)
+        out = {name: info for name, info in out.items() if name in wanted}
     return out
 
 

@@ -207,7 +207,8 @@ def _ingest(
     report = IngestReport()
     pruning = bool(prune_dirs or prune_patterns or prune_records)
     with store.session() as session:
-        existing = list_sources(session)
+        # Pruning looks at every stored source; otherwise only the inputs' own.
+        existing = list_sources(session, None if pruning else [i.source for i in inputs])
     if not replace:
         check_collisions(inputs, existing)
     # Sources that can no longer be read but have a stored version: their text

@@ -194,6 +194,7 @@ class KnowledgeBase:
             settings = settings.replace(**{k: v for k, v in options.items() if v is not None})
         self.settings = settings
         self._store: Store | None = None
+        self._chunker: tuple[int, Chunker] | None = None
 
     # -- the parts ------------------------------------------------------------------
     def store(self, create: bool = False) -> Store:
@@ -229,9 +230,12 @@ class KnowledgeBase:
         return len(self.embedder.tokenizer.encode(text, add_special_tokens=False).ids)
 
     def chunker(self) -> Chunker:
-        """The store's chunker: sized to its model's maximum sequence length."""
-        identity = self.store().identity
-        return Chunker.for_model(self.embedder.tokenizer, identity.max_seq_length)
+        """The store's chunker: sized to its model's maximum sequence length
+        (made once: a tokenizer's chunker costs tens of milliseconds to build)."""
+        size = self.store().identity.max_seq_length
+        if self._chunker is None or self._chunker[0] != size:
+            self._chunker = (size, Chunker.for_model(self.embedder.tokenizer, size))
+        return self._chunker[1]
 
     # -- ingest -----------------------------------------------------------------------
     def ingest(

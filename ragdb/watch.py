@@ -24,6 +24,10 @@ from typing import Any
 DEBOUNCE_MS = 500
 # Seconds between safety-net reconciles.
 RECONCILE_SECONDS = 300.0
+# A changed file is read once its size and modification time held still this
+# long (a file still being written is waited for), up to STABLE_MAX seconds.
+STABLE_SECONDS = 1.0
+STABLE_MAX = 30.0
 
 
 @dataclasses.dataclass
@@ -127,6 +131,7 @@ class Watcher:
                     raise_interrupt=False,
                 ):
                     if _changes or time.monotonic() > deadline:
+                        settle({Path(p) for _, p in _changes}, watch._stop)
                         self._sync(watch)
                         deadline = time.monotonic() + RECONCILE_SECONDS
                     if watch._stop.is_set():
@@ -136,3 +141,26 @@ class Watcher:
                 if watch.poll:
                     time.sleep(1.0)
                 watch.poll = True
+
+
+def settle(paths: set[Path], stop: threading.Event) -> None:
+    """Wait until none of ``paths`` changes size or modification time for
+    STABLE_SECONDS (gone files count as still), at most STABLE_MAX seconds."""
+
+    def state() -> dict[Path, tuple[int, int] | None]:
+        out: dict[Path, tuple[int, int] | None] = {}
+        for path in paths:
+            try:
+                st = path.stat()
+                out[path] = (st.st_size, st.st_mtime_ns)
+            except OSError:
+                out[path] = None
+        return out
+
+    give_up = time.monotonic() + STABLE_MAX
+    before = state()
+    while time.monotonic() < give_up and not stop.wait(STABLE_SECONDS):
+        now = state()
+        if now == before:
+            return
+        before = now

@@ -1,7 +1,9 @@
 """The service's figures, side by side in one run: a cold `ragdb query
---retrieve-only` through a running `ragdb serve` against the same command
-in-process, and HTTP search latency and throughput with 1 and 8 concurrent
-clients against the in-process retrieval loop's own rate.
+--retrieve-only` and a one-file `ragdb ingest` through a running `ragdb serve`
+against the same commands in-process, the time from a file's write to its being
+searchable under `--watch`, and HTTP search latency and throughput with 1 and 8
+concurrent clients against the in-process retrieval loop's own rate and the
+encoder's.
 
     scripts/run-python bench-serve.py [--docs 500] [--queries 200]
 
@@ -76,8 +78,12 @@ def main() -> int:
     port = free_port()
     ragdb = [sys.executable, "-m", "ragdb", "--store", str(store)]
     log = open(work / "serve.log", "wb")  # noqa: SIM115 (closed below)
+    watched = work / "watched"
+    watched.mkdir()
     server = subprocess.Popen(
-        [*ragdb, "serve", "--port", str(port), "--no-auth"], stdout=log, stderr=subprocess.STDOUT
+        [*ragdb, "serve", "--port", str(port), "--no-auth", "--watch", str(watched)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     results: dict[str, object] = {"chunks": chunks, "machine": f"{os.cpu_count()} cores"}
@@ -98,6 +104,37 @@ def main() -> int:
         alone = [wall([*ragdb, "--no-server", *query]) for _ in range(3)]
         results["cold_query_server_s"] = round(statistics.median(served), 3)
         results["cold_query_inprocess_s"] = round(statistics.median(alone), 3)
+
+        # A one-file ingest: a new file each time, so that it is really embedded.
+        def one_file(i: int, *flags: str) -> float:
+            path = work / f"note{i}.txt"
+            path.write_text(f"Note {i}: the {questions[i % len(questions)]} matters.")
+            return wall([*ragdb, *flags, "ingest", str(path)])
+
+        served = [one_file(i) for i in range(5)]
+        alone = [one_file(100 + i, "--no-server") for i in range(3)]
+        results["ingest_one_server_s"] = round(statistics.median(served), 3)
+        results["ingest_one_inprocess_s"] = round(statistics.median(alone), 3)
+
+        # --watch: from a file's write to its being found.
+        def searchable(i: int) -> float:
+            word = f"zyzzogeton{i}"
+            path = watched / f"w{i}.txt"
+            t = time.perf_counter()
+            path.write_text(f"The {word} is a small insect of note {i}.")
+            while time.perf_counter() - t < 60:
+                got = httpx.post(
+                    f"{url}/v1/search", json={"query": word, "k": 1, "mode": "bm25"}, timeout=30
+                ).json()
+                if got.get("chunks") and got["chunks"][0]["source"].endswith(path.name):
+                    return time.perf_counter() - t
+                time.sleep(0.02)
+            raise RuntimeError(f"{path} was not searchable within 60 s")
+
+        time.sleep(2)  # the watch's first reconcile (of an empty folder)
+        watch = [searchable(i) for i in range(5)]
+        results["watch_searchable_p50_s"] = round(statistics.median(watch), 2)
+        results["watch_searchable_max_s"] = round(max(watch), 2)
 
         def search(client: httpx.Client, q: str) -> float:
             t = time.perf_counter()
@@ -150,6 +187,13 @@ def main() -> int:
     rows = [
         ("cold query --retrieve-only, server", f"{r['cold_query_server_s']} s", "target <= 0.3 s"),
         ("cold query --retrieve-only, in-process", f"{r['cold_query_inprocess_s']} s", ""),
+        ("one-file ingest, server", f"{r['ingest_one_server_s']} s", "target <= 0.5 s"),
+        ("one-file ingest, in-process", f"{r['ingest_one_inprocess_s']} s", ""),
+        (
+            "--watch: write to searchable",
+            f"p50 {r['watch_searchable_p50_s']} s, max {r['watch_searchable_max_s']} s",
+            "target <= 2 s",
+        ),
     ]
     for n in ("1_client", "8_clients"):
         latency = f"p50 {r[f'http_{n}_p50_ms']} ms, p95 {r[f'http_{n}_p95_ms']} ms"

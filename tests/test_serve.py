@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -506,11 +507,26 @@ def test_watched_folder_converges_to_ingest_prune(tmp_path: Path, facts_dir: Pat
         _until(lambda: (_text_of(url, resolved / "b.txt") or "").startswith("Bitterns hide"))
         (folder / "c.txt").unlink()  # delete
         _until(lambda: "c.txt" not in names())
+        # A file still being written is read once it holds still, never half-way.
+        slow, pieces, seen = (
+            folder / "slow.txt",
+            [f"Part {i} of the shrike report." for i in range(6)],
+            set(),
+        )
+        for piece in pieces:
+            with slow.open("a") as fh:
+                fh.write(piece + " ")
+            for _ in range(3):
+                seen.add(_text_of(url, resolved / "slow.txt"))
+                time.sleep(0.08)
+        whole = " ".join(pieces)
+        _until(lambda: _text_of(url, resolved / "slow.txt") == whole)
+        assert seen <= {None, whole}, seen
         burst = folder / "burst"
         burst.mkdir()
-        for i in range(200):
+        for i in range(500):
             (burst / f"n{i:03d}.txt").write_text(f"Note {i} on nightjars.")
-        _until(lambda: len(names()) == 202, seconds=120)
+        _until(lambda: len(names()) == 503, seconds=180)
         status = httpx.get(f"{url}/v1/status", headers={"X-API-Key": KEY}).json()
         watch = status["service"]["watches"][0]
         assert watch["path"] == str(resolved) and watch["reconciles"] >= 2
@@ -518,8 +534,8 @@ def test_watched_folder_converges_to_ingest_prune(tmp_path: Path, facts_dir: Pat
     # What the watch made is exactly what one `ingest --prune DIR` gives.
     again = Ragdb(store).json("ingest", "--prune", str(folder))
     assert (again["added"], again["updated"], again["removed"]) == (0, 0, 0)
-    assert again["unchanged"] == 202
-    assert len(Ragdb(store).json("sources")) == 202 + 4  # the facts are still there
+    assert again["unchanged"] == 503
+    assert len(Ragdb(store).json("sources")) == 503 + 4  # the facts are still there
 
 
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
