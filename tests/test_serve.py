@@ -601,3 +601,97 @@ def _healthy(url: str) -> bool:
         return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def _doc(i: int, version: str) -> str:
+    filler = " ".join(f"w{i}{version}x{j}" for j in range(20))  # the version in every chunk
+    return "\n\n".join(
+        f"Document {i} {version} part {p}. Heron note {i}. {filler}" for p in range(2)
+    )
+
+
+def test_queries_while_a_job_and_a_cli_process_ingest(tmp_path: Path, facts_dir: Path) -> None:
+    """8 clients search while the server's job replaces 120 two-chunk documents
+    and another process ingests 80 more: no errors, each source whole-old or
+    whole-new in every answer, and afterwards no chunk lost or duplicated."""
+    import random
+    import re
+    import threading
+
+    from ragdb import KnowledgeBase
+
+    from .proofs.storecheck import compare
+
+    store, served, other = tmp_path / "store", tmp_path / "served", tmp_path / "other"
+    served.mkdir(), other.mkdir()
+    for i in range(120):
+        (served / f"d{i:03d}.txt").write_text(_doc(i, "v1"))
+    for i in range(80):
+        (other / f"o{i:03d}.txt").write_text(f"Other note {i} about herons and egrets.")
+    Ragdb(store)("ingest", str(facts_dir), str(served))
+    for i in range(120):
+        (served / f"d{i:03d}.txt").write_text(_doc(i, "v2"))
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "ragdb", "--store", str(store), "serve", "--port", str(port),
+        "--api-key", KEY, "--allow-path", str(served),
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    problems: list[str] = []
+    answered = 0
+    done = threading.Event()
+
+    def searcher(seed: int) -> None:
+        nonlocal answered
+        rng = random.Random(seed)
+        with httpx.Client(base_url=url, headers={"X-API-Key": KEY}, timeout=120) as http:
+            while not done.is_set():
+                done.wait(0.2)  # users, not a load test: the writers get their turn
+                i = rng.randrange(120)
+                got = http.post("/v1/search", json={"query": f"Heron note {i}", "k": 10})
+                if got.status_code != 200:
+                    problems.append(f"{got.status_code}: {got.text[:200]}")
+                    continue
+                answered += 1
+                tags: dict[str, set[str]] = {}
+                for hit in got.json()["chunks"]:
+                    if "/served/" in hit["source"]:
+                        found = set(re.findall(r"w\d+(v\d)x", hit["text"]))
+                        tags.setdefault(hit["source"], set()).update(found)
+                problems.extend(
+                    f"mixed versions of {s}: {t}" for s, t in tags.items() if len(t) > 1
+                )
+
+    with serving(cmd, f"{url}/healthz", tmp_path / "serve.log", 180):
+        threads = [threading.Thread(target=searcher, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        with httpx.Client(base_url=url, headers={"X-API-Key": KEY}, timeout=600) as http:
+            job = http.post("/v1/ingest", json={"paths": [str(served)]})
+            assert job.status_code == 202
+            cli_process = subprocess.run(
+                [sys.executable, "-m", "ragdb", "--store", str(store), "--no-server",
+                 "ingest", str(other), "--json"],
+                capture_output=True, text=True, timeout=600,
+            )  # fmt: skip
+            for event in _events(http, job.json()["id"]):
+                if event["event"] == "done":
+                    assert event["state"] == "succeeded", event
+                    assert event["report"]["updated"] == 120
+        done.set()
+        for t in threads:
+            t.join()
+    assert cli_process.returncode == 0, cli_process.stderr
+    assert json.loads(cli_process.stdout)["added"] == 80
+    assert not problems, problems[:5]
+    assert answered > 50
+    expected = {
+        str(p.resolve()): p.read_text() for d in (facts_dir, served, other) for p in d.iterdir()
+    }
+    check = compare(KnowledgeBase(store=store), expected)
+    assert check["chunks"] >= 4 + 2 * 120 + 80  # two chunks a document: a mix would show
+    assert (check["lost_chunks"], check["duplicated_chunks"], check["unexpected_sources"]) == (
+        0,
+        0,
+        0,
+    ), check
