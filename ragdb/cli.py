@@ -285,7 +285,8 @@ def ingest(
         plan = kb.plan_text(name, data, replace=replace)
     else:
         plan = kb.plan_paths(list(paths), prune=prune, replace=replace, warn=_warn)
-    server = _server(ctx)
+    # A --device of its own means this process embeds.
+    server = _server(ctx) if device is None else None
     progress = _Bar("embedding", "chunk")
     try:
         if server is not None:

@@ -61,7 +61,11 @@ BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 def bench_ingest(
-    work: Path, corpus: Path, docs: int | None, backends: tuple[str, ...]
+    work: Path,
+    corpus: Path,
+    docs: int | None,
+    backends: tuple[str, ...],
+    batch_sizes: tuple[int, ...] = (16, 32, 64, 128),
 ) -> dict[str, Any]:
     from sentence_transformers import SentenceTransformer
 
@@ -88,7 +92,7 @@ def bench_ingest(
     raw = SentenceTransformer(resolve_model_path("all-MiniLM-L6-v2"), device="cpu")
     sample = random.Random(0).sample(texts, min(len(texts), 512))
     best_bs, best_rate = 32, 0.0
-    for bs in (16, 32, 64, 128):
+    for bs in batch_sizes:
         t0 = time.perf_counter()
         raw.encode(sample, batch_size=bs, normalize_embeddings=True)
         rate = len(sample) / (time.perf_counter() - t0)
@@ -349,7 +353,9 @@ def main() -> int:
         # --quick leaves out the plain onnx backend: its export alone costs the
         # suite half a minute, and it shares torch's code path in this harness.
         backends = tuple(b for b in BACKENDS if not (quick and b == "onnx"))
-        results["ingest"] = bench_ingest(work, opts.corpus, docs, backends)
+        # --quick: raw torch at batch 32 only (the sweep is the full run's business).
+        sweep = (32,) if quick else (16, 32, 64, 128)
+        results["ingest"] = bench_ingest(work, opts.corpus, docs, backends, sweep)
         stores = {b: Path(p) for b, p in results["ingest"].pop("stores").items()}
         if opts.ingest_only:
             print(json.dumps(results["ingest"], indent=2))

@@ -30,7 +30,7 @@ def run_script(name: str, *args: str, timeout: float = 600) -> dict:
 
 
 def test_stress_embedded() -> None:
-    out = run_script("tests.proofs.stress", "--writers", "2", "--readers", "2", "--seconds", "8")
+    out = run_script("tests.proofs.stress", "--writers", "2", "--readers", "2", "--seconds", "5")
     assert out["errors"] == out["lost_chunks"] == out["duplicated_chunks"] == 0
     assert out["write_ops"] > 0 and out["queries"] > 0
 
@@ -48,7 +48,7 @@ def test_stress_server(chroma_server: str) -> None:
         "2",
         "--machines",
         "--seconds",
-        "10",
+        "6",
         "--chroma-url",
         chroma_server,
     )
