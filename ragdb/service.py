@@ -506,7 +506,7 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
         )
 
     @app.post("/v1/search")
-    async def search(request: Request) -> dict[str, Any]:
+    async def search(request: Request) -> Response:
         data = await body_of(request)
         question = str(data.get("query") or "")
         k, mode = int(data.get("k") or 4), str(data.get("mode") or DEFAULT_MODE)
@@ -514,11 +514,10 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
         hits = retrieval.hits
         if data.get("min_score") is not None:
             hits = [h for h in hits if h.score >= float(data["min_score"])]
-        return {
-            "query": question,
-            "chunks": [h.to_dict() for h in hits],
-            "timings": retrieval.timings,
-        }
+        # A JSONResponse of plain data: FastAPI's own encoder would walk it again.
+        return JSONResponse(
+            {"query": question, "chunks": [h.to_dict() for h in hits], "timings": retrieval.timings}
+        )
 
     @app.post("/v1/ask")
     async def ask(request: Request) -> Response:
