@@ -116,6 +116,8 @@ def ensure_export(model_dir: Path, backend: str, name: str) -> Path:
     target = export_dir(model_dir, backend)
     if (target / META).is_file():
         return target
+    # int8 is quantised from the fp32 export, which is kept for the onnx backend.
+    fp32 = ensure_export(model_dir, "onnx", name) if backend == "onnx-int8" else None
     from filelock import FileLock
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -131,7 +133,10 @@ def ensure_export(model_dir: Path, backend: str, name: str) -> Path:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         try:
-            _export(model_dir, backend, partial)
+            if fp32 is not None:
+                _quantise(fp32, partial)
+            else:
+                _export(model_dir, backend, partial)
         except EmbeddingModelError:
             shutil.rmtree(partial, ignore_errors=True)
             raise
@@ -146,7 +151,6 @@ def ensure_export(model_dir: Path, backend: str, name: str) -> Path:
 
 
 def _export(model_dir: Path, backend: str, out: Path) -> None:
-    import logging
     import warnings
 
     import torch
@@ -193,30 +197,6 @@ def _export(model_dir: Path, backend: str, out: Path) -> None:
             opset_version=OPSET,
             dynamo=False,
         )
-    if backend == "onnx-int8":
-        from onnx import TensorProto
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        quantised = out / "model.int8.onnx"
-        keep = down_projections(fp32)
-        # It advises shape pre-processing on the root logger; the graph needs none.
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(logging.ERROR)
-        try:
-            quantize_dynamic(
-                str(fp32),
-                str(quantised),
-                weight_type=getattr(QuantType, INT8_SETTINGS["weight_type"]),
-                per_channel=INT8_SETTINGS["per_channel"],
-                reduce_range=INT8_SETTINGS["reduce_range"],
-                op_types_to_quantize=INT8_SETTINGS["op_types"],
-                nodes_to_exclude=keep,
-                extra_options={"DefaultTensorType": TensorProto.FLOAT},
-            )
-        finally:
-            root.setLevel(level)
-        os.replace(quantised, fp32)
     # What encoding needs besides the graph: the tokenizer and its settings.
     tok_file = model_dir / "tokenizer.json"
     if tok_file.is_file():
@@ -238,6 +218,37 @@ def _export(model_dir: Path, backend: str, out: Path) -> None:
         "backend": backend,
     }
     (out / META).write_text(json.dumps(meta, indent=2))
+
+
+def _quantise(fp32: Path, out: Path) -> None:
+    """The int8 export, made from the fp32 one in ``fp32``: weights quantised
+    per channel, the down projections left in fp32 (INT8_SETTINGS)."""
+    import logging
+
+    from onnx import TensorProto
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = fp32 / "model.onnx"
+    # It advises shape pre-processing on the root logger; the graph needs none.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(
+            str(model),
+            str(out / "model.onnx"),
+            weight_type=getattr(QuantType, INT8_SETTINGS["weight_type"]),
+            per_channel=INT8_SETTINGS["per_channel"],
+            reduce_range=INT8_SETTINGS["reduce_range"],
+            op_types_to_quantize=INT8_SETTINGS["op_types"],
+            nodes_to_exclude=down_projections(model),
+            extra_options={"DefaultTensorType": TensorProto.FLOAT},
+        )
+    finally:
+        root.setLevel(level)
+    shutil.copy(fp32 / "tokenizer.json", out / "tokenizer.json")
+    meta = json.loads((fp32 / META).read_text())
+    (out / META).write_text(json.dumps({**meta, "backend": "onnx-int8"}, indent=2))
 
 
 def down_projections(model_path: Path) -> list[str]:
