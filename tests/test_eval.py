@@ -166,13 +166,8 @@ def test_eval_on_scifact_subset(
     local_ragdb: Ragdb, scifact_subset: dict[str, Path], tmp_path: Path
 ) -> None:
     import numpy as np
-    from sentence_transformers import SentenceTransformer
-
-    from ragdb.embeddings import resolve_model_path
 
     ragdb = local_ragdb
-    # torch vectors: the independent dense ranking below uses sentence-transformers.
-    ragdb.extra = ["--embed-backend", "torch"]
     ragdb(
         "ingest",
         "--records",
@@ -225,13 +220,18 @@ def test_eval_on_scifact_subset(
             assert abs(out[metric] - value) < 1e-3, (mode, metric, out[metric], value)
         results[mode] = out
 
-    # Dense rankings, computed independently: the raw model over the stored chunks,
-    # exact cosine, each source scored by its best chunk.
-    chunks = ragdb.chunks()
-    model = SentenceTransformer(resolve_model_path("all-MiniLM-L6-v2"), device="cpu")
-    vecs = model.encode([c["text"] for c in chunks], normalize_embeddings=True)
+    # Dense rankings, computed independently of Chroma's index and ragdb's ranking:
+    # exact cosine between each question's vector and every stored chunk's, each
+    # source scored by its best chunk. (That the vectors are the model's own is
+    # test_query.py's and test_onnx.py's business.)
+    kb = ragdb.kb()
+    with kb.store().session() as session:
+        stored = [pair for page in session.pages(embeddings=True) for pair in page]
+    chunks = [{"source": record.source, "text": record.text} for record, _ in stored]
+    vecs = np.asarray([vector for _, vector in stored], dtype=np.float32)
     ids = list(queries)
-    qv = model.encode([queries[q] for q in ids], normalize_embeddings=True)
+    # One question a run, as ragdb embeds them.
+    qv = np.stack([kb.embedder.encode([queries[q]])[0] for q in ids])
     sims = qv @ vecs.T
     independent = {}
     for qi, q in enumerate(ids):
