@@ -85,6 +85,27 @@ class IngestPlan:
     prune_records: bool = False
     replace: bool = False
 
+    def select(self, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> IngestPlan:
+        """The plan with only the inputs that match an ``include`` glob (when any
+        is given) and no ``exclude`` glob: a pattern without ``/`` is matched
+        against the file's name, one with it against the end of its path."""
+
+        def matcher(pattern: str) -> Callable[[str], bool]:
+            if "/" not in pattern:
+                name = glob_matcher(pattern)
+                return lambda source: bool(name.fullmatch(source.rsplit("/", 1)[-1]))
+            tail = glob_matcher(pattern if pattern.startswith("/") else "**/" + pattern)
+            return lambda source: bool(tail.fullmatch(source))
+
+        keep, drop = [matcher(p) for p in include], [matcher(p) for p in exclude]
+        inputs = [
+            inp
+            for inp in self.inputs
+            if (not keep or any(m(inp.source) for m in keep))
+            and not any(m(inp.source) for m in drop)
+        ]
+        return dataclasses.replace(self, inputs=inputs)
+
     def to_wire(self) -> dict[str, Any]:
         """The plan as JSON, every input's bytes read (``POST /v1/ingest``)."""
         return {

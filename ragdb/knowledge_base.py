@@ -291,22 +291,36 @@ class KnowledgeBase:
         *,
         kind: str | None = None,
         replace: bool = False,
+        metadata: dict[str, Any] | None = None,
         progress: Progress | None = None,
         warn: Warn | None = None,
     ) -> IngestReport:
-        """Add one source given directly (standard input, say) under ``name``."""
-        plan = self.plan_text(name, data, kind=kind, replace=replace)
+        """Add one source given directly (standard input, say) under ``name``;
+        ``metadata`` (strings, numbers, booleans) is kept on each of its chunks."""
+        plan = self.plan_text(name, data, kind=kind, replace=replace, metadata=metadata)
         return self.ingest_plan(plan, progress=progress, warn=warn)
 
     def plan_text(
-        self, name: str, data: bytes | str, *, kind: str | None = None, replace: bool = False
+        self,
+        name: str,
+        data: bytes | str,
+        *,
+        kind: str | None = None,
+        replace: bool = False,
+        metadata: dict[str, Any] | None = None,
     ) -> IngestPlan:
         """What :meth:`ingest_text` would do."""
         if isinstance(data, str):
             data = data.encode("utf-8")
         if not name.strip():
             raise UsageError("a source name must not be empty")
-        return IngestPlan([Input(source=name, data=data, kind_hint=kind)], replace=replace)
+        meta = tuple((metadata or {}).items())
+        for key, value in meta:
+            if not isinstance(key, str) or not isinstance(value, (str, int, float, bool)):
+                raise InputError(f"metadata {key!r}: values are strings, numbers or booleans")
+        return IngestPlan(
+            [Input(source=name, data=data, kind_hint=kind, meta=meta)], replace=replace
+        )
 
     def ingest_records(
         self,

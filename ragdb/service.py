@@ -413,26 +413,27 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
                 not isinstance(item, dict)
                 or not item.get("name")
                 or not isinstance(item.get("text"), str)
+                or not isinstance(item.get("metadata") or {}, dict)
             ):
-                raise UsageError('each of "texts" needs a "name" and a "text"')
-        allowed = [_allowed(str(p), config.allow_paths) for p in paths]
-        prune = bool(data.get("prune"))
+                raise UsageError('each of "texts" needs a "name" and a "text" (and "metadata": {})')
+        # Made now, so that a bad path or pattern is this request's 400, not a failed job.
+        plans = [
+            kb.plan_text(
+                str(t["name"]), str(t["text"]), replace=True, metadata=t.get("metadata") or None
+            )
+            for t in texts
+        ]
+        if paths:
+            include, exclude = _strings(data, "include"), _strings(data, "exclude")
+            allowed = [_allowed(str(p), config.allow_paths) for p in paths]
+            plan = kb.plan_paths(allowed, prune=bool(data.get("prune")))
+            plans.append(plan.select(include, exclude))
 
         def work(job: Job) -> Any:
             reports = [
-                kb.ingest_text(
-                    str(t["name"]),
-                    str(t["text"]),
-                    replace=True,
-                    progress=job.progress,
-                    warn=job.warn,
-                ).to_dict()
-                for t in texts
+                kb.ingest_plan(plan, progress=job.progress, warn=job.warn).to_dict()
+                for plan in plans
             ]
-            if allowed:
-                reports.append(
-                    kb.ingest(allowed, prune=prune, progress=job.progress, warn=job.warn).to_dict()
-                )
             return _merge(reports)
 
         return await answer_job(request, jobs.submit("ingest", work))
@@ -454,9 +455,16 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
         name = str(form.get("name") or upload.filename or "").strip()
         if not name:
             raise UsageError('give the document a "name" (or a file name)')
+        try:
+            metadata = json.loads(str(form.get("metadata") or "{}"))
+        except ValueError:
+            raise UsageError('"metadata" must be a JSON object') from None
+        if not isinstance(metadata, dict):
+            raise UsageError('"metadata" must be a JSON object')
+        plan = kb.plan_text(name, data, replace=True, metadata=metadata)
 
         def work(job: Job) -> Any:
-            return kb.ingest_text(name, data, replace=True, progress=job.progress, warn=job.warn)
+            return kb.ingest_plan(plan, progress=job.progress, warn=job.warn)
 
         return await answer_job(request, jobs.submit("ingest", work))
 
@@ -747,6 +755,14 @@ def _merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
             elif isinstance(value, (int, float)):
                 total[key] = total.get(key, 0) + value
     return total
+
+
+def _strings(data: dict[str, Any], key: str) -> list[str]:
+    """A request's list of strings under ``key`` (none when absent)."""
+    value = data.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UsageError(f'"{key}" must be a list of glob patterns')
+    return value
 
 
 def _allowed(path: str, roots: tuple[Path, ...]) -> str:

@@ -450,12 +450,45 @@ def test_upload_a_document(service: dict[str, object]) -> None:
         sent = http.post(
             "/v1/documents?wait=true",
             files={"file": ("otters.md", b"# Otters\n\nSea otters hold hands while they sleep.")},
+            data={"metadata": json.dumps({"team": "mammals", "year": 2026})},
         )
         assert sent.status_code == 200 and sent.json()["added"] == 1
         hits = http.post("/v1/search", json={"query": "otters sleep", "k": 1}).json()["chunks"]
         assert hits[0]["source"] == "otters.md"
+        assert hits[0]["metadata"]["team"] == "mammals" and hits[0]["metadata"]["year"] == 2026
         assert http.post("/v1/documents", data={"name": "x"}).status_code == 400
+        bad = http.post("/v1/documents", files={"file": ("y.txt", b"Y.")}, data={"metadata": "[1]"})
+        assert bad.status_code == 400 and "JSON object" in bad.json()["detail"]
+        nested = http.post(
+            "/v1/ingest",
+            json={"texts": [{"name": "z", "text": "Z.", "metadata": {"deep": {"no": 1}}}]},
+        )
+        assert nested.status_code == 400 and "metadata" in nested.json()["detail"]
         http.delete("/v1/sources/otters.md")
+        assert http.get("/v1/sources/z").status_code == 404  # nothing was queued
+
+
+def test_ingest_paths_with_include_and_exclude(service: dict[str, object]) -> None:
+    docs = Path(str(service["docs"])) / "mixed"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "keep.md").write_text("Puffins keep their burrows.")
+    (docs / "sub" / "also.md").write_text("Gannets also dive.")
+    (docs / "skip.txt").write_text("Skuas steal fish.")
+    (docs / "sub" / "draft.md").write_text("A draft about terns.")
+    with native(service) as http:
+        got = http.post(
+            "/v1/ingest?wait=true",
+            json={"paths": [str(docs)], "include": ["*.md"], "exclude": ["sub/draft.*"]},
+        )
+        assert got.status_code == 200, got.text
+        assert got.json()["added"] == 2
+        listed = http.get("/v1/sources", params={"prefix": str(docs.resolve())}).json()
+        names = sorted(Path(s["source"]).name for s in listed["sources"])
+        assert names == ["also.md", "keep.md"]
+        bad = http.post("/v1/ingest", json={"paths": [str(docs)], "include": "*.md"})
+        assert bad.status_code == 400 and "glob patterns" in bad.json()["detail"]
+        for source in listed["sources"]:
+            http.delete(f"/v1/sources/{source['source']}")
 
 
 def _names_under(url: str, folder: Path) -> set[str]:
