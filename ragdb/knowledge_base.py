@@ -441,12 +441,12 @@ class KnowledgeBase:
         with store.session() as session:
             # The keyword searches need no embeddings: they run beside the encoder.
             keyword = None
-            if any(q.mode != "dense" for q in queries):
+            if any(q.mode != "dense" and q.source_prefix is None for q in queries):
                 index = session.keywords
                 keyword = _background().submit(
                     lambda: [
                         index.search(q.question, candidate_depth(q.mode, q.k))
-                        if q.mode != "dense"
+                        if q.mode != "dense" and q.source_prefix is None
                         else None
                         for q in queries
                     ]

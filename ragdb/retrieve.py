@@ -79,6 +79,8 @@ class Query:
     question: str
     k: int = 4
     mode: str = DEFAULT_MODE
+    # Only sources whose names start with this (a folder, a records prefix).
+    source_prefix: str | None = None
 
 
 def dense_search(session: Session, embedding: list[float], k: int) -> list[Hit]:
@@ -104,8 +106,13 @@ def search_many(
         if query.mode not in MODES:
             raise ValueError(f"unknown retrieval mode {query.mode!r}")
     depths = [candidate_depth(q.mode, q.k) for q in queries]
-    wants_dense = [i for i, q in enumerate(queries) if q.mode != "bm25"]
     dense: dict[int, list[tuple[str, float]]] = {}
+    keyword = list(keyword)
+    for i, query in enumerate(queries):
+        if query.source_prefix is not None:
+            # Filtered: searched alone, each retriever restricted to those sources.
+            dense[i], keyword[i] = _filtered(session, query, embeddings[i], depths[i])
+    wants_dense = [i for i, q in enumerate(queries) if q.mode != "bm25" and q.source_prefix is None]
     if wants_dense:
         # Ids and distances only: text and metadata are read for the winners alone.
         found = session.nearest_many(
@@ -146,6 +153,30 @@ def search_many(
         _hits(chunks, found, embeddings[i], dict(dense.get(i, [])) if q.mode == "dense" else None)
         for i, (q, found) in enumerate(zip(queries, winners, strict=True))
     ]
+
+
+def _filtered(
+    session: Session, query: Query, embedding: Sequence[float], depth: int
+) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """The dense and BM25 candidates of ``query`` among the sources its prefix
+    names: Chroma filters by those names; the keyword ranking is read whole and
+    kept to their chunks (exact, and slower than an unfiltered search)."""
+    from .chunks import list_sources, records_of
+
+    prefix = query.source_prefix or ""
+    names = [name for name in list_sources(session) if name.startswith(prefix)]
+    if not names:
+        return [], []
+    dense: list[tuple[str, float]] = []
+    if query.mode != "bm25":
+        where: Any = {"source": names[0] if len(names) == 1 else {"$in": names}}
+        dense = session.nearest_many([embedding], depth, where=where)[0]
+    bm25: list[tuple[str, float]] = []
+    if query.mode != "dense":
+        ids = {r.id for found in records_of(session, names).values() for r in found}
+        ranked = session.keywords.search(query.question, max(depth, session.count()))
+        bm25 = [(cid, score) for cid, score in ranked if cid in ids][:depth]
+    return dense, bm25
 
 
 def _hits(

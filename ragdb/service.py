@@ -518,7 +518,10 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
         data = await body_of(request)
         question = str(data.get("query") or "")
         k, mode = int(data.get("k") or 4), str(data.get("mode") or DEFAULT_MODE)
-        retrieval = await batcher.retrieve(Query(question, k, mode))
+        source = data.get("source")
+        if source is not None and not isinstance(source, str):
+            raise UsageError('"source" is a prefix of source names (a string)')
+        retrieval = await batcher.retrieve(Query(question, k, mode, source))
         hits = retrieval.hits
         if data.get("min_score") is not None:
             hits = [h for h in hits if h.score >= float(data["min_score"])]

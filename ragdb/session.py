@@ -268,15 +268,19 @@ class Session:
         return [float(x) for x in got["embeddings"][0]]
 
     def nearest_many(
-        self, embeddings: Sequence[Sequence[float]], k: int
+        self,
+        embeddings: Sequence[Sequence[float]],
+        k: int,
+        where: dict[str, Any] | None = None,
     ) -> list[list[tuple[str, float]]]:
         """The ``k`` nearest chunk ids (with cosine distances) of each embedding,
-        in one query of the index."""
+        in one query of the index; ``where`` filters on chunk metadata."""
         got: Any = self._call(
             "searching the vector index",
             lambda: self._coll.query(
                 query_embeddings=cast(Any, [list(map(float, e)) for e in embeddings]),
                 n_results=k,
+                where=cast(Any, where),
                 include=cast(Any, ["distances"]),
             ),
         )

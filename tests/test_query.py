@@ -230,3 +230,30 @@ def test_int8_questions_encoded_together_equal_alone() -> None:
     assert np.array_equal(embedder.encode_queries(questions), alone)
     # What encode_queries avoids: one batch moves the vectors.
     assert not np.array_equal(embedder.encode(questions), alone)
+
+
+def test_filter_on_source_prefix(store: Path, facts_dir: Path, tmp_path: Path) -> None:
+    """A query restricted to sources under a prefix ranks exactly as the full
+    ranking does once the other sources are dropped (dense, bm25), in a batch
+    with unfiltered queries too."""
+    from ragdb import KnowledgeBase, Query
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "summit.txt").write_text("The Innovation Summit moved to a new venue in May.")
+    (other / "coffee.txt").write_text("The coffee machine on floor two makes espresso.")
+    kb = KnowledgeBase(store=store)
+    kb.ingest([facts_dir, other])
+    prefix = str(facts_dir.resolve()) + "/"
+    question = "When is the Innovation Summit held and where is the coffee machine?"
+    for mode in ("dense", "bm25", "hybrid"):
+        filtered, unfiltered, everything = kb.retrieve_many(
+            [Query(question, 2, mode, prefix), Query(question, 2, mode), Query(question, 10, mode)]
+        )
+        assert filtered.hits and all(h.source.startswith(prefix) for h in filtered.hits)
+        assert len(unfiltered.hits) == 2
+        assert any(not h.source.startswith(prefix) for h in everything.hits)
+        if mode != "hybrid":  # fusion ranks the filtered candidates afresh
+            expected = [h.id for h in everything.hits if h.source.startswith(prefix)][:2]
+            assert [h.id for h in filtered.hits] == expected
+    assert kb.retrieve_many([Query(question, 2, "hybrid", "/nowhere/")])[0].hits == []

@@ -145,6 +145,10 @@ def test_native_api(service: dict[str, object], tmp_path: Path) -> None:
     with native(service) as http:
         hits = http.post("/v1/search", json={"query": "octopus", "k": 2}).json()["chunks"]
         assert hits[0]["source"].endswith("fact3.txt")
+        folder = str(Path(hits[0]["source"]).parent)
+        only = http.post("/v1/search", json={"query": "octopus", "source": folder + "/fact1"})
+        assert [h["source"] for h in only.json()["chunks"]] == [folder + "/fact1.txt"]
+        assert http.post("/v1/search", json={"query": "x", "source": 3}).status_code == 400
         assert http.post("/v1/search", content=b"{not json").status_code == 400
         listed = http.get("/v1/sources", params={"prefix": str(service["root"])}).json()
         assert listed["total"] == 4
