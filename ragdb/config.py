@@ -224,7 +224,7 @@ SETTINGS: tuple[Setting, ...] = (
         "--url",
         ("RAGDB_URL",),
         "the running `ragdb serve` a local store's serve.json names, if any",
-        "A ragdb server to answer query, status and sources (--no-server: in-process)",
+        "A ragdb server for query, status, sources, ingest and remove (--no-server: in-process)",
     ),
     Setting(
         "serve_host",
