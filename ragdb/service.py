@@ -332,22 +332,9 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
             "removed": report["removed"],
         }
 
-    @app.delete("/v1/sources/{source:path}")
-    async def delete_source(source: str) -> dict[str, Any]:
-        # Exactly the source named (a 404 when unknown), never a path or pattern match.
-        def work() -> Any:
-            if source not in {s.source for s in kb.sources()}:
-                raise SourceNotFoundError(f"not in the knowledge base: {source}")
-            return kb.remove([source])
-
-        return removed(await write("remove", work))
-
-    @app.post("/v1/remove")
-    async def remove(request: Request) -> dict[str, Any]:
-        data = await body_of(request)
-        names = data.get("sources")
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-            raise UsageError('give "sources": the stored names to remove')
+    async def remove_exactly(names: list[str]) -> dict[str, Any]:
+        """Remove the sources of exactly these names (a 404 names the first
+        unknown one), never a path's, directory's or pattern's matches."""
 
         def work() -> Any:
             known = {s.source for s in kb.sources()}
@@ -357,6 +344,18 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
             return kb.remove(names)
 
         return removed(await write("remove", work))
+
+    @app.delete("/v1/sources/{source:path}")
+    async def delete_source(source: str) -> dict[str, Any]:
+        return await remove_exactly([source])
+
+    @app.post("/v1/remove")
+    async def remove(request: Request) -> dict[str, Any]:
+        data = await body_of(request)
+        names = data.get("sources")
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise UsageError('give "sources": the stored names to remove')
+        return await remove_exactly(names)
 
     @app.post("/v1/reset")
     async def reset() -> dict[str, Any]:
@@ -394,16 +393,24 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
                 "too_large",
             )
         data = await body_of(request)
+        # Plans are made before queuing, so that bad input is this request's 400,
+        # and off the event loop (decoding uploads, walking directories).
+        plans = await run_in_threadpool(ingest_plans, data)
+
+        def work(job: Job) -> Any:
+            reports = [
+                kb.ingest_plan(plan, progress=job.progress, warn=job.warn).to_dict()
+                for plan in plans
+            ]
+            return _merge(reports)
+
+        return await answer_job(request, jobs.submit("ingest", work))
+
+    def ingest_plans(data: dict[str, Any]) -> list[IngestPlan]:
+        """The ingest plans a POST /v1/ingest body asks for."""
         if "inputs" in data:
             # A plan made where the files are (the CLI's own ingest, sent here).
-            plan = IngestPlan.from_wire(data)
-            return await answer_job(
-                request,
-                jobs.submit(
-                    "ingest",
-                    lambda job: kb.ingest_plan(plan, progress=job.progress, warn=job.warn),
-                ),
-            )
+            return [IngestPlan.from_wire(data)]
         texts = data.get("texts") or []
         paths = data.get("paths") or []
         if not isinstance(texts, list) or not isinstance(paths, list) or not (texts or paths):
@@ -416,7 +423,6 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
                 or not isinstance(item.get("metadata") or {}, dict)
             ):
                 raise UsageError('each of "texts" needs a "name" and a "text" (and "metadata": {})')
-        # Made now, so that a bad path or pattern is this request's 400, not a failed job.
         plans = [
             kb.plan_text(
                 str(t["name"]), str(t["text"]), replace=True, metadata=t.get("metadata") or None
@@ -428,15 +434,7 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
             allowed = [_allowed(str(p), config.allow_paths) for p in paths]
             plan = kb.plan_paths(allowed, prune=bool(data.get("prune")))
             plans.append(plan.select(include, exclude))
-
-        def work(job: Job) -> Any:
-            reports = [
-                kb.ingest_plan(plan, progress=job.progress, warn=job.warn).to_dict()
-                for plan in plans
-            ]
-            return _merge(reports)
-
-        return await answer_job(request, jobs.submit("ingest", work))
+        return plans
 
     @app.post("/v1/documents")
     async def upload(request: Request) -> Response:

@@ -25,6 +25,10 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ragdb import KnowledgeBase
 
 from tests.proofs.data import (  # scripts/run-python puts the root on the path
     free_port,
@@ -37,6 +41,32 @@ def wall(cmd: list[str]) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True)
     return time.perf_counter() - t0
+
+
+def int8_batch_effect(kb: KnowledgeBase, questions: list[str]) -> dict[str, Any]:
+    """How much encoding questions in one batch moves their vectors, and their
+    dense top 10, against one question a call (why the service encodes int8
+    questions one per run)."""
+    import numpy as np
+
+    from ragdb.retrieve import dense_search
+
+    embedder = kb.embedder
+    alone = np.stack([embedder.encode([q])[0] for q in questions])
+    together = embedder.encode(questions)
+    changed = 0
+    with kb.store().session() as session:
+        for a, b in zip(alone, together, strict=True):
+            ids_a = [h.id for h in dense_search(session, [float(x) for x in a], 10)]
+            ids_b = [h.id for h in dense_search(session, [float(x) for x in b], 10)]
+            changed += ids_a != ids_b
+    return {
+        "backend": embedder.backend,
+        "questions": len(questions),
+        "max_diff": round(float(np.abs(alone - together).max()), 4),
+        "min_cosine": round(float((alone * together).sum(axis=1).min()), 4),
+        "dense_top10_changed": changed,
+    }
 
 
 def main() -> int:
@@ -82,6 +112,12 @@ def main() -> int:
     for q in questions:
         kb.embedder.encode([q])
     encoder_qps = len(questions) / (time.perf_counter() - t0)
+    # ... and 8 at a time, as a batch of the service encodes them.
+    t0 = time.perf_counter()
+    for i in range(0, len(questions), 8):
+        kb.embedder.encode_queries(questions[i : i + 8])
+    encoder_8_qps = len(questions) / (time.perf_counter() - t0)
+    batch_effect = int8_batch_effect(kb, questions[:64])
 
     port = free_port()
     ragdb = [sys.executable, "-m", "ragdb", "--store", str(store)]
@@ -181,6 +217,8 @@ def main() -> int:
         results["http_8_clients_qps"] = round(len(lat) / elapsed, 1)
         results["inprocess_qps"] = round(inproc_qps, 1)
         results["encoder_qps"] = round(encoder_qps, 1)
+        results["encoder_8_qps"] = round(encoder_8_qps, 1)
+        results["batch_effect"] = batch_effect
         results["inprocess_batched_qps"] = round(inproc_batched_qps, 1)
         after = httpx.get(f"{url}/v1/status", timeout=30).json()["service"]
         queries = after["retrieval_queries"] - before["retrieval_queries"]
@@ -215,6 +253,16 @@ def main() -> int:
     rows.append(("in-process retrieve loop", f"{r['inprocess_qps']} q/s", "(reference)"))
     rows.append(("in-process retrieve_many, 8 at a time", f"{r['inprocess_batched_qps']} q/s", ""))
     rows.append(("encoder alone, one question a call", f"{r['encoder_qps']} q/s", "(ceiling)"))
+    rows.append(("encoder alone, 8 questions a call", f"{r['encoder_8_qps']} q/s", ""))
+    e = r["batch_effect"]
+    rows.append(
+        (
+            f"{e['backend']}: one batch of {e['questions']} vs one by one",
+            f"max |dv| {e['max_diff']}, min cosine {e['min_cosine']}, "
+            f"{e['dense_top10_changed']} dense top-10 lists changed",
+            "",
+        )
+    )
     print(f"ragdb bench-serve ({results['machine']}; {chunks} chunks)")
     for name, value, target in rows:
         print(f"{name:<40} {value:<48} {target}")

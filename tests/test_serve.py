@@ -3,6 +3,7 @@ real model, the real llama.cpp server, driven by the openai SDK and httpx."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -21,6 +22,17 @@ from .conftest import Ragdb, free_port, serving
 KEY = "test-key-0123456789"
 
 
+@contextlib.contextmanager
+def ragdb_serve(store: Path, log: Path, *args: str) -> Iterator[str]:
+    """`ragdb serve` of ``store`` with ``args`` on a free loopback port; its URL
+    once it answers its health check."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "ragdb", "--store", str(store), "serve", "--port", str(port)]
+    url = f"http://127.0.0.1:{port}"
+    with serving([*cmd, *args], f"{url}/healthz", log, 180):
+        yield url
+
+
 @pytest.fixture(scope="module")
 def service(
     tmp_path_factory: pytest.TempPathFactory, llm_server: str
@@ -37,14 +49,10 @@ def service(
     for i, fact in enumerate(FACTS):
         (facts / f"fact{i}.txt").write_text(fact + "\n")
     Ragdb(store)("ingest", str(facts))
-    port = free_port()
-    cmd = [
-        sys.executable, "-m", "ragdb", "--store", str(store), "serve", "--port", str(port),
-        "--api-key", KEY, "--allow-path", str(docs), "--llm-url", llm_server,
-        "--model", "smollm2", "--max-tokens", "48",
-    ]  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    with serving(cmd, f"{url}/healthz", root / "serve.log", 180):
+    with ragdb_serve(
+        store, root / "serve.log", "--api-key", KEY, "--allow-path", str(docs),
+        "--llm-url", llm_server, "--model", "smollm2", "--max-tokens", "48",
+    ) as url:  # fmt: skip
         yield {"url": url, "store": store, "docs": docs, "root": root}
 
 
@@ -241,13 +249,11 @@ def test_ask_streams_chunks_then_deltas_then_done(service: dict[str, object]) ->
 def test_llm_down_is_502_with_the_chunks(tmp_path: Path, facts_dir: Path) -> None:
     store = tmp_path / "store"
     Ragdb(store)("ingest", str(facts_dir))
-    port, dead = free_port(), free_port()
-    cmd = [
-        sys.executable, "-m", "ragdb", "--store", str(store), "serve", "--port", str(port),
+    dead = free_port()
+    with ragdb_serve(
+        store, tmp_path / "serve.log",
         "--llm-url", f"http://127.0.0.1:{dead}/v1", "--max-upload-mb", "1", "--allow-reset",
-    ]  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    with serving(cmd, f"{url}/healthz", tmp_path / "serve.log", 180):
+    ) as url:  # fmt: skip
         token_file = store / "serve.token"
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
         token = token_file.read_text().strip()
@@ -524,14 +530,10 @@ def test_watched_folder_converges_to_ingest_prune(tmp_path: Path, facts_dir: Pat
     (folder / "a.txt").write_text("Auks dive for fish.")
     (folder / "b.txt").write_text("Bitterns boom in reed beds.")
     Ragdb(store)("ingest", str(facts_dir))  # sources outside the folder: never pruned
-    port = free_port()
-    cmd = [
-        sys.executable, "-m", "ragdb", "--store", str(store), "serve", "--port", str(port),
-        "--api-key", KEY, "--watch", str(folder),
-    ]  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
     resolved = folder.resolve()
-    with serving(cmd, f"{url}/healthz", tmp_path / "serve.log", 180):
+    with ragdb_serve(
+        store, tmp_path / "serve.log", "--api-key", KEY, "--watch", str(folder)
+    ) as url:
         names = lambda: _names_under(url, resolved)  # noqa: E731
         _until(lambda: names() == {"a.txt", "b.txt"})  # the reconcile at start
         (folder / "c.txt").write_text("Cranes dance in spring.")  # create
@@ -668,12 +670,6 @@ def test_queries_while_a_job_and_a_cli_process_ingest(tmp_path: Path, facts_dir:
     Ragdb(store)("ingest", str(facts_dir), str(served))
     for i in range(120):
         (served / f"d{i:03d}.txt").write_text(_doc(i, "v2"))
-    port = free_port()
-    cmd = [
-        sys.executable, "-m", "ragdb", "--store", str(store), "serve", "--port", str(port),
-        "--api-key", KEY, "--allow-path", str(served),
-    ]  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
     problems: list[str] = []
     answered = 0
     done = threading.Event()
@@ -699,7 +695,8 @@ def test_queries_while_a_job_and_a_cli_process_ingest(tmp_path: Path, facts_dir:
                     f"mixed versions of {s}: {t}" for s, t in tags.items() if len(t) > 1
                 )
 
-    with serving(cmd, f"{url}/healthz", tmp_path / "serve.log", 180):
+    log = tmp_path / "serve.log"
+    with ragdb_serve(store, log, "--api-key", KEY, "--allow-path", str(served)) as url:
         threads = [threading.Thread(target=searcher, args=(n,)) for n in range(8)]
         for t in threads:
             t.start()
