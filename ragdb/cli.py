@@ -26,7 +26,22 @@ if TYPE_CHECKING:
 
 
 class RagdbCommand(click.Command):
-    """A subcommand whose usage errors show its own usage line, not the group's."""
+    """A subcommand whose usage errors show its own usage line, not the group's,
+    and say where a global option goes when one is given after the command."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            group = ctx.parent.command if ctx.parent is not None else None
+            names = {n for p in getattr(group, "params", []) for n in p.opts}
+            if exc.option_name in names:
+                raise click.UsageError(
+                    f"{exc.option_name} is a global option: put it before the command "
+                    f"(ragdb {exc.option_name} ... {ctx.info_name} ...)",
+                    ctx,
+                ) from None
+            raise
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -87,16 +102,26 @@ mode_option = click.option(
 
 class _Bar:
     """A tqdm bar on stderr, made on first use (so nothing shows when there is no
-    work); its total may grow as work is discovered."""
+    work); its total may grow as work is discovered. Where stderr is no terminal
+    (a log, a pipe) it writes a plain line at the start, every few seconds and
+    at the end instead, so long work is never silent."""
+
+    EVERY = 5.0  # seconds between plain lines
 
     def __init__(self, desc: str, unit: str) -> None:
         self.desc, self.unit = desc, unit
         self.bar: Any = None
+        self.plain = not sys.stderr.isatty()
+        self.said = 0.0
+        self.last: tuple[int, int] | None = None
 
     def __call__(self, done: int, total: int) -> None:
+        if total == 0:
+            return
+        if self.plain:
+            self._line(done, total)
+            return
         if self.bar is None:
-            if total == 0:
-                return
             from tqdm import tqdm
 
             self.bar = tqdm(
@@ -111,9 +136,21 @@ class _Bar:
         self.bar.n = done
         self.bar.refresh()
 
+    def _line(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        self.last = (done, total)
+        if self.said and now - self.said < self.EVERY and done < total:
+            return
+        self.said = now
+        click.echo(f"{self.desc}: {done:,} of {total:,} {self.unit}s", err=True)
+        self.last = None
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        elif self.plain and self.last is not None:
+            done, total = self.last
+            click.echo(f"{self.desc}: {done:,} of {total:,} {self.unit}s", err=True)
 
 
 def _kb(ctx: click.Context, **options: Any) -> KnowledgeBase:
@@ -442,6 +479,7 @@ def query(
             "max_tokens": f"it reached --max-tokens{tokens}",
             "deadline": f"it took longer than --timeout{seconds}",
             "repetition": "the model was repeating itself",
+            "stream-ended": "the language model's server closed the stream before it finished",
         }.get(result.get("truncated_reason") or "", result.get("truncated_reason") or "")
         _warn(f"the answer was cut short: {why}")
 
@@ -529,7 +567,14 @@ def status(ctx: click.Context, as_json: bool) -> None:
         "updated_at": "last change",
     }
     for key, label in labels.items():
-        click.echo(f"{label + ':':<18} {info.get(key)}")
+        value = info.get(key)
+        click.echo(f"{label + ':':<18} {_when(value) if key == 'updated_at' else value}")
+
+
+def _when(iso: Any) -> str:
+    """A stored time (ISO 8601, UTC) as people read it, saying it is UTC."""
+    text = str(iso or "")
+    return f"{text[:10]} {text[11:19]} UTC" if len(text) >= 19 else text
 
 
 @cli.command("sources")
@@ -547,10 +592,16 @@ def sources_cmd(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         _emit_json([item.to_dict() for item in items])
         return
+    if items:
+        click.echo(f"{'chunks':>6}  {'ingested (UTC)':<19}  source")
     for item in items:
-        # One line per source, whatever its name holds (a newline in a file name).
-        name = item.source.encode("unicode_escape").decode("ascii")
-        click.echo(f"{item.n_chunks:>5}  {item.ingested_at[:19]}  {name}")
+        # One line per source, whatever its name holds (a newline in a file name
+        # is escaped; other characters, accents and all, are shown as they are).
+        name = "".join(
+            ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+            for ch in item.source
+        )
+        click.echo(f"{item.n_chunks:>6}  {_when(item.ingested_at)[:19]}  {name}")
 
 
 # -- evaluation ---------------------------------------------------------------------------
@@ -611,6 +662,11 @@ def eval_cmd(
     finally:
         progress.close()
     run = result.pop("run")
+    if result["relevant_docs_missing"]:
+        _warn(
+            f"{result['relevant_docs_missing']} of the {result['relevant_docs_judged']} documents "
+            "judged relevant are not in the knowledge base; they count as never retrieved"
+        )
     if run_file:
         with open(run_file, "w", encoding="utf-8") as fh:
             json.dump(run, fh)
@@ -639,7 +695,11 @@ def doctor(ctx: click.Context, repair: bool, yes: bool, as_json: bool, device: s
             raise UsageError(f"the manifest would be rebuilt from {source}: add --yes to do so")
         return click.confirm(f"Rebuild the manifest from {source}?", err=True)
 
-    report = _kb(ctx, device=device).doctor(repair=repair, confirm=confirm)
+    progress = _Bar("rebuilding the vector index", "chunk")
+    try:
+        report = _kb(ctx, device=device).doctor(repair=repair, confirm=confirm, progress=progress)
+    finally:
+        progress.close()
     if as_json:
         _emit_json(report.to_dict())
     else:
@@ -648,7 +708,12 @@ def doctor(ctx: click.Context, repair: bool, yes: bool, as_json: bool, device: s
         for finding in report.findings:
             click.echo(f"problem: {finding.problem}: {finding.detail}")
         state = "healthy" if report.healthy else "NOT healthy"
-        click.echo(f"{report.store}: {state} ({report.chunks} chunks, {report.sources} sources)")
+        counts = (
+            f"{report.chunks} chunks, {report.sources} sources"
+            if report.chunks is not None
+            else "chunks and sources not counted: the store does not read until repaired"
+        )
+        click.echo(f"{report.store}: {state} ({counts})")
     if not report.healthy:
         _fail(
             f"{len(report.findings)} problem(s) found"

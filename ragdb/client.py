@@ -167,6 +167,11 @@ class ServiceClient:
 
 
 def _error(status: int, raw: bytes) -> RagdbError:
+    if status == 401:
+        return errors.UsageError(
+            "the ragdb server refused this command's API key: set RAGDB_API_KEY to the key "
+            "it was started with, or add --no-server to work in-process"
+        )
     try:
         body = json.loads(raw)
     except ValueError:
@@ -187,14 +192,18 @@ def _error_from(body: dict[str, Any]) -> RagdbError:
     return exc
 
 
-def write_serve_file(store: Path, url: str, token_file: Path | None) -> Path:
-    """Tell this store's CLI users where its server is (mode 0600)."""
+def write_serve_file(
+    store: Path, url: str, token_file: Path | None, needs_key: bool = False
+) -> Path:
+    """Tell this store's CLI users where its server is (mode 0600), and whether
+    it wants a key they must bring themselves (``--api-key`` given to serve)."""
     path = store / SERVE_FILE
     info = {
         "url": url,
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "token_file": str(token_file) if token_file else None,
+        "needs_key": needs_key,
     }
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -212,13 +221,19 @@ def find_server(store: Path | None, url: str | None, api_key: str | None) -> Ser
         return client
     if store is None:
         return None
-    try:
-        info = json.loads((store / SERVE_FILE).read_text())
-    except (OSError, ValueError):
+    info = _serve_info(store)
+    if info is None:
         return None
-    if info.get("host") == socket.gethostname() and not alive(int(info.get("pid") or 0)):
-        return None  # left by a server that is gone
     token = api_key
+    if info.get("needs_key") and not api_key:
+        import sys
+
+        print(
+            f"ragdb: the server at {info['url']} wants its API key (set RAGDB_API_KEY to use "
+            "it); working in-process",
+            file=sys.stderr,
+        )
+        return None
     if info.get("token_file"):
         try:
             token = Path(info["token_file"]).read_text().strip()
@@ -226,3 +241,24 @@ def find_server(store: Path | None, url: str | None, api_key: str | None) -> Ser
             return None  # not ours to read: work in-process
     client = ServiceClient(str(info["url"]), token)
     return client if client.alive() else None
+
+
+def _serve_info(store: Path) -> dict[str, Any] | None:
+    """What a local store's serve.json says, unless a server that is gone left it."""
+    try:
+        info = json.loads((store / SERVE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or "url" not in info:
+        return None
+    if info.get("host") == socket.gethostname() and not alive(int(info.get("pid") or 0)):
+        return None  # left by a server that is gone
+    return info
+
+
+def running_server(store: Path) -> tuple[str, int] | None:
+    """The URL and pid of a live ``ragdb serve`` of this local store, if any."""
+    info = _serve_info(store)
+    if info is None or not ServiceClient(str(info["url"]), None).alive():
+        return None
+    return str(info["url"]), int(info.get("pid") or 0)

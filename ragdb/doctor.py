@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .chunks import remove_ids, settle_sources, version_problem, versions
@@ -28,8 +29,10 @@ class DoctorReport:
     """What doctor found (and, after a repair, what it did)."""
 
     store: str
-    chunks: int = 0
-    sources: int = 0
+    # None: not known (the manifest or the vector index does not read), which
+    # is not the same as none stored.
+    chunks: int | None = None
+    sources: int | None = None
     findings: list[Finding] = dataclasses.field(default_factory=list)
     repaired: list[str] = dataclasses.field(default_factory=list)
 
@@ -146,7 +149,7 @@ def _check_chunks(session: Session, report: DoctorReport) -> None:
 
 
 def _check_index(session: Session, report: DoctorReport) -> None:
-    if report.chunks == 0:
+    if not report.chunks:
         return
     try:
         sample = session.sample_vector()
@@ -162,14 +165,14 @@ def _check_index(session: Session, report: DoctorReport) -> None:
                 )
             )
             return
-        session.nearest_many([sample], min(10, report.chunks))
+        session.nearest_many([sample], min(10, report.chunks or 1))
     except StoreError as exc:
         report.findings.append(
             Finding("index-unloadable", f"the vector index fails to load or search: {exc}")
         )
 
 
-def repair(store: Store) -> DoctorReport:
+def repair(store: Store, progress: Callable[[int, int], None] | None = None) -> DoctorReport:
     """Fix what :func:`check` finds: settle every source to one whole version,
     drop chunks without records and orphan collections, and rebuild the vector
     index when it fails to load. Returns the check after repair."""
@@ -200,7 +203,7 @@ def repair(store: Store) -> DoctorReport:
             session.rebuild_keywords()
         repaired.append("rebuilt the keyword index")
     if "index-unloadable" in problems:
-        name, count = rebuild(store, None)
+        name, count = rebuild(store, None, progress=progress)
         repaired.append(f"rebuilt the vector index as {name} ({count} chunks)")
     after = check(store)
     after.repaired = repaired

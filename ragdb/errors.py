@@ -27,8 +27,17 @@ class InputError(RagdbError):
     """The user asked for something that cannot be done (bad path, bad file)."""
 
 
-class SourceNotFoundError(InputError):
+class NotFoundError(InputError):
+    """Something named that is not there (a job, a watch)."""
+
+
+class SourceNotFoundError(NotFoundError):
     """A source named that is not in the knowledge base."""
+
+
+class SourceConflictError(InputError):
+    """A name stored as another kind of source (a file, a record, text given
+    directly): neither overwrites the other unless asked to replace."""
 
 
 class UsageError(RagdbError):
@@ -67,10 +76,18 @@ class StoreVersionError(StoreError):
     """The store was written by a newer ragdb or chromadb than this one."""
 
 
+class DiskFullError(StoreError):
+    """The disk holding the store has no room left for a write."""
+
+
 class StoreBusyError(StoreError):
     """Another process held the store for longer than we were willing to wait."""
 
     exit_code = 4
+
+
+class AddressInUseError(RagdbError):
+    """``ragdb serve`` cannot listen where it was asked to."""
 
 
 class EmbeddingModelError(RagdbError):
@@ -96,7 +113,9 @@ class LLMTimeoutError(LLMError):
 HTTP_STATUS: dict[type[RagdbError], int] = {
     RagdbError: 500,
     InputError: 400,
+    NotFoundError: 404,
     SourceNotFoundError: 404,
+    SourceConflictError: 409,
     UsageError: 400,
     NotAllowedError: 403,
     StoreError: 500,
@@ -106,6 +125,7 @@ HTTP_STATUS: dict[type[RagdbError], int] = {
     ModelMismatchError: 409,
     StoreVersionError: 409,
     StoreBusyError: 503,
+    DiskFullError: 507,
     EmbeddingModelError: 500,
     LLMError: 502,
     LLMTimeoutError: 504,

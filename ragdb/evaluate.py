@@ -102,9 +102,11 @@ def percentile(values: list[float], p: float) -> float:
 
 def _source_names(
     kb: KnowledgeBase, qrels: dict[str, dict[str, int]], qrels_path: Path
-) -> dict[str, str]:
+) -> tuple[dict[str, str], set[str]]:
     """Map each judged corpus id to a stored source: the id itself (records), or
-    a path, taken as given or relative to the qrels file."""
+    a path, taken as given or relative to the qrels file; and the judged ids
+    that are not stored at all."""
+    missing: set[str] = set()
     known = {s.source for s in kb.sources()}
     mapping: dict[str, str] = {}
     for rels in qrels.values():
@@ -121,7 +123,8 @@ def _source_names(
                     break
             else:
                 mapping[doc] = doc  # not in the store: counts as never retrieved
-    return mapping
+                missing.add(doc)
+    return mapping, missing
 
 
 def evaluate(
@@ -138,7 +141,9 @@ def evaluate(
     judged = [qid for qid in queries if qid in qrels]
     if not judged:
         raise InputError("no query in the queries file has judgements in the qrels file")
-    names = _source_names(kb, qrels, Path(qrels_path))
+    names, missing = _source_names(kb, qrels, Path(qrels_path))
+    relevant = {d for qid in judged for d, r in qrels[qid].items() if r > 0}
+    absent = sorted(relevant & missing)
     depth = max(CHUNK_DEPTH, 3 * k)
     per_query: dict[str, dict[str, float]] = {}
     latencies: list[float] = []
@@ -159,6 +164,10 @@ def evaluate(
         if progress:
             progress(i + 1, len(judged))
     result: dict[str, Any] = {"mode": mode, "queries": len(judged)}
+    # Judged relevant but never stored: scored as misses, so the figures are low
+    # for a reason the user should see (an ingest that left documents out).
+    result["relevant_docs_missing"] = len(absent)
+    result["relevant_docs_judged"] = len(relevant)
     for metric in (f"ndcg@{k}", f"recall@{k}", "recall@100", f"mrr@{k}"):
         result[metric] = round(statistics.fmean(q[metric] for q in per_query.values()), 4)
     result["latency_ms_p50"] = round(percentile(latencies, 50) * 1000, 2)

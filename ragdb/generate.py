@@ -33,7 +33,8 @@ class StreamState:
 
     truncated: bool = False
     # "max_tokens" (the server stopped at --max-tokens), "deadline" (--timeout
-    # passed), or "repetition" (the model was repeating itself).
+    # passed), "repetition" (the model was repeating itself), or "stream-ended"
+    # (the server closed the stream without saying it had finished).
     reason: str | None = None
 
     def cut(self, reason: str) -> None:
@@ -80,7 +81,9 @@ def build_prompt(
 ) -> Prompt:
     """The chat messages for ``question``: as many of ``hits`` as fit in
     ``budget`` tokens (an OpenAI-compatible server silently cuts what exceeds
-    its context window, so ragdb cuts first, where it can say so)."""
+    its context window, so ragdb cuts first, where it can say so). The
+    question's own tokens count against the budget too."""
+    budget = max(16, budget - count_tokens(question))
     parts: list[str] = []
     used: list[Hit] = []
     spent = 0
@@ -200,11 +203,14 @@ def stream_answer(
     messages: list[dict[str, str]],
     show_thinking: bool = False,
     state: StreamState | None = None,
+    max_tokens: int | None = None,
 ) -> Iterator[str]:
-    """The answer's text as it arrives, bounded by ``settings.llm_max_tokens``,
-    by ``settings.llm_timeout`` for the whole answer, and by a repetition guard;
-    ``state`` learns whether and why it was cut. Any failure is an
-    :class:`LLMError` that says what to do."""
+    """The answer's text as it arrives, bounded by ``max_tokens`` (default
+    ``settings.llm_max_tokens``), by ``settings.llm_timeout`` for the whole
+    answer, and by a repetition guard; ``state`` learns whether and why it was
+    cut. Any failure is an :class:`LLMError` that says what to do, and so is a
+    stream that ends without a word or a reason to stop (llama.cpp closes one
+    so when the prompt is over its context)."""
     import openai
 
     url, model = settings.llm_url, settings.llm_model
@@ -219,9 +225,10 @@ def stream_answer(
             messages=messages,
             stream=True,
             temperature=0.1,
-            max_tokens=settings.llm_max_tokens,
+            max_tokens=max_tokens or settings.llm_max_tokens,
         )
         started = True
+        said = ended = False
         for event in stream:
             if time.monotonic() > deadline:
                 state.cut("deadline")
@@ -229,6 +236,8 @@ def stream_answer(
                 break
             if not getattr(event, "choices", None):
                 continue
+            if event.choices[0].finish_reason:
+                ended = True
             if event.choices[0].finish_reason == "length":
                 state.cut("max_tokens")
             delta = event.choices[0].delta
@@ -237,6 +246,7 @@ def stream_answer(
             if reasoning and show_thinking:
                 yield reasoning
             content = delta.content or ""
+            said = said or bool(content or reasoning)
             if content:
                 text = content if show_thinking else think.feed(content)
                 if text:
@@ -248,6 +258,14 @@ def stream_answer(
         rest = think.flush()
         if rest and not show_thinking:
             yield rest
+        if not said and not ended and not state.truncated:
+            raise LLMError(
+                f"the language model at {url} closed the answer stream without a word (the "
+                "prompt may be longer than its context window: lower --context-tokens or -k, "
+                "or ask a shorter question)"
+            )
+        if not ended and not state.truncated:
+            state.cut("stream-ended")
     except openai.APITimeoutError:
         raise LLMTimeoutError(
             f"the language model at {url} did not answer within {settings.llm_timeout:g}s: "

@@ -29,7 +29,7 @@ from .chunks import (
     remove_sources,
     write_versions,
 )
-from .errors import InputError
+from .errors import InputError, SourceConflictError
 from .loaders import Document, Input, Skipped, extract, glob_matcher
 from .manifest import utcnow
 
@@ -84,6 +84,9 @@ class IngestPlan:
     prune_patterns: list[str] = dataclasses.field(default_factory=list)
     prune_records: bool = False
     replace: bool = False
+    # A name stored as something else is skipped (with a warning) instead of
+    # failing the whole ingest: a watched folder keeps syncing around it.
+    skip_clashes: bool = False
 
     def select(self, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> IngestPlan:
         """The plan with only the inputs that match an ``include`` glob (when any
@@ -180,13 +183,14 @@ def run_ingest(
     prune_records: bool = False,
     prune_patterns: Sequence[str] = (),
     replace: bool = False,
+    skip_clashes: bool = False,
 ) -> IngestReport:
     """Ingest ``inputs`` into ``store``; prune what left ``prune_dirs``, no longer
     matches ``prune_patterns`` or (``prune_records``) left its records file.
 
     A source whose name is stored with another type or origin (a file, standard
     input, a record of another records file) is refused before anything is
-    written, unless ``replace``.
+    written, unless ``replace``; with ``skip_clashes`` it alone is skipped.
 
     One ingest runs at a time per local store: a second one waits for the first
     (saying so through ``warn``), then finds its work done."""
@@ -208,6 +212,7 @@ def run_ingest(
             prune_records,
             prune_patterns,
             replace,
+            skip_clashes,
         )
 
 
@@ -223,6 +228,7 @@ def _ingest(
     prune_records: bool,
     prune_patterns: Sequence[str],
     replace: bool,
+    skip_clashes: bool,
 ) -> IngestReport:
     started = time.perf_counter()
     report = IngestReport()
@@ -230,8 +236,23 @@ def _ingest(
     with store.session() as session:
         # Pruning looks at every stored source; otherwise only the inputs' own.
         existing = list_sources(session, None if pruning else [i.source for i in inputs])
-    if not replace:
+    seen = {inp.source for inp in inputs}
+    if not replace and not skip_clashes:
         check_collisions(inputs, existing)
+    elif not replace:
+        kept = []
+        for inp in inputs:
+            clash = clash_message(inp, existing)
+            if clash is None:
+                kept.append(inp)
+                continue
+            report.skipped += 1
+            report.skipped_sources.append(
+                {"source": inp.source, "reason": clash, "stored_version": "kept"}
+            )
+            if warn:
+                warn(f"skipped {inp.source}: {clash}")
+        inputs = kept
     # Sources that can no longer be read but have a stored version: their text
     # no longer exists, so --prune removes them; without it the warning says so.
     stale: list[str] = []
@@ -295,6 +316,9 @@ def _ingest(
             except Skipped as exc:
                 skip(item.inp.source, str(exc))
                 continue
+            for note in item.doc.notes:
+                if warn:
+                    warn(f"{item.inp.source}: {note}")
             item.chunks = chunker.split(
                 item.doc.text, markdown=item.doc.kind == "markdown", pages=item.doc.page_starts
             )
@@ -341,7 +365,6 @@ def _ingest(
     origins = {inp.origin for inp in inputs if inp.origin}
     matchers = [glob_matcher(p) for p in prune_patterns]
     if prune_dirs or matchers or (prune_records and origins) or stale:
-        seen = {inp.source for inp in inputs}
         gone = [
             src
             for src, info in existing.items()
@@ -369,21 +392,30 @@ def _ingest(
 
 
 def check_collisions(inputs: Sequence[Input], existing: dict[str, SourceInfo]) -> None:
-    """An error naming the first input whose name is stored as something else."""
+    """A :class:`SourceConflictError` naming the first input whose name is
+    stored as something else."""
     for inp in inputs:
-        known = existing.get(inp.source)
-        if known is None or (known.source_type, known.origin) == (inp.source_type, inp.origin):
-            continue
-        new = SourceInfo(inp.source, "", 0, "", "", inp.origin, inp.source_type).describe()
-        hint = {
-            "record": "give its records another --id-prefix",
-            "text": "choose another --name",
-            "file": "remove the stored one first",
-        }[inp.source_type]
-        raise InputError(
-            f"{inp.source!r} is stored as {known.describe()}, and this is {new}: "
-            f"{hint}, or add --replace to replace it"
-        )
+        clash = clash_message(inp, existing)
+        if clash is not None:
+            raise SourceConflictError(clash)
+
+
+def clash_message(inp: Input, existing: dict[str, SourceInfo]) -> str | None:
+    """Why ``inp`` may not replace what is stored under its name (a file, a
+    record and text given directly never overwrite each other), or None."""
+    known = existing.get(inp.source)
+    if known is None or (known.source_type, known.origin) == (inp.source_type, inp.origin):
+        return None
+    new = SourceInfo(inp.source, "", 0, "", "", inp.origin, inp.source_type).describe()
+    hint = {
+        "record": "give its records another --id-prefix",
+        "text": "choose another --name",
+        "file": "remove the stored one first",
+    }[inp.source_type]
+    return (
+        f"{inp.source!r} is stored as {known.describe()}, and this is {new}: "
+        f"{hint}, or add --replace to replace it"
+    )
 
 
 def _under(source: str, directory: Path) -> bool:

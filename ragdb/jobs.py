@@ -23,12 +23,19 @@ from .errors import RagdbError
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 # Finished jobs kept for their readers, newest last.
 KEEP = 200
+# Seconds a cancelled job (or, at shutdown, any running job) has to stop before
+# it is abandoned: marked finished, its thread left to end by itself (a write
+# in flight is a whole session, settled by the store's own recovery) while the
+# queue goes on with a fresh worker.
+CANCEL_GRACE = 10.0
 
 Work = Callable[["Job"], Any]  # runs the job; returns its report (with to_dict())
 
 
-class Cancelled(Exception):
-    """Raised inside a running job (from its progress callback) to stop it."""
+class Cancelled(KeyboardInterrupt):
+    """Raised inside a running job (from its progress callback) to stop it; an
+    ingest treats it as its Ctrl-C (what was embedded before is written, and
+    the job's report says how much)."""
 
 
 @dataclasses.dataclass
@@ -89,6 +96,16 @@ class Job:
             return self._failure
         return RagdbError(self.error or f"the job was {self.state}")
 
+    def wait(self, stop: threading.Event | None = None, step: float = 0.5) -> bool:
+        """Wait until the job is finished (True) or ``stop`` is set (False)."""
+        while not self.finished:
+            if stop is not None and stop.is_set():
+                return False
+            with self._changed:
+                if not self.finished:
+                    self._changed.wait(step)
+        return True
+
     def emit(self, event: dict[str, Any]) -> None:
         """Record an event and wake its readers."""
         with self._changed:
@@ -139,12 +156,19 @@ class Job:
 class JobQueue:
     """A queue of jobs and the single worker thread that runs them in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, grace: float = CANCEL_GRACE) -> None:
         self._jobs: dict[str, Job] = {}
         self._queue: queue.Queue[tuple[Job, Work] | None] = queue.Queue()
         self._lock = threading.Lock()
-        self._worker = threading.Thread(target=self._run, name="ragdb-jobs", daemon=True)
-        self._worker.start()
+        self._grace = grace
+        self._running: Job | None = None
+        self._worker = self._start_worker()
+
+    def _start_worker(self) -> threading.Thread:
+        worker = threading.Thread(target=self._run, name="ragdb-jobs", daemon=True)
+        self._worker = worker
+        worker.start()
+        return worker
 
     def submit(self, kind: str, work: Work) -> Job:
         """Queue ``work``; the job is returned at once."""
@@ -175,38 +199,82 @@ class JobQueue:
         if job is None or job.finished:
             return job
         job.cancel_requested = True
+        if job.state == "running":
+            timer = threading.Timer(self._grace, self._abandon, (job, "cancelled"))
+            timer.daemon = True
+            timer.start()
         return job
 
     def stop(self) -> None:
-        """Cancel what runs, drop what waits, and let the worker end."""
+        """Cancel what runs, drop what waits, and let the worker end; a job that
+        does not stop within the grace period is abandoned."""
         for job in self._jobs.values():
             if not job.finished:
                 job.cancel_requested = True
         self._queue.put(None)
-        self._worker.join(timeout=60)
+        self._worker.join(timeout=self._grace)
+        running = self._running
+        if running is not None:
+            self._abandon(running, "failed", "the server stopped")
+        for job in list(self._jobs.values()):
+            if not job.finished:
+                self._finish(job, "cancelled")
+
+    def _abandon(self, job: Job, state: str, why: str = "it was cancelled") -> None:
+        """Give up on a running job that did not stop: report it, and let a new
+        worker carry on with the queue."""
+        with self._lock:
+            if job.finished or self._running is not job:
+                return
+            self._running = None
+            job.error = (
+                f"abandoned: {why} and it did not stop within {self._grace:g}s "
+                "(what it wrote is whole; the rest was not stored)"
+            )
+            self._finish(job, state)
+            self._start_worker()
 
     def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
+        me = threading.current_thread()
+        while self._worker is me and (item := self._queue.get()) is not None:
             job, work = item
             if job.cancel_requested:
                 self._finish(job, "cancelled")
                 continue
+            with self._lock:
+                self._running = job
             job.state, job.started_at = "running", time.time()
             job.emit({"event": "state", "state": "running"})
-            try:
-                report = work(job)
-            except (Cancelled, KeyboardInterrupt):
-                # KeyboardInterrupt: the ingest's own "interrupted" (IngestInterrupted).
-                self._finish(job, "cancelled")
-            except RagdbError as exc:
-                job.failed(exc)
-                self._finish(job, "failed")
-            except Exception as exc:  # a bug: the job says so, the service lives on
-                job.error = f"{type(exc).__name__}: {exc}"
-                self._finish(job, "failed")
-            else:
-                job.report = report.to_dict() if hasattr(report, "to_dict") else report
-                self._finish(job, "succeeded")
+            state, report = self._execute(job, work)
+            with self._lock:
+                if job.finished:  # abandoned meanwhile: a new worker has the queue
+                    return
+                self._running = None
+                job.report = report
+                self._finish(job, state)
+
+    @staticmethod
+    def _execute(job: Job, work: Work) -> tuple[str, dict[str, Any] | None]:
+        """Run ``work``: the job's final state and report."""
+        try:
+            report = work(job)
+        except KeyboardInterrupt as exc:
+            # Cancelled, seen by an ingest as its own interruption (IngestInterrupted).
+            saved = getattr(exc, "sources", None)
+            if saved is None:
+                return "cancelled", {"cancelled": True}
+            return "cancelled", {
+                "cancelled": True,
+                "sources_saved": saved,
+                "chunks_saved": getattr(exc, "chunks", 0),
+            }
+        except RagdbError as exc:
+            job.failed(exc)
+            return "failed", None
+        except Exception as exc:  # a bug: the job says so, the service lives on
+            job.error = f"{type(exc).__name__}: {exc}"
+            return "failed", None
+        return "succeeded", report.to_dict() if hasattr(report, "to_dict") else report
 
     def _finish(self, job: Job, state: str) -> None:
         job.state, job.finished_at = state, time.time()

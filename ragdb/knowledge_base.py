@@ -39,7 +39,7 @@ from .generate import (
     check_llm_url,
     stream_answer,
 )
-from .ingest import IngestPlan, IngestReport, Progress, Warn, run_ingest
+from .ingest import IngestPlan, IngestReport, Progress, Warn, check_collisions, run_ingest
 from .loaders import Input, expand_paths, glob_matcher, read_records
 from .retrieve import DEFAULT_MODE, MODES, Hit, Query, candidate_depth, search_many
 from .store import Store
@@ -173,12 +173,23 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 2)
 
 
+# Bounds on one question: a request must not be able to cost the service
+# gigabytes (a question is echoed back, tokenised, and scored word by word).
+MAX_QUESTION_CHARS = 8000
+MAX_K = 1000
+
+
 def check_query(query: Query) -> None:
     """Refuse a query that cannot be answered, before any work is done for it."""
     if not query.question.strip():
         raise UsageError("the question is empty")
-    if query.k < 1:
-        raise UsageError("-k must be at least 1")
+    if len(query.question) > MAX_QUESTION_CHARS:
+        raise UsageError(
+            f"the question is {len(query.question):,} characters; at most "
+            f"{MAX_QUESTION_CHARS:,} are read (the model embeds only its first few hundred words)"
+        )
+    if not 1 <= query.k <= MAX_K:
+        raise UsageError(f"-k must be between 1 and {MAX_K}")
     if query.mode not in MODES:
         raise UsageError(f"unknown mode {query.mode!r}: use one of {', '.join(MODES)}")
 
@@ -244,6 +255,7 @@ class KnowledgeBase:
         *,
         prune: bool = False,
         replace: bool = False,
+        roots: Sequence[Path] | None = None,
         progress: Progress | None = None,
         warn: Warn | None = None,
     ) -> IngestReport:
@@ -251,8 +263,10 @@ class KnowledgeBase:
 
         ``prune`` also removes stored files that no longer exist under the
         directories given or no longer match the glob patterns given (quoted, so
-        that ragdb sees the pattern, not the shell's list of what exists now)."""
-        plan = self.plan_paths(paths, prune=prune, replace=replace, warn=warn)
+        that ragdb sees the pattern, not the shell's list of what exists now).
+        With ``roots``, only files that lie under one of them when opened are
+        read (what a server reads on a client's behalf)."""
+        plan = self.plan_paths(paths, prune=prune, replace=replace, roots=roots, warn=warn)
         return self.ingest_plan(plan, progress=progress, warn=warn)
 
     def plan_paths(
@@ -261,11 +275,13 @@ class KnowledgeBase:
         *,
         prune: bool = False,
         replace: bool = False,
+        roots: Sequence[Path] | None = None,
         warn: Warn | None = None,
     ) -> IngestPlan:
         """What :meth:`ingest` of ``paths`` would do, decided where the files
         are (nothing is read yet, and the store is not opened)."""
-        found = expand_paths([str(p) for p in paths])
+        bound = tuple(Path(r) for r in roots) if roots is not None else None
+        found = expand_paths([str(p) for p in paths], bound)
         if prune and not found.dirs and not found.patterns:
             raise UsageError(
                 "--prune removes stored files that are gone from the directories or quoted "
@@ -278,7 +294,7 @@ class KnowledgeBase:
         if not found.files and not prune:
             raise InputError("nothing to ingest: no files under the paths given")
         return IngestPlan(
-            [Input(source=str(f), path=f) for f in found.files],
+            [Input(source=str(f), path=f, roots=bound) for f in found.files],
             prune_dirs=list(found.dirs) if prune else [],
             prune_patterns=list(found.patterns) if prune else [],
             replace=replace,
@@ -385,7 +401,22 @@ class KnowledgeBase:
             prune_records=plan.prune_records,
             prune_patterns=plan.prune_patterns,
             replace=plan.replace,
+            skip_clashes=plan.skip_clashes,
         )
+
+    def check_plan(self, plan: IngestPlan) -> None:
+        """Refuse ``plan`` before it runs when it would overwrite a source stored
+        as another kind (a :class:`~ragdb.errors.SourceConflictError`); running
+        it checks again."""
+        if plan.replace or plan.skip_clashes or not plan.inputs:
+            return
+        try:
+            store = self.store()
+        except StoreNotFoundError:
+            return
+        with store.session() as session:
+            existing = list_sources(session, [i.source for i in plan.inputs])
+        check_collisions(plan.inputs, existing)
 
     def ingest_inputs(
         self,
@@ -396,6 +427,7 @@ class KnowledgeBase:
         prune_records: bool = False,
         prune_patterns: Sequence[str] = (),
         replace: bool = False,
+        skip_clashes: bool = False,
     ) -> IngestReport:
         """Ingest ``inputs`` (the other ``ingest_*`` methods make them)."""
         store = self.store(create=True)
@@ -410,6 +442,7 @@ class KnowledgeBase:
             prune_records=prune_records,
             prune_patterns=prune_patterns,
             replace=replace,
+            skip_clashes=skip_clashes,
         )
 
     # -- retrieval --------------------------------------------------------------------
@@ -483,6 +516,8 @@ class KnowledgeBase:
         ``retrieval``, when given, is what was retrieved already for ``question``."""
         if context_tokens < 16:
             raise UsageError("--context-tokens must be at least 16")
+        if min_score is not None and not -1.0 <= min_score <= 1.0:
+            raise UsageError("--min-score must be between -1 and 1 (a cosine similarity)")
         if not retrieve_only:
             check_llm_url(self.settings.llm_url)  # before the model loads, not after
         t0 = time.perf_counter()
@@ -562,13 +597,17 @@ class KnowledgeBase:
             return remove_all(session)
 
     def doctor(
-        self, repair: bool = False, confirm: Callable[[str], bool] | None = None
+        self,
+        repair: bool = False,
+        confirm: Callable[[str], bool] | None = None,
+        progress: Progress | None = None,
     ) -> DoctorReport:
         """Check the store (and with ``repair``, fix what can be fixed).
 
         A missing or unreadable manifest is a finding; repairing it rebuilds the
         manifest from its backup copy or from Chroma, once ``confirm`` (given
-        what it is rebuilt from, in words) agrees."""
+        what it is rebuilt from, in words) agrees. ``progress`` hears how far a
+        rebuild of the vector index has come (chunks done, chunks in all)."""
         from .doctor import Finding, check
         from .doctor import repair as do_repair
 
@@ -583,10 +622,10 @@ class KnowledgeBase:
             if confirm is not None and not confirm(plan.source):
                 raise InputError("the manifest was not rebuilt: nothing changed") from None
             broken.apply_manifest_repair(plan)
-            report = do_repair(self.store())
+            report = do_repair(self.store(), progress)
             report.repaired.insert(0, f"rebuilt the manifest from {plan.source}")
             return report
-        return do_repair(store) if repair else check(store)
+        return do_repair(store, progress) if repair else check(store)
 
     def migrate(self) -> MigrateReport:
         """Bring the store to this ragdb's format (opening does so too)."""

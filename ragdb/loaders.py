@@ -9,11 +9,11 @@ charset-normalizer can tell. Binary and unreadable inputs raise
 from __future__ import annotations
 
 import base64
-import contextlib
 import dataclasses
 import glob
 import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,37 @@ from .errors import InputError
 MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdown", ".mkd"}
 HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
 PDF_SUFFIXES = {".pdf"}
+EMAIL_SUFFIXES = {".eml"}
+# Formats people keep that ragdb does not read yet: named in the skip reason
+# instead of "binary file", so nobody wonders what went wrong.
+UNSUPPORTED = {
+    ".docx": "a Word document",
+    ".doc": "a Word document",
+    ".xlsx": "an Excel workbook",
+    ".xls": "an Excel workbook",
+    ".pptx": "a PowerPoint deck",
+    ".ppt": "a PowerPoint deck",
+    ".odt": "an OpenDocument text",
+    ".ods": "an OpenDocument spreadsheet",
+    ".odp": "an OpenDocument presentation",
+    ".epub": "an e-book",
+    ".mobi": "an e-book",
+    ".rtf": "an RTF document",
+    ".msg": "an Outlook message",
+    ".mbox": "a mailbox",
+    ".png": "an image",
+    ".jpg": "an image",
+    ".jpeg": "an image",
+    ".tif": "an image",
+    ".tiff": "an image",
+    ".zip": "a zip archive",
+}
+READABLE = "ragdb reads text, Markdown, HTML, PDF and e-mail (.eml)"
 # Sniffing this much of a file decides whether it is text.
 _SNIFF = 8192
+# A file larger than this is not a document ragdb reads whole (a disk image, a
+# database, a log that never stops growing).
+MAX_FILE_BYTES = 256 * 2**20
 
 
 class Skipped(Exception):
@@ -35,9 +64,11 @@ class Skipped(Exception):
 class Document:
     source: str
     text: str
-    kind: str  # "text", "markdown", "html", "pdf"
+    kind: str  # "text", "markdown", "html", "pdf", "email"
     page_starts: list[int] | None = None  # offsets at which PDF pages start
     title: str | None = None
+    # What a user should know of how it was read (an encoding guessed, parts left out).
+    notes: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,21 +89,18 @@ class Input:
     from_file: bool = False
     # Why a file sent from elsewhere could not be read there.
     unreadable: str | None = None
+    # Read on someone else's behalf (a request to `ragdb serve`): the file opened
+    # must lie under one of these directories, whatever path led to it.
+    roots: tuple[Path, ...] | None = None
 
     def read_bytes(self) -> bytes:
+        """The input's bytes (:class:`Skipped` when they cannot be had)."""
         if self.unreadable is not None:
             raise Skipped(self.unreadable)
         if self.data is not None:
             return self.data
         assert self.path is not None
-        try:
-            return self.path.read_bytes()
-        except PermissionError:
-            raise Skipped("permission denied") from None
-        except IsADirectoryError:
-            raise Skipped("is a directory") from None
-        except OSError as exc:
-            raise Skipped(f"cannot read: {exc.strerror or exc}") from None
+        return read_file(self.path, self.roots)
 
     @property
     def source_type(self) -> str:
@@ -131,6 +159,68 @@ class Input:
         return repr((self.kind_hint, self.title, self.meta))
 
 
+def read_file(path: Path, roots: tuple[Path, ...] | None = None) -> bytes:
+    """A regular file's bytes, at most :data:`MAX_FILE_BYTES`. Never blocks on a
+    FIFO or a device (they are skipped); with ``roots``, the file actually
+    opened (symlinks resolved at open time) must lie under one of them."""
+    try:
+        # O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except PermissionError:
+        raise Skipped("permission denied") from None
+    except IsADirectoryError:
+        raise Skipped("is a directory") from None
+    except OSError as exc:
+        raise Skipped(f"cannot read: {exc.strerror or exc}") from None
+    with open(fd, "rb", closefd=True) as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Skipped(f"not a regular file ({_file_type(st.st_mode)})")
+        if roots is not None and not under_roots(_opened_path(fd, path), roots):
+            raise Skipped("outside the server's --allow-path roots (a symlink leads out)")
+        if st.st_size > MAX_FILE_BYTES:
+            raise Skipped(f"larger than {MAX_FILE_BYTES // 2**20} MB")
+        try:
+            data = fh.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            raise Skipped(f"cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise Skipped(f"larger than {MAX_FILE_BYTES // 2**20} MB")
+    return data
+
+
+def _file_type(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def _opened_path(fd: int, path: Path) -> str:
+    """Where the open file ``fd`` really is: the kernel's word on Linux, where
+    no symlink swapped in after a check can fool it."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return os.path.realpath(path)
+
+
+def under_roots(path: str | Path, roots: tuple[Path, ...]) -> bool:
+    """Whether ``path`` (symlinks resolved) is one of ``roots`` or lies under one."""
+    real = Path(os.path.realpath(path))
+    for root in roots:
+        base = Path(os.path.realpath(root))
+        if real == base or base in real.parents:
+            return True
+    return False
+
+
 def _is_hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
@@ -145,13 +235,14 @@ class Expansion:
     notes: list[str]  # what was left out and why (empty directories, symlinked ones)
 
 
-def expand_paths(args: list[str]) -> Expansion:
+def expand_paths(args: list[str], roots: tuple[Path, ...] | None = None) -> Expansion:
     """Files named by ``args`` (files, directories walked recursively, glob
     patterns), and the directories and patterns given, for ``--prune``.
 
     Hidden files and directories inside a given directory are left out, as
     version-control and tool folders are not documents; symlinked directories
-    inside one are not followed (a note says so). A path that matches nothing
+    inside one are not followed (a note says so), and with ``roots`` neither
+    is a directory a glob reaches outside them. A path that matches nothing
     is an error before anything is ingested.
     """
     files: dict[Path, None] = {}
@@ -160,6 +251,9 @@ def expand_paths(args: list[str]) -> Expansion:
     notes: list[str] = []
 
     def walk(root: Path) -> None:
+        if roots is not None and not under_roots(root, roots):
+            notes.append(f"skipped {root}: outside the server's --allow-path roots")
+            return
         found = list(_walk(root, notes))
         if not found:
             notes.append(f"{root} holds no files to ingest")
@@ -176,6 +270,9 @@ def expand_paths(args: list[str]) -> Expansion:
             for m in matches:
                 mp = Path(m)
                 if mp.is_dir():
+                    if roots is not None and not under_roots(mp, roots):
+                        notes.append(f"skipped {mp}: outside the server's --allow-path roots")
+                        continue
                     dirs.append(mp.resolve())
                     walk(mp.resolve())
                 else:
@@ -193,7 +290,10 @@ def expand_paths(args: list[str]) -> Expansion:
 
 
 def _walk(root: Path, notes: list[str]) -> Iterator[Path]:
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    def unreadable(exc: OSError) -> None:
+        notes.append(f"skipped {exc.filename}: {exc.strerror or exc} (its files were not read)")
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=False):
         for d in dirnames:
             if not d.startswith(".") and os.path.islink(os.path.join(dirpath, d)):
                 notes.append(
@@ -255,6 +355,8 @@ def kind_of(source: str, hint: str | None = None) -> str:
         return "html"
     if suffix in PDF_SUFFIXES:
         return "pdf"
+    if suffix in EMAIL_SUFFIXES:
+        return "email"
     return "text"
 
 
@@ -278,6 +380,19 @@ def gunzip(data: bytes) -> bytes:
     return out
 
 
+def unsupported_format(name: str, data: bytes) -> str | None:
+    """Why ``data`` (named ``name``) is a format ragdb does not read, or None."""
+    suffix = Path(name).suffix.lower()
+    what = UNSUPPORTED.get(suffix)
+    if what is None and data.startswith(b"PK\x03\x04"):
+        what = "a zip-based document or archive"
+    if what is None and data.startswith((b"\xd0\xcf\x11\xe0", b"{\\rtf")):
+        what = "an Office document" if data[0] == 0xD0 else "an RTF document"
+    if what is None:
+        return None
+    return f"unsupported format: {what} ({suffix or 'no extension'}); {READABLE}"
+
+
 def extract(inp: Input, data: bytes) -> Document:
     """The text of one input; raises :class:`Skipped` when there is none to take."""
     if not data:
@@ -291,7 +406,13 @@ def extract(inp: Input, data: bytes) -> Document:
     kind = kind_of(name, inp.kind_hint)
     if kind == "pdf" or data.startswith(b"%PDF-"):
         return _pdf(inp.source, data)
-    text = decode_text(data)
+    why = unsupported_format(name, data) if inp.kind_hint is None else None
+    if why is not None:
+        raise Skipped(why)
+    if kind == "email":
+        return _email(inp.source, data)
+    notes: list[str] = []
+    text = decode_text(data, notes)
     if inp.title:
         # As BEIR and MTEB do: the title leads the text it names.
         text = f"{inp.title}\n\n{text}"
@@ -302,11 +423,13 @@ def extract(inp: Input, data: bytes) -> Document:
         doc = Document(inp.source, text, kind)
     if not doc.text.strip():
         raise Skipped("no text")
+    doc.notes += notes
     return doc
 
 
-def decode_text(data: bytes) -> str:
-    """Text from bytes, or :class:`Skipped` for binary content."""
+def decode_text(data: bytes, notes: list[str] | None = None) -> str:
+    """Text from bytes, or :class:`Skipped` for binary content; ``notes``
+    learns the encoding when it had to be guessed."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
             return data.decode("utf-16")
@@ -327,12 +450,12 @@ def decode_text(data: bytes) -> str:
     best = from_bytes(data).best()
     if best is None or best.encoding is None:
         raise Skipped("binary file (not text in any known encoding)")
-    text = str(best)
-    if best.encoding in _LATIN_LOOKALIKES:
-        # Short Western-European texts fit several Latin code pages equally well;
-        # Windows-1252 (a superset of Latin-1) is by far the likeliest of them.
-        with contextlib.suppress(UnicodeDecodeError):
-            text = data.decode("cp1252")
+    text, encoding = str(best), best.encoding
+    western = _western(data)
+    if western is not None:
+        text, encoding = western, "cp1252"
+    if notes is not None:
+        notes.append(f"not UTF-8: read as {encoding} (guessed)")
     # Control characters beyond whitespace mean a binary file that happened to decode.
     controls = sum(1 for ch in text[:_SNIFF] if ord(ch) < 32 and ch not in "\t\n\r\f\v")
     if controls > len(text[:_SNIFF]) * 0.01:
@@ -358,28 +481,22 @@ def _utf16_without_bom(data: bytes) -> str | None:
     return None
 
 
-_LATIN_LOOKALIKES = {
-    "cp1250",
-    "cp1252",
-    "cp1254",
-    "cp1257",
-    "latin_1",
-    "iso8859_2",
-    "iso8859_3",
-    "iso8859_4",
-    "iso8859_9",
-    "iso8859_10",
-    "iso8859_13",
-    "iso8859_14",
-    "iso8859_15",
-    "iso8859_16",
-    "mac_latin2",
-    "mac_roman",
-    "mac_iceland",
-    "mac_turkish",
-    "cp850",
-    "cp437",
-}
+def _western(data: bytes) -> str | None:
+    """``data`` as Windows-1252 (a superset of Latin-1) when it reads as mostly
+    ASCII letters with a few accented ones: short Western-European notes fit
+    a dozen code pages equally well to a detector (Latin-1 "naïve café" came
+    out garbled as cp775), and this one is by far the likeliest. A
+    Cyrillic or Greek single-byte text is nearly all non-ASCII letters."""
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError:
+        return None
+    letters = [ch for ch in text if ch.isalpha()]
+    accented = sum(1 for ch in letters if ord(ch) > 127)
+    if not letters or accented > len(letters) * 0.3:
+        return None
+    return text
+
 
 _HTML_START = re.compile(r"^\s*(<!doctype html|<html[\s>])", re.IGNORECASE)
 
@@ -400,6 +517,34 @@ def _html(source: str, text: str) -> Document:
     # Keep paragraph breaks (one blank line) so the splitter still sees them.
     out = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     return Document(source, out, "html", title=title or None)
+
+
+def _email(source: str, data: bytes) -> Document:
+    """An e-mail message (.eml): its headers that matter, then its text body
+    (HTML turned into text), MIME decoded; attachments are named, not read."""
+    import email
+    import email.policy
+
+    try:
+        msg = email.message_from_bytes(data, policy=email.policy.default)
+        head = [f"{h}: {msg[h]}" for h in ("Subject", "From", "To", "Date") if msg[h]]
+        body = msg.get_body(preferencelist=("plain", "html"))
+        content = body.get_content() if body is not None else ""
+        is_html = body is not None and body.get_content_subtype() == "html"
+        attached = [p.get_filename() or "unnamed" for p in msg.iter_attachments()]
+    except (LookupError, ValueError, TypeError, AttributeError) as exc:
+        raise Skipped(f"unreadable e-mail ({type(exc).__name__}: {str(exc)[:80]})") from None
+    if not isinstance(content, str):
+        content = ""
+    if is_html:
+        content = _html(source, content).text
+    subject = str(msg["Subject"] or "").strip() or None
+    doc = Document(source, "\n".join(head) + "\n\n" + content.strip(), "email", title=subject)
+    if attached:
+        doc.notes.append(f"attachments not read: {', '.join(attached)}")
+    if not content.strip() and not head:
+        raise Skipped("no text")
+    return doc
 
 
 def _pdf(source: str, data: bytes) -> Document:

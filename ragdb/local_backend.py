@@ -15,6 +15,7 @@ import contextlib
 import getpass
 import json
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -47,6 +48,8 @@ KEYWORDS = "ragdb.keywords.sqlite3"
 BACKUPS = "backups"
 # Chroma's own file: its presence means chunks may be there.
 CHROMA_DB = "chroma.sqlite3"
+# A Chroma vector segment's folder: named by the segment's id.
+_SEGMENT_DIR = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # `ragdb serve`'s files: its token is a secret, never given to the group or backed up.
 SERVE_FILES = ("serve.json", "serve.token")
 _OURS_ALONE = (LOCK, HOLDER, INGEST_LOCK, INGEST_HOLDER, *SERVE_FILES)
@@ -153,7 +156,7 @@ class LocalBackend:
 
     @contextlib.contextmanager
     def ingest_turn(self, waiting: Callable[[str], None] | None = None) -> Iterator[None]:
-        """One ingest at a time: a second one waits here, as long as it takes
+        """One ingest at a time: a second one waits here up to ``--wait`` seconds
         (``waiting`` hears who it waits for). Turns nest within one backend."""
         if self._ingest_lock is not None:
             yield
@@ -167,9 +170,16 @@ class LocalBackend:
         try:
             lock.acquire(timeout=0)
         except Timeout:
-            if waiting is not None:
-                waiting(describe_holder(self.path / INGEST_HOLDER))
-            lock.acquire(poll_interval=0.1)
+            holder = describe_holder(self.path / INGEST_HOLDER)
+            if waiting is not None and self.wait > 0:
+                waiting(holder)
+            try:
+                lock.acquire(timeout=max(0.0, self.wait), poll_interval=0.1)
+            except Timeout:
+                raise StoreBusyError(
+                    f"another ingest into {self.path} is running ({holder}) and did not finish "
+                    f"within --wait {self.wait:g}s; try again or raise --wait"
+                ) from None
         self._ingest_lock = lock
         try:
             note_holder(self.path / INGEST_HOLDER)
@@ -221,6 +231,33 @@ class LocalBackend:
     def forget_keywords(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             (self.path / KEYWORDS).unlink()
+
+    def disk_full(self) -> str | None:
+        """How full the store's disk is, when too full for Chroma to write
+        (under 16 MB free: its compaction and SQLite journal need room); else None."""
+        try:
+            free = shutil.disk_usage(self.path).free
+        except OSError:
+            return None
+        return f"{free / 2**20:.1f} MB free" if free < 16 * 2**20 else None
+
+    def sweep(self) -> list[str]:
+        """Delete vector-index folders no collection uses any more (Chroma
+        leaves a dropped collection's files on disk); their names."""
+        uri = f"file:{self.path / CHROMA_DB}?mode=ro"
+        try:
+            with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+                live = {row[0] for row in db.execute("SELECT id FROM segments")}
+        except sqlite3.Error:
+            return []  # unsure what is live: delete nothing
+        gone = [
+            p
+            for p in self.path.iterdir()
+            if p.is_dir() and _SEGMENT_DIR.fullmatch(p.name) and p.name not in live
+        ]
+        for folder in gone:
+            shutil.rmtree(folder, ignore_errors=True)
+        return [p.name for p in gone]
 
     def salvage(self, collection: str) -> list[tuple[str, str, dict[str, Any]]]:
         """Every chunk of ``collection`` (id, text, metadata) as Chroma's own

@@ -174,6 +174,14 @@ class ServerBackend:
     def forget_keywords(self) -> None:
         """The cached index is rebuilt when the generation moves: nothing to do."""
 
+    def disk_full(self) -> None:
+        """A server's disk is the server's to report."""
+        return None
+
+    def sweep(self) -> list[str]:
+        """A server deletes a dropped collection's files itself: nothing to do."""
+        return []
+
     def salvage(self, collection: str) -> list[tuple[str, str, dict[str, Any]]]:
         """A server's broken index is its operator's to repair."""
         raise StoreError(

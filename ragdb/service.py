@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import hmac
 import ipaddress
@@ -38,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 # FastAPI reads the routes' annotations at run time: these are module-level, and
 # this module is imported only by `ragdb serve` (never by `ragdb --help`).
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.responses import Response
@@ -46,14 +48,28 @@ from .batching import QueryBatcher
 from .errors import (
     LLMError,
     NotAllowedError,
+    NotFoundError,
     RagdbError,
     SourceNotFoundError,
+    StoreError,
     UsageError,
     http_status,
 )
 from .ingest import IngestPlan
 from .jobs import Job, JobQueue
 from .retrieve import Query
+from .schemas import (
+    AskBody,
+    ChatBody,
+    ChatOptions,
+    IngestBody,
+    M,
+    RemoveBody,
+    SearchBody,
+    WatchBody,
+    describe,
+    parse,
+)
 from .watch import Watcher
 
 if TYPE_CHECKING:
@@ -171,6 +187,104 @@ def citations(hits: list[Hit]) -> list[dict[str, Any]]:
     return out
 
 
+# The routes that carry documents: bounded by --max-upload-mb. Every other
+# request body is bounded by MAX_REQUEST_BYTES.
+UPLOAD_ROUTES = ("/v1/ingest", "/v1/documents")
+MAX_REQUEST_BYTES = 2 * 2**20
+
+
+def _title(status: int) -> str:
+    import http
+
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+class Guard:
+    """Host allow-list (DNS rebinding), API key, and a bound on every request
+    body, before any route runs. Pure ASGI: responses, streams included, pass
+    through untouched, and a body over its bound is refused (413) as soon as
+    its length is known, never held whole beyond the bound."""
+
+    def __init__(
+        self,
+        app: Any,
+        hosts: frozenset[str],
+        api_key: str | None,
+        limit_for: Any,
+        reject: Any,
+    ) -> None:
+        self.app, self.hosts, self.api_key = app, hosts, api_key
+        self.limit_for, self.reject = limit_for, reject
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        path = scope["path"]
+        refusal = self._refusal(path, headers)
+        if refusal is None:
+            receive, refusal = await self._bounded(path, headers, receive)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _refusal(self, path: str, headers: dict[str, str]) -> Response | None:
+        host = headers.get("host", "").rsplit(":", 1)[0].strip("[]").lower()
+        if host not in self.hosts:
+            message = f"host {host!r} is not served here (--allowed-host adds one)"
+            return self.reject(path, 403, message, "forbidden")
+        if path == "/healthz" or self.api_key is None:
+            return None
+        given = headers.get("x-api-key", "")
+        auth = headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        if hmac.compare_digest(given.encode(), self.api_key.encode()):
+            return None
+        message = "missing or wrong API key (Authorization: Bearer KEY, or X-API-Key)"
+        return self.reject(path, 401, message, "invalid_api_key")
+
+    async def _bounded(
+        self, path: str, headers: dict[str, str], receive: Any
+    ) -> tuple[Any, Response | None]:
+        """``receive`` bounded to the route's limit, or the 413 that refuses it."""
+        limit = self.limit_for(path)
+        too_large = self.reject(
+            path, 413, f"the request body is over its limit of {limit // 2**10:,} KiB", "too_large"
+        )
+        if "content-length" in headers:
+            try:
+                length = int(headers["content-length"])
+            except ValueError:
+                return receive, self.reject(path, 400, "a bad Content-Length", "bad_request")
+            return receive, too_large if length > limit else None
+        if "transfer-encoding" not in headers:
+            return receive, None
+        # A chunked body of unknown length: read it here, up to the limit, then
+        # hand it on (bounded memory whatever the client sends).
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return receive, None
+            body += message.get("body", b"")
+            if len(body) > limit:
+                return receive, too_large
+            if not message.get("more_body", False):
+                break
+        replay = [{"type": "http.request", "body": bytes(body), "more_body": False}]
+
+        async def replayed() -> Any:
+            return replay.pop() if replay else await receive()
+
+        return replayed, None
+
+
 def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
     """The ASGI application serving ``kb``."""
     from .generate import NOT_ENOUGH, StreamState, build_prompt, stream_answer
@@ -180,10 +294,16 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
     batcher = QueryBatcher(kb)
 
     def sync(path: Path) -> Job:
-        """A watched directory's reconcile: `ingest --prune DIR`, as a job."""
+        """A watched directory's reconcile: `ingest --prune DIR`, as a job. It
+        reads only under the server's roots (the watched folders given at start
+        are roots too), and a name stored as text or a record is skipped with a
+        warning instead of stopping the folder's sync."""
 
         def work(job: Job) -> Any:
-            return kb.ingest([path], prune=True, progress=job.progress, warn=job.warn)
+            roots = (*config.allow_paths, *config.watch)
+            plan = kb.plan_paths([path], prune=True, roots=roots, warn=job.warn)
+            plan = dataclasses.replace(plan, skip_clashes=True)
+            return kb.ingest_plan(plan, progress=job.progress, warn=job.warn)
 
         return jobs.submit("sync", work)
 
@@ -205,7 +325,6 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
 
     app = FastAPI(title="ragdb", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.jobs = jobs
-    hosts = {h.lower() for h in (*LOOPBACK, config.host, *config.allowed_hosts)}
 
     def openai_route(path: str) -> bool:
         return path.rstrip("/").endswith(("/models", "/chat/completions"))
@@ -225,8 +344,7 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
             body = {"error": {"message": message, "type": kind, "param": None, "code": status}}
             media = "application/json"
         else:
-            body = {"type": kind, "title": message.split(":")[0], "status": status}
-            body["detail"] = message
+            body = {"type": kind, "title": _title(status), "status": status, "detail": message}
             if exit_code is not None:
                 body["exit_code"] = exit_code
             media = "application/problem+json"
@@ -236,32 +354,21 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
         return JSONResponse(body, status_code=status, media_type=media, headers=headers)
 
     def ragdb_error(path: str, exc: RagdbError, extra: Any = None) -> Response:
-        return error(path, http_status(exc), str(exc), type(exc).__name__, extra, exc.exit_code)
+        kind = type(exc).__name__
+        if openai_route(path) and isinstance(exc, UsageError):
+            kind = "invalid_request_error"
+        return error(path, http_status(exc), str(exc), kind, extra, exc.exit_code)
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Response:
-        path = request.url.path
-        host = (request.headers.get("host") or "").rsplit(":", 1)[0].strip("[]").lower()
-        if host not in hosts:
-            return error(
-                path,
-                403,
-                f"host {host!r} is not served here (--allowed-host adds one)",
-                "forbidden",
-            )
-        if path != "/healthz" and config.api_key is not None:
-            given = request.headers.get("x-api-key") or ""
-            auth = request.headers.get("authorization") or ""
-            if auth.lower().startswith("bearer "):
-                given = auth[7:].strip()
-            if not hmac.compare_digest(given.encode(), config.api_key.encode()):
-                return error(
-                    path,
-                    401,
-                    "missing or wrong API key (Authorization: Bearer KEY, or X-API-Key)",
-                    "invalid_api_key",
-                )
-        return await call_next(request)
+    def limit_for(path: str) -> int:
+        return config.max_upload_bytes if path in UPLOAD_ROUTES else MAX_REQUEST_BYTES
+
+    app.add_middleware(
+        Guard,
+        hosts=frozenset(h.lower() for h in (*LOOPBACK, config.host, *config.allowed_hosts)),
+        api_key=config.api_key,
+        limit_for=limit_for,
+        reject=error,
+    )
 
     if config.cors:
         from fastapi.middleware.cors import CORSMiddleware
@@ -277,6 +384,11 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
     async def on_ragdb_error(request: Request, exc: RagdbError) -> Response:
         return ragdb_error(request.url.path, exc)
 
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> Response:
+        # A bad query or path parameter: ragdb's 400, not FastAPI's own 422 body.
+        return ragdb_error(request.url.path, UsageError(describe(exc.errors())))
+
     async def body_of(request: Request) -> dict[str, Any]:
         try:
             data = await request.json()
@@ -285,6 +397,9 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
         if not isinstance(data, dict):
             raise UsageError("the request body must be a JSON object")
         return data
+
+    async def parsed(request: Request, model: type[M]) -> M:
+        return parse(model, await body_of(request))
 
     # -- ragdb's own API ----------------------------------------------------------------
     @app.get("/healthz")
@@ -351,11 +466,8 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
 
     @app.post("/v1/remove")
     async def remove(request: Request) -> dict[str, Any]:
-        data = await body_of(request)
-        names = data.get("sources")
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-            raise UsageError('give "sources": the stored names to remove')
-        return await remove_exactly(names)
+        body = await parsed(request, RemoveBody)
+        return await remove_exactly(body.sources)
 
     @app.post("/v1/reset")
     async def reset() -> dict[str, Any]:
@@ -396,6 +508,8 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
         # Plans are made before queuing, so that bad input is this request's 400,
         # and off the event loop (decoding uploads, walking directories).
         plans = await run_in_threadpool(ingest_plans, data)
+        for plan in plans:
+            await run_in_threadpool(kb.check_plan, plan)
 
         def work(job: Job) -> Any:
             reports = [
@@ -411,29 +525,18 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
         if "inputs" in data:
             # A plan made where the files are (the CLI's own ingest, sent here).
             return [IngestPlan.from_wire(data)]
-        texts = data.get("texts") or []
-        paths = data.get("paths") or []
-        if not isinstance(texts, list) or not isinstance(paths, list) or not (texts or paths):
+        body = parse(IngestBody, data)
+        if not (body.texts or body.paths):
             raise UsageError('give "texts": [{"name", "text"}], "paths": [...] or "inputs"')
-        for item in texts:
-            if (
-                not isinstance(item, dict)
-                or not item.get("name")
-                or not isinstance(item.get("text"), str)
-                or not isinstance(item.get("metadata") or {}, dict)
-            ):
-                raise UsageError('each of "texts" needs a "name" and a "text" (and "metadata": {})')
+        # A text never silently replaces a stored file or record of its name.
         plans = [
-            kb.plan_text(
-                str(t["name"]), str(t["text"]), replace=True, metadata=t.get("metadata") or None
-            )
-            for t in texts
+            kb.plan_text(t.name, t.text, replace=bool(body.replace), metadata=t.metadata)
+            for t in body.texts or []
         ]
-        if paths:
-            include, exclude = _strings(data, "include"), _strings(data, "exclude")
-            allowed = [_allowed(str(p), config.allow_paths) for p in paths]
-            plan = kb.plan_paths(allowed, prune=bool(data.get("prune")))
-            plans.append(plan.select(include, exclude))
+        if body.paths:
+            allowed = [_allowed(p, config.allow_paths) for p in body.paths]
+            plan = kb.plan_paths(allowed, prune=bool(body.prune), roots=config.allow_paths)
+            plans.append(plan.select(body.include or (), body.exclude or ()))
         return plans
 
     @app.post("/v1/documents")
@@ -459,7 +562,9 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
             raise UsageError('"metadata" must be a JSON object') from None
         if not isinstance(metadata, dict):
             raise UsageError('"metadata" must be a JSON object')
-        plan = kb.plan_text(name, data, replace=True, metadata=metadata)
+        replace = str(form.get("replace") or "").lower() in ("1", "true", "yes")
+        plan = kb.plan_text(name, data, replace=replace, metadata=metadata)
+        await run_in_threadpool(kb.check_plan, plan)
 
         def work(job: Job) -> Any:
             return kb.ingest_plan(plan, progress=job.progress, warn=job.warn)
@@ -472,16 +577,16 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
 
     @app.post("/v1/watches")
     async def add_watch(request: Request) -> Response:
-        data = await body_of(request)
-        path = _allowed(str(data.get("path") or ""), config.allow_paths)
-        watch = await run_in_threadpool(watcher.add, Path(path), bool(data.get("poll")))
+        body = await parsed(request, WatchBody)
+        path = _allowed(body.path, config.allow_paths)
+        watch = await run_in_threadpool(watcher.add, Path(path), bool(body.poll))
         return JSONResponse(watch.to_dict(), status_code=201)
 
     @app.delete("/v1/watches")
     async def remove_watch(path: str) -> dict[str, Any]:
         watch = await run_in_threadpool(watcher.remove, Path(path))
         if watch is None:
-            raise _NotFound(f"{path} is not watched")
+            raise NotFoundError(f"{path} is not watched")
         return watch.to_dict()
 
     @app.get("/v1/jobs")
@@ -491,7 +596,7 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
     def job_or_404(job_id: str) -> Job:
         job = jobs.get(job_id)
         if job is None:
-            raise _NotFound(f"no job {job_id}")
+            raise NotFoundError(f"no job {job_id}")
         return job
 
     @app.get("/v1/jobs/{job_id}")
@@ -513,16 +618,13 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
 
     @app.post("/v1/search")
     async def search(request: Request) -> Response:
-        data = await body_of(request)
-        question = str(data.get("query") or "")
-        k, mode = int(data.get("k") or 4), str(data.get("mode") or DEFAULT_MODE)
-        source = data.get("source")
-        if source is not None and not isinstance(source, str):
-            raise UsageError('"source" is a prefix of source names (a string)')
-        retrieval = await batcher.retrieve(Query(question, k, mode, source))
+        body = await parsed(request, SearchBody)
+        question = body.query or ""
+        k, mode = body.k or 4, body.mode or DEFAULT_MODE
+        retrieval = await batcher.retrieve(Query(question, k, mode, body.source))
         hits = retrieval.hits
-        if data.get("min_score") is not None:
-            hits = [h for h in hits if h.score >= float(data["min_score"])]
+        if body.min_score is not None:
+            hits = [h for h in hits if h.score >= body.min_score]
         # A JSONResponse of plain data: FastAPI's own encoder would walk it again.
         return JSONResponse(
             {"query": question, "chunks": [h.to_dict() for h in hits], "timings": retrieval.timings}
@@ -530,19 +632,19 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
 
     @app.post("/v1/ask")
     async def ask(request: Request) -> Response:
-        data = await body_of(request)
-        question = str(data.get("query") or data.get("question") or "")
+        body = await parsed(request, AskBody)
+        question = body.query or body.question or ""
         options: dict[str, Any] = {
-            "mode": str(data.get("mode") or DEFAULT_MODE),
-            "min_score": data.get("min_score"),
-            "retrieve_only": bool(data.get("retrieve_only")),
-            "show_thinking": bool(data.get("show_thinking")),
+            "mode": body.mode or DEFAULT_MODE,
+            "min_score": body.min_score,
+            "retrieve_only": bool(body.retrieve_only),
+            "show_thinking": bool(body.show_thinking),
         }
-        if data.get("context_tokens"):
-            options["context_tokens"] = int(data["context_tokens"])
-        k = int(data.get("k") or 4)
+        if body.context_tokens:
+            options["context_tokens"] = body.context_tokens
+        k = body.k or 4
         options["retrieval"] = await batcher.retrieve(Query(question, k, options["mode"]))
-        if not data.get("stream"):
+        if not body.stream:
             try:
                 answer = await run_in_threadpool(lambda: kb.ask(question, k, **options))
             except LLMError as exc:
@@ -570,11 +672,8 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
     @app.post("/chat/completions")
     async def chat(request: Request) -> Response:
         path = request.url.path
-        try:
-            data = await body_of(request)
-        except UsageError as exc:
-            return error(path, 400, str(exc), "invalid_request_error")
-        model = str(data.get("model") or "ragdb")
+        data = await parsed(request, ChatBody)
+        model = data.model or "ragdb"
         if model not in MODELS:
             return error(
                 path,
@@ -582,24 +681,34 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
                 f"the model {model!r} does not exist: use {' or '.join(MODELS)}",
                 "invalid_request_error",
             )
-        messages = data.get("messages")
-        if not isinstance(messages, list) or not messages:
-            return error(path, 400, "messages must be a non-empty list", "invalid_request_error")
         turns = [
             {"role": str(m.get("role") or "user"), "content": _text_of(m.get("content"))}
-            for m in messages
-            if isinstance(m, dict)
+            for m in data.messages
         ]
         users = [t for t in turns if t["role"] == "user"]
         if not users or not users[-1]["content"].strip():
             return error(path, 400, "there is no user message to answer", "invalid_request_error")
         question = users[-1]["content"]
-        raw_options = data.get("ragdb")
-        options: dict[str, Any] = raw_options if isinstance(raw_options, dict) else {}
-        k, mode = int(options.get("k") or 4), str(options.get("mode") or DEFAULT_MODE)
-        min_score = options.get("min_score")
-        stream = bool(data.get("stream"))
-        usage_wanted = bool((data.get("stream_options") or {}).get("include_usage"))
+        options = data.ragdb or ChatOptions()
+        k, mode = options.k or 4, options.mode or DEFAULT_MODE
+        min_score = options.min_score
+        stream = bool(data.stream)
+        usage_wanted = bool(data.stream_options and data.stream_options.include_usage)
+        # The client's own bound on the answer, within the server's --max-tokens.
+        asked = data.max_completion_tokens or data.max_tokens
+        max_tokens = min(asked, kb.settings.llm_max_tokens) if asked else None
+
+        def usage(messages: list[dict[str, str]], answer: str) -> dict[str, int]:
+            # Counted with the embedding model's tokenizer: the language model's
+            # stream does not report its own counts.
+            prompt = sum(kb.count_tokens(m["content"]) for m in messages)
+            completion = kb.count_tokens(answer)
+            return {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            }
+
         passthrough = model == "ragdb/llm" or bool(_TASK_PROMPT.search(question))
         hits: list[Hit] = []
         if passthrough:
@@ -610,9 +719,10 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
             except RagdbError as exc:
                 return ragdb_error(path, exc)
             hits = retrieval.hits
-            usable = [h for h in hits if min_score is None or h.score >= float(min_score)]
+            usable = [h for h in hits if min_score is None or h.score >= min_score]
             if not usable:
-                return _completion(model, NOT_ENOUGH, [], hits, stream, usage_wanted, "stop")
+                spent = usage([{"content": question}], NOT_ENOUGH)
+                return _completion(model, NOT_ENOUGH, [], hits, stream, spent, usage_wanted)
             prompt = build_prompt(question, usable, 1500, kb.count_tokens)
             history = [
                 t
@@ -622,7 +732,7 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
             llm_messages = [prompt.messages[0], *history, prompt.messages[1]]
             hits = prompt.used
         state = StreamState()
-        pieces = stream_answer(kb.settings, llm_messages, state=state)
+        pieces = stream_answer(kb.settings, llm_messages, state=state, max_tokens=max_tokens)
         extra = {"chunks": [h.to_dict() for h in hits]}
         # The first piece decides between an answer and an error status.
         try:
@@ -634,9 +744,15 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
                 rest = await run_in_threadpool(lambda: "".join(pieces))
             except LLMError as exc:
                 return ragdb_error(path, exc, extra)
-            reason = "length" if state.reason == "max_tokens" else "stop"
+            text = (first + rest).strip()
             return _completion(
-                model, (first + rest).strip(), citations(hits), hits, False, usage_wanted, reason
+                model,
+                text,
+                citations(hits),
+                hits,
+                False,
+                usage(llm_messages, text),
+                reason="length" if state.reason == "max_tokens" else "stop",
             )
 
         def chunks() -> Iterator[str]:
@@ -676,7 +792,7 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
                         "created": created,
                         "model": model,
                         "choices": [],
-                        "usage": _usage(question, text),
+                        "usage": usage(llm_messages, text),
                     }
                 )
             yield "data: [DONE]\n\n"
@@ -736,10 +852,6 @@ def _ask_events(kb: KnowledgeBase, question: str, k: int, options: dict[str, Any
         yield _sse(event)
 
 
-class _NotFound(SourceNotFoundError):
-    """Something named in the URL that is not there (a job)."""
-
-
 def _wait_for(job: Job) -> None:
     for event in job.events():
         if event["event"] == "done":
@@ -758,38 +870,18 @@ def _merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
     return total
 
 
-def _strings(data: dict[str, Any], key: str) -> list[str]:
-    """A request's list of strings under ``key`` (none when absent)."""
-    value = data.get(key) or []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise UsageError(f'"{key}" must be a list of glob patterns')
-    return value
-
-
 def _allowed(path: str, roots: tuple[Path, ...]) -> str:
-    """``path`` when it lies (symlinks resolved) under one of ``roots``."""
+    """``path`` (symlinks resolved) when it lies under one of ``roots``."""
     from .errors import InputError
+    from .loaders import under_roots
 
-    real = Path(os.path.realpath(path))
-    for root in roots:
-        base = Path(os.path.realpath(root))
-        if real == base or base in real.parents:
-            return str(real)
-    raise InputError(f"{path} is not under an --allow-path root of this server")
+    if not under_roots(path, roots):
+        raise InputError(f"{path} is not under an --allow-path root of this server")
+    return os.path.realpath(path)
 
 
 def _sse(data: dict[str, Any]) -> str:
     return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
-def _usage(question: str, answer: str) -> dict[str, int]:
-    # Estimated (words): the language model's stream does not report its own.
-    prompt, completion = len(question.split()), len(answer.split())
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
 
 
 def _completion(
@@ -798,8 +890,9 @@ def _completion(
     annotations: list[dict[str, Any]],
     hits: list[Hit],
     stream: bool,
-    usage: bool,
-    reason: str,
+    usage: dict[str, int],
+    usage_wanted: bool = False,
+    reason: str = "stop",
 ) -> Response:
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if stream:
@@ -824,8 +917,8 @@ def _completion(
                 }
             )
             yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
-            if usage:
-                yield _sse({**base, "choices": [], "usage": _usage("", text)})
+            if usage_wanted:
+                yield _sse({**base, "choices": [], "usage": usage})
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
@@ -841,10 +934,51 @@ def _completion(
                 "finish_reason": reason,
             }
         ],
-        "usage": _usage("", text),
+        "usage": usage,
         "ragdb": {"chunks": [h.to_dict() for h in hits]},
     }
     return JSONResponse(body)
+
+
+def bind(host: str, port: int) -> Any:
+    """The listening socket, bound before anything is printed: a busy port is a
+    one-line error, not a server that announces itself and dies."""
+    import socket
+
+    from .errors import AddressInUseError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise AddressInUseError(
+                f"port {port} on {host} is in use: stop what listens there, or choose "
+                "another with --port"
+            ) from None
+        raise AddressInUseError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def check_not_served(kb: KnowledgeBase) -> None:
+    """Refuse to serve a local store that another live ``ragdb serve`` serves
+    (its serve.json would be overwritten, and its CLI users sent here)."""
+    from .client import running_server
+
+    if kb.settings.chroma_url is not None:
+        return
+    other = running_server(kb.settings.store.resolve())
+    if other is not None:
+        url, pid = other
+        raise StoreError(
+            f"another ragdb serve (pid {pid}) already serves this store at {url}: "
+            "stop it first, or use that one"
+        )
 
 
 def serve(kb: KnowledgeBase, config: ServeConfig, token_file: Path | None) -> None:
@@ -853,6 +987,8 @@ def serve(kb: KnowledgeBase, config: ServeConfig, token_file: Path | None) -> No
     import uvicorn
 
     kb.store()
+    check_not_served(kb)
+    sock = bind(config.host, config.port)
     kb.embedder.load()  # warm before the first request, not during it
     url = f"http://{config.host if ':' not in config.host else f'[{config.host}]'}:{config.port}"
     where = f"in {token_file}" if token_file else "given by --api-key / RAGDB_API_KEY"
@@ -873,17 +1009,25 @@ def serve(kb: KnowledgeBase, config: ServeConfig, token_file: Path | None) -> No
         # The store's CLI users find this server here (removed on the way out).
         reach = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(config.host)
         local_url = f"http://{reach}:{config.port}" if reach else url
-        serve_file = write_serve_file(kb.settings.store.resolve(), local_url, token_file)
+        serve_file = write_serve_file(
+            kb.settings.store.resolve(),
+            local_url,
+            token_file,
+            needs_key=config.api_key is not None and token_file is None,
+        )
     config = dataclasses.replace(config, serve_file=serve_file)
-    try:
-        uvicorn.run(
+    server = uvicorn.Server(
+        uvicorn.Config(
             create_app(kb, config),
-            host=config.host,
-            port=config.port,
             log_level="warning",
             access_log=False,
-            workers=1,
+            # Open streams (a job's events, an answer) get this long at SIGTERM.
+            timeout_graceful_shutdown=5,
         )
+    )
+    try:
+        server.run(sockets=[sock])
     finally:
+        sock.close()
         if serve_file is not None:
             serve_file.unlink(missing_ok=True)

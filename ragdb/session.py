@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .chunks import ChunkRecord, records_of, source_key
-from .errors import RagdbError, StoreError, first_line
+from .errors import DiskFullError, RagdbError, StoreError, first_line
 from .writes import ALL
 
 if TYPE_CHECKING:
@@ -111,13 +111,22 @@ class Session:
                 if self.store.server and attempt < RETRIES - 1 and transient(exc):
                     time.sleep(0.05 * 2**attempt * (0.5 + random.random()))
                     continue
-                hint = ""
-                if "hnsw" in str(exc).lower() and not self.store.server:
-                    hint = "; `ragdb doctor --repair` rebuilds the vector index"
-                raise StoreError(
-                    f"Chroma failed {what} in {self.store.location}: {first_line(exc)}{hint}"
-                ) from exc
+                raise self._failure(what, exc) from exc
         raise AssertionError("unreachable")
+
+    def _failure(self, what: str, exc: BaseException) -> StoreError:
+        """Chroma's failure as the one line a user can act on."""
+        full = self.store.backend.disk_full()
+        if full is not None:
+            return DiskFullError(
+                f"the disk holding {self.store.location} is full ({full}): free some space, "
+                f"then run the same command again (Chroma failed {what}). What was stored "
+                "before is kept, and a write cut short is finished or undone by the next command"
+            )
+        hint = ""
+        if "hnsw" in str(exc).lower() and not self.store.server:
+            hint = "; `ragdb doctor --repair` rebuilds the vector index"
+        return StoreError(f"Chroma failed {what} in {self.store.location}: {first_line(exc)}{hint}")
 
     # -- the collection -----------------------------------------------------------------------
     @property
@@ -387,10 +396,11 @@ class Session:
         return [c.name for c in self._call("listing collections", self.client.list_collections)]
 
     def drop_collection(self, name: str) -> None:
-        """Delete a collection other than the active one."""
+        """Delete a collection other than the active one (and its files)."""
         if name == self.manifest["collection"]:
             raise StoreError(f"{name!r} is the store's active collection")
         self._call("dropping a collection", lambda: self.client.delete_collection(name))
+        self.store.backend.sweep()
 
     def index_settings(self) -> dict[str, Any]:
         """The chunk collection's HNSW settings."""
@@ -455,3 +465,4 @@ class Session:
             self._call("dropping the old collection", lambda: self.client.delete_collection(old))
         self._collection = None
         self.end_write()
+        self.store.backend.sweep()

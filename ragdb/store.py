@@ -153,9 +153,9 @@ class Store:
                 self.backend.release()
 
     def ingest_turn(self, waiting: Callable[[str], None] | None = None) -> Any:
-        """One ingest at a time per local store: a second one waits here (as long
-        as it takes; ``waiting`` hears who it waits for) and then compares with a
-        store that holds the first one's work. Turns nest within one Store."""
+        """One ingest at a time per local store: a second one waits here (up to
+        ``--wait`` seconds; ``waiting`` hears who it waits for) and then compares
+        with a store that holds the first one's work. Turns nest within one Store."""
         return self.backend.ingest_turn(waiting)
 
     def keywords_path(self, manifest: dict[str, Any]) -> Path:

@@ -103,19 +103,39 @@ class Watcher:
                 watch._thread.join(timeout=10)
 
     def _sync(self, watch: Watch) -> None:
+        """One reconcile, waited for: its failure is the watch's ``last_error``."""
         try:
             job = self._reconcile(watch.path)
             watch.last_job = getattr(job, "id", None)
-            watch.last_error = None
+            error = None
+            if hasattr(job, "wait") and job.wait(watch._stop) and job.state != "succeeded":
+                error = job.error or f"the reconcile was {job.state}"
         except Exception as exc:  # reported in /v1/status; the watch goes on
-            watch.last_error = f"{type(exc).__name__}: {exc}"
+            error = f"{type(exc).__name__}: {exc}"
+        watch.last_error = error
         watch.reconciles += 1
         watch.last_reconcile = time.time()
 
     def _run(self, watch: Watch) -> None:
+        self._sync(watch)
+        while not watch._stop.is_set():
+            identity = _identity(watch.path)
+            if identity is None:
+                # Gone (deleted, unmounted): its sources stay until it is back.
+                watch.last_error = f"{watch.path} is gone; its sources are kept until it is back"
+                watch._stop.wait(1.0)
+                if _identity(watch.path) is not None:
+                    self._sync(watch)
+                continue
+            self._watch(watch, identity)
+            if not watch._stop.is_set() and _identity(watch.path) not in (None, identity):
+                self._sync(watch)  # made again (a re-clone): watch the new one at once
+
+    def _watch(self, watch: Watch, identity: tuple[int, int]) -> None:
+        """Follow the events of the folder ``identity`` names until it stops
+        being that folder (deleted, replaced) or the watch stops."""
         import watchfiles
 
-        self._sync(watch)
         deadline = time.monotonic() + RECONCILE_SECONDS
         while not watch._stop.is_set():
             try:
@@ -130,6 +150,8 @@ class Watcher:
                     poll_delay_ms=300,
                     raise_interrupt=False,
                 ):
+                    if _identity(watch.path) != identity:
+                        return
                     if _changes or time.monotonic() > deadline:
                         settle({Path(p) for _, p in _changes}, watch._stop)
                         self._sync(watch)
@@ -137,10 +159,21 @@ class Watcher:
                     if watch._stop.is_set():
                         return
             except Exception as exc:  # native events failed: fall back to polling
+                if _identity(watch.path) != identity:
+                    return
                 watch.last_error = f"{type(exc).__name__}: {exc}; polling instead"
                 if watch.poll:
                     time.sleep(1.0)
                 watch.poll = True
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Which directory ``path`` is now (device, inode), or None when it is gone."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if path.is_dir() else None
 
 
 def settle(paths: set[Path], stop: threading.Event) -> None:

@@ -55,7 +55,8 @@ def test_small_findings(local_ragdb: Ragdb, facts_dir: Path, tmp_path: Path) -> 
     odd.mkdir()
     (odd / "two\nlines.txt").write_text("Dugongs graze on seagrass meadows.")
     local_ragdb("ingest", str(odd))
-    lines = local_ragdb("sources").stdout.strip().splitlines()
+    header, *lines = local_ragdb("sources").stdout.strip().splitlines()
+    assert header.split() == ["chunks", "ingested", "(UTC)", "source"]
     assert len(lines) == 1 and lines[0].endswith("two\\nlines.txt")
     # An unknown device stops only what loads a model.
     env = {"RAGDB_DEVICE": "tpu"}
