@@ -80,6 +80,13 @@ class ChunkRecord:
                 self, "id", chunk_id(self.source, self.source_hash, self.chunk_index)
             )
 
+    def to_dict(self) -> dict[str, Any]:
+        """The chunk as plain JSON data (what ``GET /v1/sources/{name}`` lists);
+        the user's own metadata as an object."""
+        out = dataclasses.asdict(self)
+        out["extra"] = dict(self.extra)
+        return out
+
     def metadata(self) -> dict[str, Any]:
         """The metadata Chroma stores for this chunk."""
         meta: dict[str, Any] = {key: getattr(self, key) for key in REQUIRED + _OPTIONAL}

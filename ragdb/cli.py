@@ -153,6 +153,36 @@ class _Bar:
             click.echo(f"{self.desc}: {done:,} of {total:,} {self.unit}s", err=True)
 
 
+class _Warnings:
+    """An ingest's warnings on stderr: the first few one by one, then a summary
+    of the skipped sources by reason (a folder of a thousand images should not
+    print a thousand lines on every run)."""
+
+    SHOWN = 10
+
+    def __init__(self) -> None:
+        self.skips = 0
+
+    def __call__(self, message: str) -> None:
+        if message.startswith("skipped "):
+            self.skips += 1
+            if self.skips > self.SHOWN:
+                return
+        _warn(message)
+
+    def summarise(self, skipped: list[dict[str, str]]) -> None:
+        if self.skips <= self.SHOWN:
+            return
+        from collections import Counter
+
+        reasons = Counter(s["reason"].split(";")[0] for s in skipped)
+        common = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common(5))
+        _warn(
+            f"... {self.skips - self.SHOWN} more skipped; {len(skipped)} in all: {common} "
+            "(--json lists each)"
+        )
+
+
 def _kb(ctx: click.Context, **options: Any) -> KnowledgeBase:
     from .config import Settings
     from .knowledge_base import KnowledgeBase
@@ -325,15 +355,17 @@ def ingest(
     # A --device of its own means this process embeds.
     server = _server(ctx) if device is None else None
     progress = _Bar("embedding", "chunk")
+    warn = _Warnings()
     try:
         if server is not None:
             from .ingest import IngestReport
 
-            report = IngestReport(**server.ingest(plan.to_wire(), progress, _warn))
+            report = IngestReport(**server.ingest(plan.to_wire(), progress, warn))
         else:
-            report = kb.ingest_plan(plan, progress=progress, warn=_warn)
+            report = kb.ingest_plan(plan, progress=progress, warn=warn)
     finally:
         progress.close()
+    warn.summarise(report.skipped_sources)
     if as_json:
         _emit_json(report.to_dict())
     else:

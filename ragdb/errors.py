@@ -40,6 +40,10 @@ class SourceConflictError(InputError):
     directly): neither overwrites the other unless asked to replace."""
 
 
+class UnsupportedFormatError(InputError):
+    """A document in a format ragdb does not read (yet)."""
+
+
 class UsageError(RagdbError):
     """Options that contradict each other or cannot be parsed."""
 
@@ -116,6 +120,7 @@ HTTP_STATUS: dict[type[RagdbError], int] = {
     NotFoundError: 404,
     SourceNotFoundError: 404,
     SourceConflictError: 409,
+    UnsupportedFormatError: 415,
     UsageError: 400,
     NotAllowedError: 403,
     StoreError: 500,

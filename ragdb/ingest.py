@@ -161,6 +161,7 @@ class _Pending:
     updating: bool
     doc: Document | None = None
     chunks: list[Chunk] = dataclasses.field(default_factory=list)
+    size: int = 0  # bytes, as fingerprinted
 
 
 def source_hash(data: bytes, chunker: Chunker, extra: str = "") -> str:
@@ -278,7 +279,7 @@ def _ingest(
             warn(f"skipped {source}: {reason}")
 
     # 1. Fingerprints, outside the lock.
-    fingerprints: list[tuple[Input, str]] = []
+    fingerprints: list[tuple[Input, str, int]] = []
     for inp in inputs:
         try:
             data = inp.read_bytes()
@@ -288,25 +289,24 @@ def _ingest(
         if not data:
             skip(inp.source, "empty")
             continue
-        fingerprints.append((inp, source_hash(data, chunker, inp.describe())))
+        fingerprints.append((inp, source_hash(data, chunker, inp.describe()), len(data)))
 
     todo: list[_Pending] = []
-    for inp, digest in fingerprints:
+    tally = _Tally(progress, chunker)
+    for inp, digest, size in fingerprints:
         known = existing.get(inp.source)
         if known is not None and known.source_hash == digest:
             report.unchanged += 1
         else:
-            todo.append(_Pending(inp, digest, updating=known is not None))
+            todo.append(_Pending(inp, digest, updating=known is not None, size=size))
+            tally.expect(size)
 
     # 2-3. A pipeline: a thread extracts and chunks the next sources while this
     #      one embeds, and another writes what was embedded, so the encoder
     #      (the real cost) never waits for either.
-    total = 0
-    done = 0
     budget = WRITE_FIRST  # chunks per batch, retuned after each one
 
     def chunked() -> Iterator[list[_Pending]]:
-        nonlocal total
         group: list[_Pending] = []
         size = 0
         for item in todo:
@@ -314,6 +314,7 @@ def _ingest(
                 data = item.inp.read_bytes()
                 item.doc = extract(item.inp, data)
             except Skipped as exc:
+                tally.chunked(item.size, 0)
                 skip(item.inp.source, str(exc))
                 continue
             for note in item.doc.notes:
@@ -322,23 +323,19 @@ def _ingest(
             item.chunks = chunker.split(
                 item.doc.text, markdown=item.doc.kind == "markdown", pages=item.doc.page_starts
             )
+            tally.chunked(item.size, len(item.chunks))
             if not item.chunks:
                 skip(item.inp.source, "no text")
                 continue
             group.append(item)
             size += len(item.chunks)
-            total += len(item.chunks)
             if size >= budget:
                 yield group
                 group, size = [], 0
         if group:
             yield group
 
-    def tick(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress:
-            progress(done, total)
+    tick = tally.advance
 
     writer = _Writer(store)
     try:
@@ -450,6 +447,48 @@ def _prefetch(items: Iterator[T]) -> Iterator[T]:
             raise item.exc
         yield item
     thread.join()
+
+
+class _Tally:
+    """An ingest's progress in chunks, for a bar that never runs backwards.
+    How many chunks there are is known only once every source is chunked, and
+    chunking runs ahead of embedding as it goes; so the total starts as a
+    generous estimate from the sources' sizes, and is refined downwards as
+    sources are chunked (upwards only where the estimate fell short)."""
+
+    CHARS_PER_TOKEN = 3  # low for most text: the estimate errs on the high side
+
+    def __init__(self, progress: Progress | None, chunker: Chunker) -> None:
+        self.progress = progress
+        self.per_chunk = max(1, (chunker.max_tokens - chunker.overlap) * self.CHARS_PER_TOKEN)
+        self.pending_bytes = self.pending_sources = 0  # not chunked yet
+        self.chunks = self.done = self.total = 0
+        self.lock = threading.Lock()
+
+    def expect(self, size: int) -> None:
+        """A source of ``size`` bytes is to be chunked."""
+        self.pending_bytes += size
+        self.pending_sources += 1
+
+    def chunked(self, size: int, chunks: int) -> None:
+        """The source of ``size`` bytes made ``chunks`` chunks (0: skipped)."""
+        with self.lock:
+            self.pending_bytes -= size
+            self.pending_sources -= 1
+            self.chunks += chunks
+
+    def advance(self, n: int) -> None:
+        """``n`` more chunks embedded (or reused)."""
+        with self.lock:
+            self.done += n
+            estimate = self.chunks + max(
+                self.pending_sources, -(-self.pending_bytes // self.per_chunk)
+            )
+            # Never up unless it must be: a total that grows moves the bar back.
+            self.total = max(self.done, self.chunks, min(self.total or estimate, estimate))
+            done, total = self.done, self.total
+        if self.progress:
+            self.progress(done, total)
 
 
 @dataclasses.dataclass

@@ -732,6 +732,11 @@ def match_sources(targets: Sequence[str | Path], known: dict[str, int]) -> dict[
 def _match_sources(target: str, known: dict[str, Any]) -> list[str]:
     if target in known:
         return [target]
+    path = Path(target).expanduser()
+    # A stored file whose name holds glob characters ("[draft].txt") is itself.
+    exact = [c for c in (str(path.absolute()), str(path.resolve())) if c in known]
+    if exact:
+        return exact[:1]
     if glob.has_magic(target):
         # Against stored names as given, and against paths made absolute.
         named = glob_matcher(target)

@@ -335,9 +335,11 @@ def glob_matcher(pattern: str) -> re.Pattern[str]:
                 out.append(re.escape(ch))
             else:
                 body = pattern[i + 1 : end]
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append(f"[{body}]")
+                negate = body.startswith("!")
+                # Escaped, so that "[[a]" or "[\\]" is a set of characters, never
+                # a nested set (which Python's re warns about) or a broken escape.
+                body = "".join(re.escape(ch) if ch in "[]\\^&~|" else ch for ch in body[negate:])
+                out.append(f"[{'^' if negate else ''}{body}]")
                 i = end
         else:
             out.append(re.escape(ch))

@@ -123,6 +123,16 @@ class LocalBackend:
                 f"cannot open the Chroma store in {self.path}: {first_line(exc)}"
             ) from exc
 
+    def make_dir(self) -> None:
+        """The store's directory, made if it is not there (one line if it cannot be)."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the store directory {self.path}: {exc.strerror or exc} "
+                "(choose another place with --store or RAGDB_STORE)"
+            ) from None
+
     # -- the lock ------------------------------------------------------------------------
     def acquire(self) -> None:
         """Take the store's file lock, waiting up to ``wait`` seconds."""
@@ -130,7 +140,7 @@ class LocalBackend:
 
         if self.path.exists() and not self.path.is_dir():
             raise StoreError(f"store path {self.path} is a file, not a directory")
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.make_dir()
         if self._file_lock is None:
             # 0o666 & ~umask: a group-writable umask gives the group the lock too.
             self._file_lock = FileLock(
@@ -163,7 +173,7 @@ class LocalBackend:
             return
         from filelock import FileLock, Timeout
 
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.make_dir()
         lock = FileLock(
             str(self.path / INGEST_LOCK), mode=0o666, thread_local=False, is_singleton=False
         )

@@ -98,27 +98,42 @@ class IngestBody(Body):
     """``POST /v1/ingest`` with texts and server-side paths (a CLI's own plan,
     with ``inputs``, is read by :meth:`ragdb.ingest.IngestPlan.from_wire`)."""
 
-    texts: list[TextItem] | None = None
-    paths: list[str] | None = None
-    include: list[str] | None = None
-    exclude: list[str] | None = None
-    prune: bool | None = None
-    replace: bool | None = None
+    texts: list[TextItem] | None = Field(
+        default=None, description='texts to store: [{"name", "text", "metadata"}]'
+    )
+    paths: list[str] | None = Field(
+        default=None, description="files, folders or glob patterns under --allow-path roots"
+    )
+    include: list[str] | None = Field(
+        default=None, description="a list of glob patterns: only files that match one"
+    )
+    exclude: list[str] | None = Field(
+        default=None, description="a list of glob patterns: no file that matches one"
+    )
+    prune: bool | None = Field(default=None, description="also remove what left the folders")
+    replace: bool | None = Field(
+        default=None, description="replace a stored file or record of a text's name"
+    )
 
 
 def parse(model: type[M], data: Any) -> M:
-    """``data`` as ``model``, or a one-line :class:`UsageError` naming the field."""
+    """``data`` as ``model``, or a one-line :class:`UsageError` naming the field
+    (and what it should be, where the model says)."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise UsageError(describe(exc.errors())) from None
+        raise UsageError(describe(exc.errors(), model)) from None
 
 
-def describe(errors: Any) -> str:
+def describe(errors: Any, model: type[BaseModel] | None = None) -> str:
     """The first validation error as one line: where, and what was wrong."""
     if not errors:
         return "the request is not valid"
     first = errors[0]
-    where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body",))
+    loc = [p for p in first.get("loc", ()) if p not in ("body",)]
+    where = ".".join(str(p) for p in loc)
     message = str(first.get("msg") or "is not valid")
+    field = model.model_fields.get(str(loc[0])) if model is not None and loc else None
+    if field is not None and field.description:
+        message += f" ({field.description})"
     return f'"{where}": {message}' if where else message

@@ -52,11 +52,13 @@ from .errors import (
     RagdbError,
     SourceNotFoundError,
     StoreError,
+    UnsupportedFormatError,
     UsageError,
     http_status,
 )
 from .ingest import IngestPlan
 from .jobs import Job, JobQueue
+from .loaders import unsupported_format
 from .retrieve import Query
 from .schemas import (
     AskBody,
@@ -253,10 +255,8 @@ class Guard:
         self, path: str, headers: dict[str, str], receive: Any
     ) -> tuple[Any, Response | None]:
         """``receive`` bounded to the route's limit, or the 413 that refuses it."""
-        limit = self.limit_for(path)
-        too_large = self.reject(
-            path, 413, f"the request body is over its limit of {limit // 2**10:,} KiB", "too_large"
-        )
+        limit, name = self.limit_for(path)
+        too_large = self.reject(path, 413, f"the request body is over {name}", "too_large")
         if "content-length" in headers:
             try:
                 length = int(headers["content-length"])
@@ -359,8 +359,11 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
             kind = "invalid_request_error"
         return error(path, http_status(exc), str(exc), kind, extra, exc.exit_code)
 
-    def limit_for(path: str) -> int:
-        return config.max_upload_bytes if path in UPLOAD_ROUTES else MAX_REQUEST_BYTES
+    def limit_for(path: str) -> tuple[int, str]:
+        """A route's bound on its request body, and what the 413 calls it."""
+        if path in UPLOAD_ROUTES:
+            return config.max_upload_bytes, f"--max-upload-mb {config.max_upload_bytes // 2**20}"
+        return MAX_REQUEST_BYTES, f"its limit of {MAX_REQUEST_BYTES // 2**20} MB"
 
     app.add_middleware(
         Guard,
@@ -429,7 +432,7 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
     @app.get("/v1/sources/{source:path}")
     async def source(source: str) -> dict[str, Any]:
         chunks = await run_in_threadpool(kb.chunks, source)
-        return {"source": source, "chunks": [dataclasses.asdict(c) for c in chunks]}
+        return {"source": source, "chunks": [c.to_dict() for c in chunks]}
 
     async def write(kind: str, work: Any) -> Any:
         """Run a short write through the job queue (every write goes through it,
@@ -496,14 +499,7 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
 
     @app.post("/v1/ingest")
     async def ingest(request: Request) -> Response:
-        size = int(request.headers.get("content-length") or 0)
-        if size > config.max_upload_bytes:
-            return error(
-                request.url.path,
-                413,
-                f"the request is over --max-upload-mb {config.max_upload_bytes // 2**20}",
-                "too_large",
-            )
+        # Its size is bounded by --max-upload-mb in the Guard, before it is read.
         data = await body_of(request)
         # Plans are made before queuing, so that bad input is this request's 400,
         # and off the event loop (decoding uploads, walking directories).
@@ -562,6 +558,9 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
             raise UsageError('"metadata" must be a JSON object') from None
         if not isinstance(metadata, dict):
             raise UsageError('"metadata" must be a JSON object')
+        why = unsupported_format(name, data)
+        if why is not None:
+            raise UnsupportedFormatError(f"{name}: {why}")
         replace = str(form.get("replace") or "").lower() in ("1", "true", "yes")
         plan = kb.plan_text(name, data, replace=replace, metadata=metadata)
         await run_in_threadpool(kb.check_plan, plan)

@@ -124,7 +124,11 @@ class Session:
                 "before is kept, and a write cut short is finished or undone by the next command"
             )
         hint = ""
-        if "hnsw" in str(exc).lower() and not self.store.server:
+        text = str(exc).lower()
+        # A torn vector index: Chroma names HNSW when it cannot load it, and
+        # reports vectors it cannot find as internal errors.
+        torn = "hnsw" in text or "error finding id" in text or "error getting embedding" in text
+        if torn and not self.store.server:
             hint = "; `ragdb doctor --repair` rebuilds the vector index"
         return StoreError(f"Chroma failed {what} in {self.store.location}: {first_line(exc)}{hint}")
 

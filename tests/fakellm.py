@@ -1,6 +1,6 @@
 """A tiny OpenAI-style HTTP server that fails on purpose: the faults a real server
 cannot be made to produce on demand (404 model missing, 404 for a wrong path, 500,
-hanging, slow and broken streams)."""
+hanging, slow and broken streams, a stream closed without a word)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         elif mode == "hang":
             time.sleep(self.server.hang_seconds)
             self._json(500, {"error": {"message": "too late"}})
+        elif mode == "empty":
+            # What llama.cpp does with a prompt over its context: a 200 stream
+            # that ends at once, no token, no finish reason, no [DONE].
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            self._chunk(b"")
         elif mode in ("broken", "think", "cut", "slow"):
             self.send_response(200)
             self.send_header("content-type", "text/event-stream")
@@ -64,16 +72,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
             else:
+                self._chunk(self._event("", finish="stop"))
                 self._chunk(b"data: [DONE]\n\n")
                 self._chunk(b"")
 
-    def _event(self, content: str) -> bytes:
+    def _event(self, content: str, finish: str | None = None) -> bytes:
         data = {
             "id": "x",
             "object": "chat.completion.chunk",
             "created": 0,
             "model": "fake",
-            "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}],
+            "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}],
         }
         return f"data: {json.dumps(data)}\n\n".encode()
 
