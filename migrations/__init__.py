@@ -38,7 +38,7 @@ class MigrationContext:
 
     def create_chunk_collection(self, name: str, hnsw: dict[str, Any]) -> None:
         """Make the chunk collection ``name`` (if missing) with these HNSW settings."""
-        from ragdb.session import create_chunk_collection
+        from ragdb.store.session import create_chunk_collection
 
         create_chunk_collection(self.client, name, self.manifest["embed_model"], hnsw)
 

@@ -13,27 +13,27 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ragdb.version import __version__
 
 # Every name ragdb exports, and the module that defines it (imported on first use).
 _EXPORTS = {
     "KnowledgeBase": "knowledge_base",
-    "Answer": "knowledge_base",
-    "Retrieval": "knowledge_base",
-    "Status": "knowledge_base",
-    "RemoveReport": "knowledge_base",
-    "MigrateReport": "knowledge_base",
-    "ReembedReport": "knowledge_base",
+    "Answer": "reports",
+    "Retrieval": "reports",
+    "Status": "reports",
+    "RemoveReport": "reports",
+    "MigrateReport": "reports",
+    "ReembedReport": "reports",
     "Settings": "config",
-    "Hit": "retrieve",
-    "Query": "retrieve",
-    "IngestReport": "ingest",
-    "IngestPlan": "ingest",
-    "IngestInterrupted": "ingest",
-    "ChunkRecord": "chunks",
-    "SourceInfo": "chunks",
-    "DoctorReport": "doctor",
-    "Finding": "doctor",
+    "Hit": "query.retrieve",
+    "Query": "query.retrieve",
+    "IngestReport": "ingest.plan",
+    "IngestPlan": "ingest.plan",
+    "IngestInterrupted": "ingest.plan",
+    "ChunkRecord": "store.records",
+    "SourceInfo": "store.records",
+    "DoctorReport": "store.doctor",
+    "Finding": "store.doctor",
     "RagdbError": "errors",
     "InputError": "errors",
     "UsageError": "errors",
@@ -89,10 +89,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .chunks import ChunkRecord, SourceInfo
-    from .config import Settings
-    from .doctor import DoctorReport, Finding
-    from .errors import (
+    from ragdb.config import Settings
+    from ragdb.errors import (
         EmbeddingModelError,
         EmptyStoreError,
         InputError,
@@ -109,17 +107,12 @@ if TYPE_CHECKING:
         StoreVersionError,
         UsageError,
     )
-    from .ingest import IngestInterrupted, IngestPlan, IngestReport
-    from .knowledge_base import (
-        Answer,
-        KnowledgeBase,
-        MigrateReport,
-        ReembedReport,
-        RemoveReport,
-        Retrieval,
-        Status,
-    )
-    from .retrieve import Hit, Query
+    from ragdb.ingest.plan import IngestInterrupted, IngestPlan, IngestReport
+    from ragdb.knowledge_base import KnowledgeBase
+    from ragdb.query.retrieve import Hit, Query
+    from ragdb.reports import Answer, MigrateReport, ReembedReport, RemoveReport, Retrieval, Status
+    from ragdb.store.doctor import DoctorReport, Finding
+    from ragdb.store.records import ChunkRecord, SourceInfo
 
 
 def __getattr__(name: str) -> Any:

@@ -1,3 +1,3 @@
-from .cli import main
+from ragdb.cli import main
 
 main()

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from ragdb.errors import UsageError
 
 DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_LLM_URL = "http://localhost:11434/v1"
@@ -324,7 +324,7 @@ class Settings:
                 raise UsageError("the store path is empty: give --store DIR (or RAGDB_STORE)")
             values["store"] = Path(values["store"]).expanduser()
         if values.get("embed_backend") is not None:
-            from .embeddings import check_backend
+            from ragdb.embed.identity import check_backend
 
             check_backend(values["embed_backend"])
         return cls(**values)

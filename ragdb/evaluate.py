@@ -14,10 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import InputError
+from ragdb.errors import InputError
 
 if TYPE_CHECKING:
-    from .knowledge_base import KnowledgeBase
+    from ragdb.knowledge_base import KnowledgeBase
 
 # Chunks fetched per query, enough for 100 distinct sources in practice.
 CHUNK_DEPTH = 300
@@ -184,7 +184,7 @@ def hnsw_recall(
     """How much of exact cosine search's top ``k`` Chroma's HNSW index returns."""
     import numpy as np
 
-    from .retrieve import dense_search
+    from ragdb.query.retrieve import dense_search
 
     store = kb.store()
     with store.session() as session:

@@ -1,5 +1,9 @@
 """The Python API: a knowledge base that ingests, retrieves, answers and forgets.
 
+:class:`KnowledgeBase` only delegates: ingestion to :mod:`ragdb.ingest`,
+retrieval and answers to :mod:`ragdb.query`, the store to :mod:`ragdb.store`;
+its results are the dataclasses of :mod:`ragdb.reports`.
+
 >>> from ragdb import KnowledgeBase
 >>> kb = KnowledgeBase(store="~/notes-kb")
 >>> kb.ingest(["~/notes"])
@@ -9,20 +13,17 @@
 from __future__ import annotations
 
 import dataclasses
-import glob
-import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .chunking import Chunker
-from .chunks import ChunkRecord, SourceInfo, list_sources, read_source, remove_all, remove_sources
-from .config import DEFAULT_EMBED_MODEL, Settings
-from .doctor import DoctorReport
-from .embeddings import Embedder, ModelIdentity, default_backend, get_embedder
-from .errors import (
+from ragdb.config import DEFAULT_EMBED_MODEL, Settings
+from ragdb.embed import default_backend, get_embedder
+from ragdb.embed.base import Embedder
+from ragdb.embed.identity import ModelIdentity
+from ragdb.errors import (
     EmptyStoreError,
     InputError,
     LLMError,
@@ -31,7 +32,13 @@ from .errors import (
     StoreNotFoundError,
     UsageError,
 )
-from .generate import (
+from ragdb.ingest.chunking import Chunker
+from ragdb.ingest.inputs import Input
+from ragdb.ingest.paths import expand_paths, match_sources
+from ragdb.ingest.pipeline import check_collisions, run_ingest
+from ragdb.ingest.plan import IngestPlan, IngestReport, Progress, Warn
+from ragdb.ingest.record_files import read_records
+from ragdb.query.generate import (
     DEFAULT_CONTEXT_TOKENS,
     NOT_ENOUGH,
     StreamState,
@@ -39,126 +46,16 @@ from .generate import (
     check_llm_url,
     stream_answer,
 )
-from .ingest import IngestPlan, IngestReport, Progress, Warn, check_collisions, run_ingest
-from .loaders import Input, expand_paths, glob_matcher, read_records
-from .retrieve import DEFAULT_MODE, MODES, Hit, Query, candidate_depth, search_many
-from .store import Store
-
-
-@dataclasses.dataclass
-class Retrieval:
-    question: str
-    hits: list[Hit]
-    timings: dict[str, float]
-
-
-@dataclasses.dataclass
-class Answer:
-    question: str
-    hits: list[Hit]
-    answer: str | None
-    enough_context: bool
-    model: str | None
-    timings: dict[str, float]
-    error: str | None = None
-    # Whether the answer was cut, and why: "max_tokens", "deadline", "repetition".
-    truncated: bool = False
-    truncated_reason: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """What ``ragdb query --json`` prints."""
-        out: dict[str, Any] = {
-            "question": self.question,
-            "chunks": [h.to_dict() for h in self.hits],
-            "answer": self.answer,
-            "enough_context": self.enough_context,
-            "model": self.model,
-            "timings": self.timings,
-            "truncated": self.truncated,
-        }
-        if self.truncated:
-            out["truncated_reason"] = self.truncated_reason
-        if self.error is not None:
-            out["error"] = self.error
-        return out
-
-
-@dataclasses.dataclass
-class Status:
-    """Where a store is, what it holds and how it was made (``ragdb status``)."""
-
-    store: str
-    mode: str  # "embedded" or "server"
-    collection: str
-    chunks: int
-    sources: int
-    embed_model: str
-    embed_backend: str
-    embed_dimension: int
-    max_seq_length: int
-    format_version: int
-    ragdb_version: str | None
-    chromadb_version: str | None
-    created_at: str | None
-    updated_at: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        """What ``ragdb status --json`` prints."""
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass
-class RemoveReport:
-    """The sources :meth:`KnowledgeBase.remove` removed, and their chunks."""
-
-    removed: list[str]
-    chunks_removed: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """What ``ragdb remove --json`` prints."""
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass
-class MigrateReport:
-    """What :meth:`KnowledgeBase.migrate` applied, and the store's format after."""
-
-    store: str
-    applied: list[str]
-    format_version: int
-    migrations: list[str]
-
-    def to_dict(self) -> dict[str, Any]:
-        """What ``ragdb migrate --json`` prints."""
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass
-class ReembedReport:
-    """The model and backend a store moved from and to, and its new collection."""
-
-    store: str
-    from_model: str
-    to_model: str
-    from_backend: str
-    to_backend: str
-    collection: str
-    chunks: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """What ``ragdb reembed --json`` prints."""
-        return {
-            "store": self.store,
-            "from": self.from_model,
-            "to": self.to_model,
-            "from_backend": self.from_backend,
-            "to_backend": self.to_backend,
-            "collection": self.collection,
-            "chunks": self.chunks,
-        }
-
+from ragdb.query.retrieve import DEFAULT_MODE, MODES, Hit, Query, candidate_depth, search_many
+from ragdb.reports import Answer, MigrateReport, ReembedReport, RemoveReport, Retrieval, Status
+from ragdb.store.doctor import DoctorReport
+from ragdb.store.records import ChunkRecord, SourceInfo
+from ragdb.store.store import Store
+from ragdb.store.versions import list_sources, read_source, remove_all, remove_sources
 
 T = TypeVar("T")
+
+
 _executor: ThreadPoolExecutor | None = None
 
 
@@ -176,6 +73,8 @@ def _ms(seconds: float) -> float:
 # Bounds on one question: a request must not be able to cost the service
 # gigabytes (a question is echoed back, tokenised, and scored word by word).
 MAX_QUESTION_CHARS = 8000
+
+
 MAX_K = 1000
 
 
@@ -608,8 +507,8 @@ class KnowledgeBase:
         manifest from its backup copy or from Chroma, once ``confirm`` (given
         what it is rebuilt from, in words) agrees. ``progress`` hears how far a
         rebuild of the vector index has come (chunks done, chunks in all)."""
-        from .doctor import Finding, check
-        from .doctor import repair as do_repair
+        from ragdb.store.doctor import Finding, check
+        from ragdb.store.doctor import repair as do_repair
 
         try:
             store = self.store()
@@ -646,8 +545,8 @@ class KnowledgeBase:
     ) -> ReembedReport:
         """Re-embed every chunk with ``model`` and/or ``backend`` (either one
         defaults to the store's) into a new collection, then switch to it."""
-        from .embeddings import check_backend, same_model
-        from .rebuild import rebuild
+        from ragdb.embed.identity import check_backend, same_model
+        from ragdb.store.rebuild import rebuild
 
         if model is None and backend is None:
             raise UsageError("give the model or the backend to re-embed with")
@@ -713,39 +612,3 @@ def _empty(store: Store) -> EmptyStoreError:
     return EmptyStoreError(
         f"the knowledge base at {store.location} is empty: add documents with `ragdb ingest PATH`"
     )
-
-
-def match_sources(targets: Sequence[str | Path], known: dict[str, int]) -> dict[str, int]:
-    """The sources of ``known`` (name: chunks) that ``targets`` name, as
-    :meth:`KnowledgeBase.matching_sources` finds them; paths are taken from
-    where this process stands."""
-    found: dict[str, int] = {}
-    for target in targets:
-        matched = _match_sources(str(target), known)
-        if not matched:
-            raise SourceNotFoundError(f"not in the knowledge base: {target}")
-        for m in matched:
-            found.setdefault(m, known[m])
-    return found
-
-
-def _match_sources(target: str, known: dict[str, Any]) -> list[str]:
-    if target in known:
-        return [target]
-    path = Path(target).expanduser()
-    # A stored file whose name holds glob characters ("[draft].txt") is itself.
-    exact = [c for c in (str(path.absolute()), str(path.resolve())) if c in known]
-    if exact:
-        return exact[:1]
-    if glob.has_magic(target):
-        # Against stored names as given, and against paths made absolute.
-        named = glob_matcher(target)
-        pathlike = glob_matcher(os.path.abspath(os.path.expanduser(target)))
-        return sorted(s for s in known if named.match(s) or pathlike.match(s))
-    path = Path(target).expanduser()
-    candidates = {str(path.absolute()), str(path.resolve())}
-    hits = [c for c in candidates if c in known]
-    if hits:
-        return hits[:1]
-    prefixes = tuple(c.rstrip("/") + "/" for c in candidates)
-    return sorted(s for s in known if s.startswith(prefixes))

@@ -49,7 +49,7 @@ def int8_batch_effect(kb: KnowledgeBase, questions: list[str]) -> dict[str, Any]
     questions one per run)."""
     import numpy as np
 
-    from ragdb.retrieve import dense_search
+    from ragdb.query.retrieve import dense_search
 
     embedder = kb.embedder
     alone = np.stack([embedder.encode([q])[0] for q in questions])

@@ -70,8 +70,9 @@ def bench_ingest(
     from sentence_transformers import SentenceTransformer
 
     from ragdb import KnowledgeBase
-    from ragdb.embeddings import get_embedder, resolve_model_path
-    from ragdb.loaders import read_records
+    from ragdb.embed import get_embedder
+    from ragdb.embed.base import resolve_model_path
+    from ragdb.ingest.record_files import read_records
 
     subset = work / "corpus.jsonl"
     rows = read_corpus(corpus, docs)
@@ -81,7 +82,7 @@ def bench_ingest(
     probe.ingest_text("probe", "warm up")
     chunker = probe.chunker()
     texts = []
-    from ragdb.loaders import extract
+    from ragdb.ingest.extract import extract
 
     for inp in read_records(subset, "_id", "text", "title"):
         if inp.data:
@@ -199,7 +200,8 @@ def synthetic_store(store: Path, n: int, backend: str, dim: int = 384) -> float:
     import numpy as np
 
     from ragdb import KnowledgeBase
-    from ragdb.chunks import ChunkRecord, NewVersion, write_versions
+    from ragdb.store.records import ChunkRecord, NewVersion
+    from ragdb.store.versions import write_versions
 
     kb = KnowledgeBase(store=store, embed_backend=backend)
     kb.ingest_text("seed", "seed")

@@ -36,7 +36,7 @@ REFERENCE = {
 
 def truncated_corpus(path: Path, out: Path) -> None:
     """Each document as MTEB embeds it: title + text, cut where the model cuts."""
-    from ragdb.embeddings import get_embedder
+    from ragdb.embed import get_embedder
 
     tok = get_embedder("all-MiniLM-L6-v2").tokenizer
     with open(path) as src, open(out, "w") as dst:

@@ -46,8 +46,8 @@ def main() -> int:
     from sentence_transformers import SentenceTransformer
     from tokenizers import Tokenizer
 
-    from ragdb.embeddings import resolve_model_path
-    from ragdb.onnx_backend import META, ensure_export
+    from ragdb.embed.base import resolve_model_path
+    from ragdb.embed.onnx import META, ensure_export
 
     model_dir = Path(resolve_model_path("all-MiniLM-L6-v2"))
     base = ensure_export(model_dir, "onnx", "all-MiniLM-L6-v2")
@@ -59,7 +59,7 @@ def main() -> int:
     )
     fused.save_model_to_file(str(work / "fused.onnx"))
     variants["fp32 fused"] = work / "fused.onnx"
-    from ragdb.onnx_backend import down_projections
+    from ragdb.embed.onnx import down_projections
 
     fp32_path = base / "model.onnx"
     for graph in ("fp32", "fp32 fused"):

@@ -29,7 +29,7 @@ def main() -> int:
 
     from ragdb import KnowledgeBase
     from ragdb.evaluate import load_qrels, load_queries, ndcg
-    from ragdb.retrieve import dense_search, fuse
+    from ragdb.query.retrieve import dense_search, fuse
 
     kb = KnowledgeBase(store=opts.store)
     queries = load_queries(DATA / "queries_train.jsonl")

@@ -12,8 +12,8 @@ from pathlib import Path
 import ragdb
 
 PACKAGE = Path(ragdb.__file__).resolve().parent
-# The modules that may talk to Chroma (and import chromadb).
-STORAGE = {"store", "session", "local_backend", "server_backend", "manifest", "chroma_ef"}
+# Shipped as ragdb.migrations, kept at the top of the repository.
+MIGRATIONS = PACKAGE.parent / "migrations"
 
 
 def test_exported_members() -> None:
@@ -93,56 +93,78 @@ def test_public_methods_have_docstrings_and_typed_results() -> None:
         assert dataclasses.is_dataclass(getattr(ragdb, bare)), bare
 
 
-def _imports(path: Path) -> list[tuple[str, list[str]]]:
-    """(module imported, names taken from it) for every import in a file."""
-    tree = ast.parse(path.read_text())
+def _modules() -> dict[str, Path]:
+    """Every module of the package (and its migrations), by dotted name."""
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    for path in sorted(MIGRATIONS.glob("*.py")):
+        stem = "" if path.stem == "__init__" else "." + path.stem
+        out["ragdb.migrations" + stem] = path
+    return out
+
+
+def _imports(name: str, path: Path) -> list[tuple[str, list[str]]]:
+    """(module imported, names taken from it) for every import in a module, at
+    any depth: inside functions and ``TYPE_CHECKING`` blocks too."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = []
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found += [(alias.name, []) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             module = node.module or ""
             if node.level:
-                module = "ragdb." + module if module else "ragdb"
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                module = ".".join([*base, module] if module else base)
             found.append((module, [alias.name for alias in node.names]))
     return found
 
 
-def test_only_the_storage_layer_imports_chromadb() -> None:
-    offenders = []
-    for path in sorted(PACKAGE.glob("*.py")):
-        if path.stem in STORAGE:
-            continue
-        for module, _ in _imports(path):
-            if module.split(".")[0] == "chromadb":
-                offenders.append(f"{path.name} imports {module}")
+def test_only_the_storage_package_imports_chromadb() -> None:
+    offenders = [
+        f"{name} imports {module}"
+        for name, path in _modules().items()
+        if not name.startswith(("ragdb.store", "ragdb.migrations"))
+        for module, _ in _imports(name, path)
+        if module.split(".")[0] == "chromadb"
+    ]
     assert offenders == []
 
 
 def test_no_module_takes_another_modules_private_names() -> None:
-    offenders = []
-    for path in sorted(PACKAGE.glob("*.py")):
-        for module, names in _imports(path):
-            if module.startswith("ragdb"):
-                offenders += [
-                    f"{path.name}: {module}.{n}"
-                    for n in names
-                    if n.startswith("_") and not n.startswith("__")
-                ]
+    offenders = [
+        f"{name}: {module}.{n}"
+        for name, path in _modules().items()
+        for module, names in _imports(name, path)
+        if module.startswith("ragdb") and module != name
+        for n in names
+        if n.startswith("_") and not n.startswith("__")
+    ]
     assert offenders == []
 
 
-def test_no_import_cycles_at_module_level() -> None:
-    """Module-level imports between ragdb's modules form no cycle (imports inside
-    functions are the deliberate lazy ones)."""
+def _graph() -> dict[str, set[str]]:
+    """Which of ragdb's modules each one imports, lazily or not."""
+    modules = _modules()
     graph: dict[str, set[str]] = {}
-    for path in PACKAGE.glob("*.py"):
-        tree = ast.parse(path.read_text())
+    for name, path in modules.items():
         deps = set()
-        for node in tree.body:  # module level only, TYPE_CHECKING blocks aside
-            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
-                deps.add(node.module.split(".")[0])
-        graph[path.stem] = deps
+        for module, names in _imports(name, path):
+            # `from ragdb.pkg import mod` names a module; `from ragdb.mod import X` a member.
+            for target in [f"{module}.{n}" for n in names] + [module]:
+                if target in modules and target != name:
+                    deps.add(target)
+                    break
+        graph[name] = deps
+    return graph
+
+
+def test_no_import_cycles_lazy_or_type_only_included() -> None:
+    """No circle among ragdb's modules, whether an import is at module level,
+    inside a function, or only for type checking."""
+    graph = _graph()
     seen: set[str] = set()
     stack: list[str] = []
 
@@ -152,13 +174,44 @@ def test_no_import_cycles_at_module_level() -> None:
         if node in seen:
             return
         stack.append(node)
-        for dep in graph.get(node, ()):
+        for dep in sorted(graph.get(node, ())):
             visit(dep)
         stack.pop()
         seen.add(node)
 
-    for module in graph:
+    for module in sorted(graph):
         visit(module)
+
+
+def test_layers_point_one_way() -> None:
+    """Lower layers never import higher ones: the surfaces (cli, serve, remote)
+    sit on the facade, which sits on ingest and query, then store, then embed."""
+    rank = {
+        "ragdb.embed": 1,
+        "ragdb.store": 2,
+        "ragdb.migrations": 2,
+        "ragdb.ingest": 3,
+        "ragdb.query": 3,
+        "ragdb.knowledge_base": 4,
+        "ragdb.evaluate": 4,
+        "ragdb.cli": 5,
+        "ragdb.serve": 5,
+        "ragdb.remote": 5,
+    }
+
+    def layer(module: str) -> int:
+        for prefix, n in rank.items():
+            if module == prefix or module.startswith(prefix + "."):
+                return n
+        return 0  # the leaves: errors, config, reports, the package itself
+
+    upward = [
+        f"{name} -> {dep}"
+        for name, deps in _graph().items()
+        for dep in deps
+        if layer(dep) > layer(name) and layer(name) > 0
+    ]
+    assert upward == [], upward
 
 
 def test_all_matches_the_lazy_exports() -> None:

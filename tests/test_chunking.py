@@ -8,8 +8,8 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ragdb.chunking import Chunker
-from ragdb.embeddings import get_embedder
+from ragdb.embed import get_embedder
+from ragdb.ingest.chunking import Chunker
 
 
 @functools.cache
@@ -105,7 +105,7 @@ class RecordingSplitter:
 def test_text_without_line_breaks_is_chunked_in_bounded_pieces() -> None:
     import random
 
-    from ragdb.chunking import LONG_LINE, segments
+    from ragdb.ingest.chunking import LONG_LINE, segments
 
     rng = random.Random(0)
     vocab = "alpha beta gamma delta cell protein gene tumor immune market river".split()

@@ -101,7 +101,8 @@ def test_repair_rebuilds_a_broken_index(local_ragdb: Ragdb, facts_dir: Path, sto
     """Chroma persists its HNSW files once a collection passes 1,000 writes; torn,
     they make it refuse every read. doctor finds that, and --repair re-embeds
     the chunks' text (kept in Chroma's database) into a new collection."""
-    from ragdb.chunks import ChunkRecord, NewVersion, write_versions
+    from ragdb.store.records import ChunkRecord, NewVersion
+    from ragdb.store.versions import write_versions
 
     local_ragdb("ingest", str(facts_dir))
     kb = local_ragdb.kb()

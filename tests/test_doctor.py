@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ragdb.keywords import KeywordIndex
+from ragdb.store.keywords import KeywordIndex
 
 from .conftest import Ragdb
 

@@ -11,8 +11,14 @@ from hypothesis import strategies as st
 
 from ragdb.config import Settings
 from ragdb.errors import LLMError
-from ragdb.generate import NOT_ENOUGH, ThinkFilter, build_prompt, stream_answer, strip_thinking
-from ragdb.retrieve import Hit
+from ragdb.query.generate import (
+    NOT_ENOUGH,
+    ThinkFilter,
+    build_prompt,
+    stream_answer,
+    strip_thinking,
+)
+from ragdb.query.retrieve import Hit
 
 from .conftest import Ragdb
 from .fakellm import fake_llm
@@ -188,7 +194,7 @@ def test_whole_answer_deadline(filled: Ragdb) -> None:
 def test_looping_model_is_stopped() -> None:
     loop = ["The octopus is the company's favourite animal. "] * 200
     with fake_llm("slow", pieces=loop, delay=0.0) as server:
-        from ragdb.generate import StreamState
+        from ragdb.query.generate import StreamState
 
         state = StreamState()
         text = "".join(

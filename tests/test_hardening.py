@@ -25,7 +25,7 @@ import pytest
 
 from ragdb import KnowledgeBase
 from ragdb.errors import LLMError
-from ragdb.jobs import JobQueue
+from ragdb.serve.jobs import JobQueue
 
 from .conftest import FACTS, Ragdb, free_port, wait_http
 from .fakellm import fake_llm
@@ -576,7 +576,7 @@ def test_a_full_disk_is_named(tmp_path: Path, facts_dir: Path) -> None:
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads every directory whatever its mode")
 def test_an_unreadable_subdirectory_is_named(tmp_path: Path) -> None:
-    from ragdb.loaders import expand_paths
+    from ragdb.ingest.paths import expand_paths
 
     docs = tmp_path / "docs"
     (docs / "locked").mkdir(parents=True)

@@ -26,7 +26,8 @@ def test_ctrl_c_keeps_the_written_batches(local_ragdb: Ragdb, tmp_path: Path, st
         sentences = [" ".join(rng.choices(WORDS, k=12)).capitalize() + "." for _ in range(20)]
         (docs / f"doc{i:03d}.txt").write_text(" ".join(sentences))
     # The ONNX export (once per cache) is made here, not in the timed child.
-    from ragdb.embeddings import DEFAULT_CPU_BACKEND, get_embedder
+    from ragdb.embed import get_embedder
+    from ragdb.embed.identity import DEFAULT_CPU_BACKEND
 
     get_embedder("all-MiniLM-L6-v2", "auto", DEFAULT_CPU_BACKEND).load()
     proc = subprocess.Popen(

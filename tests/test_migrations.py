@@ -13,7 +13,7 @@ import ragdb.migrations as migrations_module
 from ragdb.migrations import MigrationContext, Migrations
 
 from ragdb import KnowledgeBase
-from ragdb.store import Store
+from ragdb.store.store import Store
 
 from .conftest import Ragdb
 
@@ -73,7 +73,7 @@ def test_migrate_command_reports_what_it_applied(
 KILL_IN_MIGRATION = """
 import os, signal, sys
 import ragdb.migrations as m
-from ragdb.local_backend import LocalBackend
+from ragdb.store.local import LocalBackend
 last = len(m.MIGRATIONS.names())
 write = LocalBackend.write_manifest
 def write_or_die(self, client, manifest):

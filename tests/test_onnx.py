@@ -15,15 +15,11 @@ import numpy as np
 import pytest
 
 from ragdb import KnowledgeBase
-from ragdb.embeddings import (
-    DEFAULT_CPU_BACKEND,
-    compatible_backends,
-    default_backend,
-    get_embedder,
-    resolve_model_path,
-)
+from ragdb.embed import default_backend, get_embedder
+from ragdb.embed.base import resolve_model_path
+from ragdb.embed.identity import DEFAULT_CPU_BACKEND, compatible_backends
+from ragdb.embed.onnx import META, export_dir, model_hash
 from ragdb.errors import UsageError
-from ragdb.onnx_backend import META, export_dir, model_hash
 
 from .conftest import Ragdb
 from .proofs.data import ROOT, SHARED_DATA
@@ -111,7 +107,7 @@ def test_export_is_cached_and_keyed_by_the_model_files(tmp_path: Path, session_c
         [
             sys.executable,
             "-c",
-            "from ragdb.embeddings import get_embedder;"
+            "from ragdb.embed import get_embedder;"
             "print(get_embedder('all-MiniLM-L6-v2','cpu','onnx-int8').encode(['x']).shape)",
         ],
         capture_output=True,

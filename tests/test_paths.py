@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from ragdb.loaders import glob_matcher
+from ragdb.ingest.paths import glob_matcher
 
 from .conftest import Ragdb
 

@@ -33,7 +33,7 @@ def test_score_is_cosine_similarity(ragdb: Ragdb, facts_dir: Path) -> None:
     import numpy as np
     from sentence_transformers import SentenceTransformer
 
-    from ragdb.embeddings import resolve_model_path
+    from ragdb.embed.base import resolve_model_path
 
     # A torch store: its vectors are sentence-transformers' own, computed below.
     ragdb.extra = [*ragdb.extra, "--embed-backend", "torch"]
@@ -158,7 +158,7 @@ def test_store_opens_from_another_install(local_ragdb: Ragdb, facts_dir: Path, s
     }
     assert config["hnsw"]["space"] == "cosine"
     # And ragdb's embedding function rebuilds from that record alone.
-    from ragdb.chroma_ef import RagdbEmbeddingFunction
+    from ragdb.store.chroma_ef import RagdbEmbeddingFunction
 
     ef = RagdbEmbeddingFunction.build_from_config(config["embedding_function"]["config"])
     assert ef.backend == "onnx-int8"
@@ -221,7 +221,7 @@ def test_int8_questions_encoded_together_equal_alone() -> None:
     are encoded one by one (side by side): the same vectors as alone."""
     import numpy as np
 
-    from ragdb.embeddings import get_embedder
+    from ragdb.embed import get_embedder
 
     questions = [f"question number {i} about {word}" for i, word in enumerate(FACTS)]
     embedder = get_embedder("all-MiniLM-L6-v2", backend="onnx-int8")

@@ -19,7 +19,7 @@ def other_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     import torch
     from sentence_transformers import SentenceTransformer, models
 
-    from ragdb.embeddings import resolve_model_path
+    from ragdb.embed.base import resolve_model_path
 
     torch.manual_seed(0)
     word = models.Transformer(resolve_model_path("all-MiniLM-L6-v2"), max_seq_length=128)

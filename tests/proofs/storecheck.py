@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ragdb import KnowledgeBase
-from ragdb.chunks import version_problem, versions
+from ragdb.store.records import version_problem, versions
 
 
 def compare(kb: KnowledgeBase, expected: dict[str, str]) -> dict[str, Any]:

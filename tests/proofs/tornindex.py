@@ -29,7 +29,8 @@ def make_store(store: Path, notes: int = 1100) -> None:
     """A store past Chroma's 1,000-write persistence threshold: its HNSW
     files are on disk."""
     from ragdb import KnowledgeBase
-    from ragdb.chunks import ChunkRecord, NewVersion, write_versions
+    from ragdb.store.records import ChunkRecord, NewVersion
+    from ragdb.store.versions import write_versions
 
     kb = KnowledgeBase(store=store)
     kb.ingest_text("octopus", "The company's favorite animal is the octopus, for its intelligence.")

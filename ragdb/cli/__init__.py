@@ -1,0 +1,940 @@
+"""The ``ragdb`` command: parses options, calls the library, formats output.
+
+Results go to stdout (``--json`` for machines); progress and warnings go to
+stderr. Every :class:`~ragdb.errors.RagdbError` becomes a one-line message and
+its exit code here, in :class:`RagdbGroup`, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+
+from ragdb.config import SETTING
+from ragdb.errors import RagdbError, UsageError
+from ragdb.query.retrieve import DEFAULT_MODE, MODES
+from ragdb.version import __version__
+
+if TYPE_CHECKING:
+    from ragdb.knowledge_base import KnowledgeBase
+    from ragdb.query.retrieve import Hit
+
+
+class RagdbCommand(click.Command):
+    """A subcommand whose usage errors show its own usage line, not the group's,
+    and say where a global option goes when one is given after the command."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            group = ctx.parent.command if ctx.parent is not None else None
+            names = {n for p in getattr(group, "params", []) for n in p.opts}
+            if exc.option_name in names:
+                raise click.UsageError(
+                    f"{exc.option_name} is a global option: put it before the command "
+                    f"(ragdb {exc.option_name} ... {ctx.info_name} ...)",
+                    ctx,
+                ) from None
+            raise
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            raise click.UsageError(str(exc), ctx) from None
+
+
+class RagdbGroup(click.Group):
+    command_class = RagdbCommand
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            raise click.UsageError(str(exc), ctx) from None
+        except RagdbError as exc:
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt as exc:
+            summary = getattr(exc, "summary", None)
+            click.echo(f"Interrupted: {summary()}." if summary else "Interrupted.", err=True)
+            sys.exit(130)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    # ClickException's exit code is a class attribute: one subclass per code.
+    error_class = type("RagdbFailure", (click.ClickException,), {"exit_code": code})
+    raise error_class(message)
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _warn(message: str) -> None:
+    click.secho(f"warning: {message}", fg="yellow", err=True)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def setting_option(name: str, **kwargs: Any) -> Callable[[F], F]:
+    """The click option of setting ``name``, its help from the settings table."""
+    setting = SETTING[name]
+    assert setting.option is not None
+    return click.option(setting.option, name, help=setting.option_help(), **kwargs)
+
+
+device_option = setting_option("device", type=click.Choice(["auto", "cpu", "cuda", "mps"]))
+
+mode_option = click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default=None,
+    help=f"Retrieve by embedding, by keywords (BM25), or both fused [default: {DEFAULT_MODE}].",
+)
+
+
+class _Bar:
+    """A tqdm bar on stderr, made on first use (so nothing shows when there is no
+    work); its total may grow as work is discovered. Where stderr is no terminal
+    (a log, a pipe) it writes a plain line at the start, every few seconds and
+    at the end instead, so long work is never silent."""
+
+    EVERY = 5.0  # seconds between plain lines
+
+    def __init__(self, desc: str, unit: str) -> None:
+        self.desc, self.unit = desc, unit
+        self.bar: Any = None
+        self.plain = not sys.stderr.isatty()
+        self.said = 0.0
+        self.last: tuple[int, int] | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if total == 0:
+            return
+        if self.plain:
+            self._line(done, total)
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total,
+                unit=self.unit,
+                desc=self.desc,
+                file=sys.stderr,
+                disable=None,
+                dynamic_ncols=True,
+            )
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
+
+    def _line(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        self.last = (done, total)
+        if self.said and now - self.said < self.EVERY and done < total:
+            return
+        self.said = now
+        click.echo(f"{self.desc}: {done:,} of {total:,} {self.unit}s", err=True)
+        self.last = None
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.plain and self.last is not None:
+            done, total = self.last
+            click.echo(f"{self.desc}: {done:,} of {total:,} {self.unit}s", err=True)
+
+
+class _Warnings:
+    """An ingest's warnings on stderr: the first few one by one, then a summary
+    of the skipped sources by reason (a folder of a thousand images should not
+    print a thousand lines on every run)."""
+
+    SHOWN = 10
+
+    def __init__(self) -> None:
+        self.skips = 0
+
+    def __call__(self, message: str) -> None:
+        if message.startswith("skipped "):
+            self.skips += 1
+            if self.skips > self.SHOWN:
+                return
+        _warn(message)
+
+    def summarise(self, skipped: list[dict[str, str]]) -> None:
+        if self.skips <= self.SHOWN:
+            return
+        from collections import Counter
+
+        reasons = Counter(s["reason"].split(";")[0] for s in skipped)
+        common = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common(5))
+        _warn(
+            f"... {self.skips - self.SHOWN} more skipped; {len(skipped)} in all: {common} "
+            "(--json lists each)"
+        )
+
+
+def _kb(ctx: click.Context, **options: Any) -> KnowledgeBase:
+    from ragdb.config import Settings
+    from ragdb.knowledge_base import KnowledgeBase
+
+    settings = Settings.resolve(**ctx.obj, **options)
+    return KnowledgeBase(settings)
+
+
+def _server(ctx: click.Context) -> Any:
+    """The running ``ragdb serve`` to ask instead of working in-process, if any
+    (see :mod:`ragdb.remote`); never with --no-server."""
+    root = ctx.find_root()
+    if root.meta.get("ragdb.no_server"):
+        return None
+    from ragdb.config import Settings
+    from ragdb.remote import find_server
+
+    settings = Settings.resolve(**ctx.obj)
+    store = None if settings.chroma_url else settings.store.resolve()
+    return find_server(store, settings.url, settings.api_key)
+
+
+@click.group(cls=RagdbGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ragdb")
+@setting_option("store", type=click.Path(file_okay=False))
+@setting_option("chroma_url", metavar="URL")
+@setting_option("chroma_headers", multiple=True, metavar="'NAME: VALUE'")
+@setting_option("chroma_tenant", metavar="NAME")
+@setting_option("chroma_database", metavar="NAME")
+@setting_option("embed_model", metavar="NAME")
+@setting_option("embed_backend", type=click.Choice(["torch", "onnx", "onnx-int8"]))
+@setting_option("wait", type=click.FloatRange(min=0), metavar="SECONDS")
+@setting_option("url", metavar="URL")
+@click.option(
+    "--no-server",
+    is_flag=True,
+    help="Work in-process even when a ragdb serve for this store is running.",
+)
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    store: str | None,
+    chroma_url: str | None,
+    chroma_headers: tuple[str, ...],
+    chroma_tenant: str | None,
+    chroma_database: str | None,
+    embed_model: str | None,
+    embed_backend: str | None,
+    wait: float | None,
+    url: str | None,
+    no_server: bool,
+) -> None:
+    """ragdb: a persistent knowledge base you ask questions of.
+
+    Documents are embedded into a local Chroma store; questions are answered by a
+    local model (Ollama by default) from the passages retrieved.
+    """
+    from ragdb.config import parse_headers
+
+    ctx.obj = {
+        "store": store,
+        "chroma_url": chroma_url,
+        "chroma_headers": parse_headers(chroma_headers) if chroma_headers else None,
+        "chroma_tenant": chroma_tenant,
+        "chroma_database": chroma_database,
+        "embed_model": embed_model,
+        "embed_backend": embed_backend,
+        "wait": wait,
+        "url": url,
+    }
+    ctx.meta["ragdb.no_server"] = no_server
+
+
+# -- ingest ---------------------------------------------------------------------------
+@cli.command()
+@click.argument("paths", nargs=-1)
+@click.option("--name", help="Source name for text read from standard input ('-').")
+@click.option(
+    "--records",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="A JSONL or CSV file whose records are each a source.",
+)
+@click.option("--id-field", default="id", show_default=True, help="Record id field.")
+@click.option(
+    "--id-prefix",
+    default="",
+    metavar="TEXT",
+    help="Prefix for the source names of records (keeps two records files apart).",
+)
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Replace a stored source of the same name that came from elsewhere "
+    "(another file type, standard input, another records file) instead of refusing.",
+)
+@click.option("--text-field", default="text", show_default=True, help="Record text field.")
+@click.option("--title-field", help="Record title field (prefixed to the text).")
+@click.option(
+    "--meta-field",
+    "meta_fields",
+    multiple=True,
+    help="Record field to keep as metadata (repeatable).",
+)
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="Also remove stored files that are gone from the directories or quoted glob "
+    "patterns given (or records gone from --records FILE).",
+)
+@device_option
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+def ingest(
+    ctx: click.Context,
+    paths: tuple[str, ...],
+    name: str | None,
+    records: str | None,
+    id_field: str,
+    id_prefix: str,
+    replace: bool,
+    text_field: str,
+    title_field: str | None,
+    meta_fields: tuple[str, ...],
+    prune: bool,
+    device: str | None,
+    as_json: bool,
+) -> None:
+    """Add files, directories, glob patterns or '-' (stdin) to the knowledge base.
+
+    Only new or changed sources are embedded; a changed file's chunks are replaced.
+    With --records, each record of a JSONL/CSV file is a source named by its id.
+    """
+    if records is not None and paths:
+        raise UsageError("give either PATHS or --records FILE, not both")
+    if records is None and not paths:
+        raise UsageError("nothing to ingest: give PATHS, '-' or --records FILE")
+    if "-" in paths and len(paths) > 1:
+        raise UsageError("'-' (standard input) cannot be combined with other paths")
+    if name is not None and "-" not in paths:
+        raise UsageError("--name applies only to standard input ('-')")
+    if id_prefix and records is None:
+        raise UsageError("--id-prefix applies only to --records")
+    kb = _kb(ctx, device=device)
+    # The plan is made here, where the files are; a running server carries it out.
+    if records is not None:
+        plan = kb.plan_records(
+            records,
+            id_field=id_field,
+            text_field=text_field,
+            title_field=title_field,
+            meta_fields=meta_fields,
+            prune=prune,
+            id_prefix=id_prefix,
+            replace=replace,
+        )
+    elif paths == ("-",):
+        data = sys.stdin.buffer.read()
+        if not data.strip():
+            raise RagdbError("standard input is empty: nothing to ingest")
+        if name is None:
+            # Each unnamed input a source of its own: never one "stdin" replacing another.
+            now = time.time()
+            name = f"stdin-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}"
+            name += f".{int(now * 1000) % 1000:03d}"
+            click.echo(f"storing standard input as {name!r} (--name sets another)", err=True)
+        plan = kb.plan_text(name, data, replace=replace)
+    else:
+        plan = kb.plan_paths(list(paths), prune=prune, replace=replace, warn=_warn)
+    # A --device of its own means this process embeds.
+    server = _server(ctx) if device is None else None
+    progress = _Bar("embedding", "chunk")
+    warn = _Warnings()
+    try:
+        if server is not None:
+            from ragdb.ingest.plan import IngestReport
+
+            report = IngestReport(**server.ingest(plan.to_wire(), progress, warn))
+        else:
+            report = kb.ingest_plan(plan, progress=progress, warn=warn)
+    finally:
+        progress.close()
+    warn.summarise(report.skipped_sources)
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        click.echo(report.summary())
+    ingested = report.added + report.updated + report.unchanged
+    if report.skipped and ingested == 0 and report.removed == 0:
+        _fail(f"nothing ingested: {report.skipped} input(s) skipped", 1)
+
+
+# -- query ----------------------------------------------------------------------------
+def _print_hit(hit: Hit, width: int = 300) -> None:
+    head = click.style(f"[{hit.rank}]", bold=True)
+    # In hybrid and bm25 modes the order is not the similarity's: say what it is.
+    order = ""
+    if "fused" in hit.scores:
+        order = f", fused rank score {hit.scores['fused']:.4f}"
+    elif "bm25" in hit.scores:
+        order = f", BM25 {hit.scores['bm25']:.2f}"
+    click.echo(f"{head} {hit.source}  ({hit.location}, similarity {hit.score:.3f}{order})")
+    text = " ".join(hit.text.split())
+    if len(text) > width:
+        text = text[: width - 1] + "…"
+    click.echo(f"    {text}")
+
+
+@cli.command()
+@click.argument("question")
+@click.option(
+    "-k",
+    "k",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="How many chunks to retrieve.",
+)
+@mode_option
+@click.option("--retrieve-only", is_flag=True, help="Only retrieve; do not ask the model.")
+@click.option(
+    "--min-score",
+    type=click.FloatRange(-1.0, 1.0),
+    metavar="S",
+    help="Answer 'not enough information' unless a chunk reaches this similarity.",
+)
+@click.option(
+    "--context-tokens",
+    type=click.IntRange(min=16),
+    default=None,
+    help="Token budget for the context sent to the model [default 1500].",
+)
+@click.option("--show-thinking", is_flag=True, help="Show the model's <think> blocks.")
+@setting_option("llm_url", metavar="URL")
+@setting_option("llm_model", metavar="NAME")
+@setting_option("llm_timeout", type=click.FloatRange(min=0.1), metavar="SECONDS")
+@setting_option("llm_max_tokens", type=click.IntRange(min=1), metavar="N")
+@device_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def query(
+    ctx: click.Context,
+    question: str,
+    k: int,
+    mode: str | None,
+    retrieve_only: bool,
+    min_score: float | None,
+    context_tokens: int | None,
+    show_thinking: bool,
+    llm_url: str | None,
+    llm_model: str | None,
+    llm_timeout: float | None,
+    llm_max_tokens: int | None,
+    device: str | None,
+    as_json: bool,
+) -> None:
+    """Answer QUESTION from the knowledge base, citing the chunks retrieved."""
+    from ragdb.errors import LLMError
+    from ragdb.query.generate import DEFAULT_CONTEXT_TOKENS
+
+    # A running server answers unless this command asks for another model or device.
+    own = (llm_url, llm_model, llm_timeout, llm_max_tokens, device)
+    server = _server(ctx) if all(v is None for v in own) else None
+    kb = None
+    if server is None:
+        kb = _kb(
+            ctx,
+            llm_url=llm_url,
+            llm_model=llm_model,
+            llm_timeout=llm_timeout,
+            llm_max_tokens=llm_max_tokens,
+            device=device,
+        )
+
+    def on_hits(hits: list[Hit]) -> None:
+        if as_json:
+            return
+        if not hits:
+            click.echo("No chunks retrieved.")
+        for hit in hits:
+            _print_hit(hit)
+        if not retrieve_only:
+            click.echo()
+            click.secho("Answer:", bold=True)
+
+    def on_text(piece: str) -> None:
+        if not as_json:
+            click.echo(piece, nl=False)
+            sys.stdout.flush()
+
+    options: dict[str, Any] = {
+        "mode": mode or DEFAULT_MODE,
+        "min_score": min_score,
+        "context_tokens": context_tokens or DEFAULT_CONTEXT_TOKENS,
+        "show_thinking": show_thinking,
+        "retrieve_only": retrieve_only,
+    }
+    try:
+        if server is not None:
+            from ragdb.query.retrieve import Hit
+
+            result = server.ask(
+                question,
+                {"k": k, **options},
+                on_hits=None if as_json else lambda hs: on_hits([Hit(**h) for h in hs]),
+                on_text=None if as_json else on_text,
+            )
+        else:
+            assert kb is not None
+            result = kb.ask(question, k, on_hits=on_hits, on_text=on_text, **options).to_dict()
+    except LLMError as exc:
+        if as_json and exc.answer is not None:
+            _emit_json(exc.answer if isinstance(exc.answer, dict) else exc.answer.to_dict())
+        elif not as_json:
+            click.echo()
+        raise
+    if as_json:
+        _emit_json(result)
+    elif not retrieve_only:
+        click.echo()
+    if result.get("truncated") and not as_json:
+        # In-process the limits are known here; a server applies its own.
+        tokens = f" {kb.settings.llm_max_tokens}" if kb is not None else " (the server's)"
+        seconds = f" {kb.settings.llm_timeout:g}s" if kb is not None else " (the server's)"
+        why = {
+            "max_tokens": f"it reached --max-tokens{tokens}",
+            "deadline": f"it took longer than --timeout{seconds}",
+            "repetition": "the model was repeating itself",
+            "stream-ended": "the language model's server closed the stream before it finished",
+        }.get(result.get("truncated_reason") or "", result.get("truncated_reason") or "")
+        _warn(f"the answer was cut short: {why}")
+
+
+# -- remove, reset, status, sources -------------------------------------------------------
+@cli.command()
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before removing several sources.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
+@click.pass_context
+def remove(ctx: click.Context, targets: tuple[str, ...], yes: bool, as_json: bool) -> None:
+    """Remove sources: stored names, file paths, directories (all sources under
+    them) or quoted glob patterns. More than one source asks first on a terminal."""
+    from ragdb.ingest.paths import match_sources
+    from ragdb.reports import RemoveReport
+
+    server = _server(ctx)
+    if server is not None:
+        # Matched here, where relative paths mean what the user meant.
+        found = match_sources(list(targets), {s["source"]: s["n_chunks"] for s in server.sources()})
+    else:
+        kb = _kb(ctx)
+        found = kb.matching_sources(list(targets))
+    if len(found) > 1 and not yes and sys.stdin.isatty():
+        click.confirm(
+            f"Remove {len(found)} sources ({sum(found.values())} chunks)?", abort=True, err=True
+        )
+    if server is not None:
+        report = RemoveReport(**server.remove(list(found)))
+    else:
+        report = kb.remove(list(found))
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        for source in report.removed:
+            click.echo(f"removed {source}")
+        click.echo(
+            f"{_count(len(report.removed), 'source')}, "
+            f"{_count(report.chunks_removed, 'chunk')} removed"
+        )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+@cli.command()
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def reset(ctx: click.Context, yes: bool) -> None:
+    """Empty the knowledge base (the store and its settings stay)."""
+    kb = _kb(ctx)
+    status = kb.status()
+    if not yes:
+        click.confirm(
+            f"Delete all {status.chunks} chunks of {status.sources} sources from {status.store}?",
+            abort=True,
+            err=True,
+        )
+    n = kb.reset()
+    click.echo(f"removed {n} chunk(s); the knowledge base at {status.store} is empty")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show where the store is, what it holds and how it was made."""
+    server = _server(ctx)
+    info = server.status() if server is not None else _kb(ctx).status().to_dict()
+    if as_json:
+        _emit_json(info)
+        return
+    labels = {
+        "store": "store",
+        "mode": "mode",
+        "collection": "collection",
+        "chunks": "chunks",
+        "sources": "sources",
+        "embed_model": "embedding model",
+        "embed_backend": "backend",
+        "embed_dimension": "dimension",
+        "format_version": "store format",
+        "ragdb_version": "written by ragdb",
+        "chromadb_version": "chromadb",
+        "updated_at": "last change",
+    }
+    for key, label in labels.items():
+        value = info.get(key)
+        click.echo(f"{label + ':':<18} {_when(value) if key == 'updated_at' else value}")
+
+
+def _when(iso: Any) -> str:
+    """A stored time (ISO 8601, UTC) as people read it, saying it is UTC."""
+    text = str(iso or "")
+    return f"{text[:10]} {text[11:19]} UTC" if len(text) >= 19 else text
+
+
+@cli.command("sources")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.pass_context
+def sources_cmd(ctx: click.Context, as_json: bool) -> None:
+    """List the sources in the knowledge base."""
+    from ragdb.store.records import SourceInfo
+
+    server = _server(ctx)
+    if server is not None:
+        items = [SourceInfo(**item) for item in server.sources()]
+    else:
+        items = _kb(ctx).sources()
+    if as_json:
+        _emit_json([item.to_dict() for item in items])
+        return
+    if items:
+        click.echo(f"{'chunks':>6}  {'ingested (UTC)':<19}  source")
+    for item in items:
+        # One line per source, whatever its name holds (a newline in a file name
+        # is escaped; other characters, accents and all, are shown as they are).
+        name = "".join(
+            ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+            for ch in item.source
+        )
+        click.echo(f"{item.n_chunks:>6}  {_when(item.ingested_at)[:19]}  {name}")
+
+
+# -- evaluation ---------------------------------------------------------------------------
+@cli.command("eval")
+@click.option(
+    "--queries",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help='Questions, one JSON object per line: {"_id", "text"}.',
+)
+@click.option(
+    "--qrels",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Judgements: query-id <TAB> corpus-id <TAB> score (source ids or paths).",
+)
+@click.option(
+    "-k",
+    "k",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Cut-off for nDCG, recall and MRR.",
+)
+@mode_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--run-file",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also write each query's ranked sources to this JSON file.",
+)
+@device_option
+@click.pass_context
+def eval_cmd(
+    ctx: click.Context,
+    queries: str,
+    qrels: str,
+    k: int,
+    mode: str | None,
+    as_json: bool,
+    run_file: str | None,
+    device: str | None,
+) -> None:
+    """Measure retrieval quality: nDCG, recall and MRR of the sources ranked."""
+    from ragdb.evaluate import evaluate
+
+    progress = _Bar("evaluating", "query")
+
+    try:
+        result = evaluate(
+            _kb(ctx, device=device),
+            queries,
+            qrels,
+            mode=mode or DEFAULT_MODE,
+            k=k,
+            progress=progress,
+        )
+    finally:
+        progress.close()
+    run = result.pop("run")
+    if result["relevant_docs_missing"]:
+        _warn(
+            f"{result['relevant_docs_missing']} of the {result['relevant_docs_judged']} documents "
+            "judged relevant are not in the knowledge base; they count as never retrieved"
+        )
+    if run_file:
+        with open(run_file, "w", encoding="utf-8") as fh:
+            json.dump(run, fh)
+    if as_json:
+        _emit_json(result)
+        return
+    for key, value in result.items():
+        click.echo(f"{key:>16}: {value}")
+
+
+# -- upkeep -----------------------------------------------------------------------------
+@cli.command()
+@click.option("--repair", is_flag=True, help="Fix what can be fixed.")
+@click.option("--yes", "-y", is_flag=True, help="Rebuild a lost manifest without asking.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@device_option
+@click.pass_context
+def doctor(ctx: click.Context, repair: bool, yes: bool, as_json: bool, device: str | None) -> None:
+    """Check the store; exit 0 when healthy, 1 when not."""
+
+    def confirm(source: str) -> bool:
+        # The rebuilt manifest is a reconstruction: a person agrees to it first.
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            raise UsageError(f"the manifest would be rebuilt from {source}: add --yes to do so")
+        return click.confirm(f"Rebuild the manifest from {source}?", err=True)
+
+    progress = _Bar("rebuilding the vector index", "chunk")
+    try:
+        report = _kb(ctx, device=device).doctor(repair=repair, confirm=confirm, progress=progress)
+    finally:
+        progress.close()
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        for line in report.repaired:
+            click.echo(f"repaired: {line}")
+        for finding in report.findings:
+            click.echo(f"problem: {finding.problem}: {finding.detail}")
+        state = "healthy" if report.healthy else "NOT healthy"
+        counts = (
+            f"{report.chunks} chunks, {report.sources} sources"
+            if report.chunks is not None
+            else "chunks and sources not counted: the store does not read until repaired"
+        )
+        click.echo(f"{report.store}: {state} ({counts})")
+    if not report.healthy:
+        _fail(
+            f"{len(report.findings)} problem(s) found"
+            + ("" if repair else "; `ragdb doctor --repair` fixes what it can"),
+            1,
+        )
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def migrate(ctx: click.Context, as_json: bool) -> None:
+    """Bring the store to this ragdb's format (a backup is taken first)."""
+    info = _kb(ctx).migrate().to_dict()
+    if as_json:
+        _emit_json(info)
+    elif info["applied"]:
+        click.echo(f"applied {', '.join(info['applied'])}; format {info['format_version']}")
+    else:
+        click.echo(f"{info['store']} is up to date (format {info['format_version']})")
+
+
+@cli.command()
+@click.option(
+    "--to-model",
+    "model",
+    metavar="NAME",
+    help="The embedding model to re-embed every chunk with [default: the store's].",
+)
+@click.option(
+    "--to-backend",
+    "backend",
+    type=click.Choice(["torch", "onnx", "onnx-int8"]),
+    help="The backend to re-embed with [default: the store's for its own model, "
+    "else the default for the new one].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@device_option
+@click.pass_context
+def reembed(
+    ctx: click.Context,
+    model: str | None,
+    backend: str | None,
+    as_json: bool,
+    device: str | None,
+) -> None:
+    """Re-embed every chunk with another model or backend, then switch to it atomically."""
+    if model is None and backend is None:
+        raise UsageError("give --to-model NAME, --to-backend B, or both")
+    progress = _Bar("re-embedding", "chunk")
+
+    kb = _kb(ctx, device=device)
+    # The store opens with its current model and backend, whatever
+    # --embed-model/--embed-backend or RAGDB_EMBED_* say: those are the target's.
+    kb.settings = kb.settings.replace(embed_model=None, embed_backend=None)
+    try:
+        info = kb.reembed(model, progress=progress, backend=backend).to_dict()
+    finally:
+        progress.close()
+    if as_json:
+        _emit_json(info)
+    else:
+        click.echo(
+            f"re-embedded {info['chunks']} chunks with {info['to']} ({info['to_backend']}; "
+            f"was {info['from']} ({info['from_backend']}))"
+        )
+
+
+# -- the service -----------------------------------------------------------------------
+@cli.command()
+@setting_option("serve_host", metavar="HOST")
+@setting_option("serve_port", type=click.IntRange(1, 65535), metavar="PORT")
+@setting_option("api_key", metavar="KEY")
+@click.option("--no-auth", is_flag=True, help="Need no API key (loopback addresses only).")
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Another Host header to answer (repeatable); others get 403.",
+)
+@click.option("--cors", multiple=True, metavar="ORIGIN", help="Allow browser requests from ORIGIN.")
+@click.option(
+    "--allow-path",
+    "allow_paths",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="A directory whose files POST /v1/ingest may read (repeatable).",
+)
+@click.option(
+    "--watch",
+    "watch",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Keep a directory in sync with the store, as `ingest --prune DIR` would (repeatable).",
+)
+@click.option("--poll", is_flag=True, help="Watch by polling (network file systems).")
+@click.option(
+    "--max-upload-mb",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Largest upload (POST /v1/documents, or an ingest sent by a CLI) taken; "
+    "larger ones get 413.",
+)
+@click.option("--allow-reset", is_flag=True, help="Let POST /v1/reset empty the knowledge base.")
+@setting_option("llm_url", metavar="URL")
+@setting_option("llm_model", metavar="NAME")
+@setting_option("llm_timeout", type=click.FloatRange(min=0.1), metavar="SECONDS")
+@setting_option("llm_max_tokens", type=click.IntRange(min=1), metavar="N")
+@device_option
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    serve_host: str | None,
+    serve_port: int | None,
+    api_key: str | None,
+    no_auth: bool,
+    allowed_hosts: tuple[str, ...],
+    cors: tuple[str, ...],
+    allow_paths: tuple[str, ...],
+    watch: tuple[str, ...],
+    poll: bool,
+    max_upload_mb: int,
+    allow_reset: bool,
+    llm_url: str | None,
+    llm_model: str | None,
+    llm_timeout: float | None,
+    llm_max_tokens: int | None,
+    device: str | None,
+) -> None:
+    """Serve the knowledge base over HTTP: ragdb's API and an OpenAI-compatible
+    chat model (base URL http://HOST:PORT/v1, model "ragdb")."""
+    from pathlib import Path
+
+    from ragdb.serve.app import (
+        ServeConfig,
+        check_bind,
+        is_loopback,
+        load_or_make_token,
+        serve,
+        token_path,
+    )
+
+    kb = _kb(
+        ctx,
+        serve_host=serve_host,
+        serve_port=serve_port,
+        api_key=api_key,
+        llm_url=llm_url,
+        llm_model=llm_model,
+        llm_timeout=llm_timeout,
+        llm_max_tokens=llm_max_tokens,
+        device=device,
+    )
+    settings = kb.settings
+    if no_auth and settings.api_key:
+        raise UsageError("give --api-key or --no-auth, not both")
+    check_bind(settings.serve_host, settings.api_key, no_auth)
+    token_file = None
+    key = settings.api_key
+    if not no_auth and key is None:
+        if not is_loopback(settings.serve_host):
+            raise UsageError(
+                f"listening on {settings.serve_host} needs an API key: give --api-key KEY "
+                "(or RAGDB_API_KEY)"
+            )
+        kb.store()  # the token lives beside the store: it must exist first
+        token_file = token_path(kb)
+        key = load_or_make_token(token_file)
+    config = ServeConfig(
+        host=settings.serve_host,
+        port=settings.serve_port,
+        api_key=None if no_auth else key,
+        allowed_hosts=allowed_hosts,
+        cors=cors,
+        allow_paths=tuple(Path(p) for p in allow_paths),
+        max_upload_bytes=max_upload_mb * 2**20,
+        allow_reset=allow_reset,
+        watch=tuple(Path(p) for p in watch),
+        poll=poll,
+    )
+    serve(kb, config, token_file)
+
+
+def main() -> None:
+    cli(prog_name="ragdb")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+"""Answering questions: retrieval (dense, keyword, hybrid; one or many
+questions at a time) and generation from what was retrieved.
+"""

@@ -1,0 +1,225 @@
+"""Retrieval: the nearest chunks to a question."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ragdb.store.records import ChunkRecord
+
+MODES = ("dense", "bm25", "hybrid")
+# Hybrid beats both others on SciFact's test split at about the latency of dense
+# (README, "Retrieval quality"; scripts/eval-scifact reproduces it).
+DEFAULT_MODE = "hybrid"
+# Reciprocal rank fusion: score = sum of weight / (RRF_K + rank) over the retrievers.
+# Tuned on SciFact's train split only (scripts/tune-hybrid.py).
+RRF_K = 10
+HYBRID_WEIGHTS = {"dense": 1.0, "bm25": 1.25}
+# How many candidates each retriever offers to the fusion, at least.
+HYBRID_DEPTH = 20
+
+if TYPE_CHECKING:
+    from ragdb.store.session import Session
+
+
+@dataclasses.dataclass
+class Hit:
+    """One retrieved chunk, best first."""
+
+    rank: int
+    id: str
+    source: str
+    score: float  # cosine similarity to the question, whatever the mode
+    text: str
+    metadata: dict[str, Any]
+    # Per-retriever evidence: "bm25" (keyword score), "fused" (hybrid's RRF score).
+    scores: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def location(self) -> str:
+        """Where in its source the chunk lies, for people."""
+        m = self.metadata
+        parts = []
+        if "page" in m:
+            parts.append(f"page {m['page']}")
+        if m.get("heading"):
+            parts.append(f"§ {m['heading']}")
+        parts.append(f"chunk {int(m.get('chunk_index', 0)) + 1}/{m.get('n_chunks', '?')}")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "id": self.id,
+            "source": self.source,
+            "score": self.score,
+            "text": self.text,
+            "metadata": self.metadata,
+            "scores": self.scores,
+        }
+
+
+def _hit(rank: int, record: ChunkRecord, score: float, scores: dict[str, float]) -> Hit:
+    return Hit(
+        rank=rank,
+        id=record.id,
+        source=record.source,
+        score=round(score, 6),
+        text=record.text,
+        metadata=record.metadata(),
+        scores=scores,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    """One question to retrieve for: its ``k`` and retrieval ``mode``."""
+
+    question: str
+    k: int = 4
+    mode: str = DEFAULT_MODE
+    # Only sources whose names start with this (a folder, a records prefix).
+    source_prefix: str | None = None
+
+
+def dense_search(session: Session, embedding: list[float], k: int) -> list[Hit]:
+    """Chroma's cosine nearest neighbours; score = 1 - cosine distance."""
+    return search_many(session, [Query("", k, "dense")], [embedding], [None])[0]
+
+
+def search_many(
+    session: Session,
+    queries: Sequence[Query],
+    embeddings: Sequence[Sequence[float]],
+    keyword: Sequence[list[tuple[str, float]] | None],
+) -> list[list[Hit]]:
+    """The hits of several queries at once: their nearest neighbours in one
+    Chroma query, their chunks in one read. ``keyword[i]`` is query i's BM25
+    ranking when computed already (at least :func:`candidate_depth` deep), or
+    None to compute it here.
+
+    ``dense`` ranks by embedding (score = 1 - cosine distance), ``bm25`` by
+    keywords, ``hybrid`` fuses both by reciprocal rank; every hit's score is its
+    cosine similarity to the question, whatever the mode."""
+    for query in queries:
+        if query.mode not in MODES:
+            raise ValueError(f"unknown retrieval mode {query.mode!r}")
+    depths = [candidate_depth(q.mode, q.k) for q in queries]
+    dense: dict[int, list[tuple[str, float]]] = {}
+    keyword = list(keyword)
+    for i, query in enumerate(queries):
+        if query.source_prefix is not None:
+            # Filtered: searched alone, each retriever restricted to those sources.
+            dense[i], keyword[i] = _filtered(session, query, embeddings[i], depths[i])
+    wants_dense = [i for i, q in enumerate(queries) if q.mode != "bm25" and q.source_prefix is None]
+    if wants_dense:
+        # Ids and distances only: text and metadata are read for the winners alone.
+        found = session.nearest_many(
+            [embeddings[i] for i in wants_dense], max(depths[i] for i in wants_dense)
+        )
+        for i, ranking in zip(wants_dense, found, strict=True):
+            dense[i] = ranking[: depths[i]]
+    winners: list[list[tuple[str, dict[str, float]]]] = []
+    for i, query in enumerate(queries):
+        bm25 = keyword[i]
+        if query.mode != "dense" and bm25 is None:
+            bm25 = session.keywords.search(query.question, depths[i])
+        if query.mode == "dense":
+            winners.append([(cid, {}) for cid, _ in dense[i][: query.k]])
+        elif query.mode == "bm25":
+            winners.append([(cid, {"bm25": round(s, 6)}) for cid, s in (bm25 or [])[: query.k]])
+        else:
+            fused = fuse([cid for cid, _ in dense[i]], [cid for cid, _ in bm25 or []])
+            by_id = dict(bm25 or [])
+            best = sorted(fused, key=lambda cid: -fused[cid])[: query.k]
+            winners.append(
+                [
+                    (
+                        cid,
+                        {"fused": round(fused[cid], 6)}
+                        | ({"bm25": round(by_id[cid], 6)} if cid in by_id else {}),
+                    )
+                    for cid in best
+                ]
+            )
+    wanted = sorted({cid for found in winners for cid, _ in found})
+    chunks = (
+        {record.id: (record, vector) for record, vector in session.fetch_embeddings(ids=wanted)}
+        if wanted
+        else {}
+    )
+    return [
+        _hits(chunks, found, embeddings[i], dict(dense.get(i, [])) if q.mode == "dense" else None)
+        for i, (q, found) in enumerate(zip(queries, winners, strict=True))
+    ]
+
+
+def _filtered(
+    session: Session, query: Query, embedding: Sequence[float], depth: int
+) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """The dense and BM25 candidates of ``query`` among the sources its prefix
+    names: Chroma filters by those names; the keyword ranking is read whole and
+    kept to their chunks (exact, and slower than an unfiltered search)."""
+    from ragdb.store.versions import list_sources, records_of
+
+    prefix = query.source_prefix or ""
+    names = [name for name in list_sources(session) if name.startswith(prefix)]
+    if not names:
+        return [], []
+    dense: list[tuple[str, float]] = []
+    if query.mode != "bm25":
+        where: Any = {"source": names[0] if len(names) == 1 else {"$in": names}}
+        dense = session.nearest_many([embedding], depth, where=where)[0]
+    bm25: list[tuple[str, float]] = []
+    if query.mode != "dense":
+        ids = {r.id for found in records_of(session, names).values() for r in found}
+        ranked = session.keywords.search(query.question, max(depth, session.count()))
+        bm25 = [(cid, score) for cid, score in ranked if cid in ids][:depth]
+    return dense, bm25
+
+
+def _hits(
+    chunks: dict[str, tuple[ChunkRecord, Any]],
+    winners: list[tuple[str, dict[str, float]]],
+    embedding: Sequence[float],
+    distances: dict[str, float] | None,
+) -> list[Hit]:
+    """Hits for ``winners`` (best first); a chunk deleted since it was ranked is
+    left out. The score is 1 - distance when ``distances`` has it, else the
+    cosine computed from the stored vector."""
+    import numpy as np
+
+    query = np.asarray(embedding, dtype=np.float32)
+    hits: list[Hit] = []
+    for cid, scores in winners:
+        if cid not in chunks:
+            continue
+        record, vector = chunks[cid]
+        if distances is not None and cid in distances:
+            cosine = 1.0 - distances[cid]
+        else:
+            cosine = float(np.dot(np.asarray(vector, dtype=np.float32), query))
+        hits.append(_hit(len(hits) + 1, record, cosine, scores))
+    return hits
+
+
+def fuse(
+    dense: Sequence[str],
+    keyword: Sequence[str],
+    rrf_k: int = RRF_K,
+    bm25_weight: float = HYBRID_WEIGHTS["bm25"],
+) -> dict[str, float]:
+    """Reciprocal rank fusion of two rankings (best first): each id scores the
+    sum of weight / (rrf_k + rank) over the rankings it is in."""
+    fused: dict[str, float] = {}
+    for rank, cid in enumerate(dense, 1):
+        fused[cid] = fused.get(cid, 0.0) + HYBRID_WEIGHTS["dense"] / (rrf_k + rank)
+    for rank, cid in enumerate(keyword, 1):
+        fused[cid] = fused.get(cid, 0.0) + bm25_weight / (rrf_k + rank)
+    return fused
+
+
+def candidate_depth(mode: str, k: int, depth: int | None = None) -> int:
+    """How many BM25 candidates ``mode`` needs for ``k`` results."""
+    return max(k, depth or HYBRID_DEPTH) if mode == "hybrid" else k

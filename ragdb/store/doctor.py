@@ -1,0 +1,211 @@
+"""Checking a store, and repairing what can be repaired."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ragdb.errors import StoreError
+from ragdb.store.records import version_problem, versions
+from ragdb.store.versions import remove_ids, settle_sources
+
+if TYPE_CHECKING:
+    from ragdb.store.session import Session
+    from ragdb.store.store import Store
+
+
+@dataclasses.dataclass
+class Finding:
+    """One problem doctor found."""
+
+    problem: str  # a short key, e.g. "incomplete-source"
+    detail: str
+    repairable: bool = True
+
+
+@dataclasses.dataclass
+class DoctorReport:
+    """What doctor found (and, after a repair, what it did)."""
+
+    store: str
+    # None: not known (the manifest or the vector index does not read), which
+    # is not the same as none stored.
+    chunks: int | None = None
+    sources: int | None = None
+    findings: list[Finding] = dataclasses.field(default_factory=list)
+    repaired: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.findings
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``ragdb doctor --json`` prints."""
+        return {
+            "store": self.store,
+            "healthy": self.healthy,
+            "chunks": self.chunks,
+            "sources": self.sources,
+            "problems": [dataclasses.asdict(f) for f in self.findings],
+            "repaired": self.repaired,
+        }
+
+
+def check(store: Store) -> DoctorReport:
+    """Check the store: model, collections, chunks, vector index, keyword index."""
+    report = DoctorReport(store.location)
+    with store.session() as session:
+        _check_model(session, report)
+        _check_collections(session, report)
+        try:
+            _check_chunks(session, report)
+        except StoreError as exc:
+            # A vector index that does not load makes Chroma refuse every read.
+            report.findings.append(
+                Finding("index-unloadable", f"the vector index fails to load: {exc}")
+            )
+            return report
+        _check_index(session, report)
+        _check_keywords(session, report)
+    return report
+
+
+def _check_keywords(session: Session, report: DoctorReport) -> None:
+    chroma_ids = session.ids()
+    keyword_ids = session.keywords.ids()
+    if chroma_ids != keyword_ids:
+        report.findings.append(
+            Finding(
+                "keyword-index-differs",
+                f"the keyword index holds {len(keyword_ids - chroma_ids)} chunk(s) the "
+                f"collection lacks and lacks {len(chroma_ids - keyword_ids)}",
+            )
+        )
+
+
+def _check_model(session: Session, report: DoctorReport) -> None:
+    recorded = session.manifest["embed_model"]["name"]
+    named = session.recorded_model()
+    if named and named != recorded:
+        report.findings.append(
+            Finding(
+                "model-mismatch",
+                f"the manifest names model {recorded!r} but the collection {named!r}",
+                repairable=False,
+            )
+        )
+
+
+def _orphans(session: Session) -> list[str]:
+    """Chunk collections other than the active one: left by an interrupted
+    rebuild or re-embed."""
+    active = session.manifest["collection"]
+    base = active.rsplit("-", 1)[0] if active[-1].isdigit() else active
+    reserved = session.backend.reserved_collections()
+    return [
+        name
+        for name in session.collection_names()
+        if name != active and name.startswith(base) and name not in reserved
+    ]
+
+
+def _check_collections(session: Session, report: DoctorReport) -> None:
+    for name in _orphans(session):
+        report.findings.append(
+            Finding(
+                "orphan-collection",
+                f"collection {name!r} is left from an interrupted rebuild or re-embed",
+            )
+        )
+
+
+def _check_chunks(session: Session, report: DoctorReport) -> None:
+    unreadable: list[str] = []
+    records = session.fetch_records(text=False, unreadable=unreadable)
+    report.chunks = len(records) + len(unreadable)
+    by_source = versions(records)
+    report.sources = len(by_source)
+    if unreadable:
+        report.findings.append(
+            Finding(
+                "chunks-without-source",
+                f"{len(unreadable)} chunk(s) lack ragdb's source records",
+            )
+        )
+    for source, by_hash in sorted(by_source.items()):
+        if len(by_hash) > 1:
+            report.findings.append(
+                Finding("mixed-versions", f"{source}: chunks of {len(by_hash)} versions")
+            )
+            continue
+        (version,) = by_hash.values()
+        problem = version_problem(version)
+        if problem == "duplicate-chunks":
+            report.findings.append(Finding(problem, f"{source}: duplicated chunks"))
+        elif problem == "incomplete-source":
+            report.findings.append(
+                Finding(problem, f"{source}: {len(version)} of {version[0].n_chunks} chunks")
+            )
+
+
+def _check_index(session: Session, report: DoctorReport) -> None:
+    if not report.chunks:
+        return
+    try:
+        sample = session.sample_vector()
+        if sample is None:
+            return
+        expected = int(session.manifest["embed_model"]["dimension"])
+        if len(sample) != expected:
+            report.findings.append(
+                Finding(
+                    "wrong-dimension",
+                    f"vectors have {len(sample)} dimensions, not {expected}",
+                    repairable=False,
+                )
+            )
+            return
+        session.nearest_many([sample], min(10, report.chunks or 1))
+    except StoreError as exc:
+        report.findings.append(
+            Finding("index-unloadable", f"the vector index fails to load or search: {exc}")
+        )
+
+
+def repair(store: Store, progress: Callable[[int, int], None] | None = None) -> DoctorReport:
+    """Fix what :func:`check` finds: settle every source to one whole version,
+    drop chunks without records and orphan collections, and rebuild the vector
+    index when it fails to load. Returns the check after repair."""
+    from ragdb.store.rebuild import rebuild
+
+    before = check(store)
+    problems = {f.problem for f in before.findings}
+    repaired: list[str] = []
+    with store.session() as session:
+        if "orphan-collection" in problems:
+            for name in _orphans(session):
+                session.drop_collection(name)
+                repaired.append(f"deleted orphan collection {name}")
+        if "chunks-without-source" in problems:
+            bad: list[str] = []
+            session.fetch_records(text=False, unreadable=bad)
+            if remove_ids(session, bad):
+                repaired.append(f"deleted {len(bad)} chunk(s) without source records")
+        if problems & {"mixed-versions", "incomplete-source", "duplicate-chunks"}:
+            fixed = settle_sources(session, None)
+            if fixed:
+                session.mark_written()
+                repaired.append(
+                    f"settled {len(fixed)} source(s), deleting {sum(fixed.values())} chunk(s)"
+                )
+    if "keyword-index-differs" in problems:
+        with store.session() as session:
+            session.rebuild_keywords()
+        repaired.append("rebuilt the keyword index")
+    if "index-unloadable" in problems:
+        name, count = rebuild(store, None, progress=progress)
+        repaired.append(f"rebuilt the vector index as {name} ({count} chunks)")
+    after = check(store)
+    after.repaired = repaired
+    return after

@@ -1,0 +1,197 @@
+"""Rebuilding the chunk collection: to repair its vector index, or to re-embed
+every chunk with another model.
+
+Either way the new collection is filled beside the old one, and the store
+switches to it in one manifest write: a process killed part-way leaves the old
+collection in use (the half-built one is deleted by the next rebuild).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ragdb.errors import StoreError
+
+if TYPE_CHECKING:
+    from ragdb.embed.base import Embedder
+    from ragdb.store.records import ChunkRecord
+    from ragdb.store.session import Session
+    from ragdb.store.store import Store
+
+Progress = Callable[[int, int], None]
+PAGE = 1000
+
+
+def _next_name(current: str, taken: set[str]) -> str:
+    base = re.sub(r"-\d+$", "", current)
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
+def _read_page(
+    session: Session, offset: int, with_embeddings: bool
+) -> list[tuple[ChunkRecord, Any]]:
+    pages = session.pages(embeddings=with_embeddings, size=PAGE, offset=offset)
+    return next(pages, [])
+
+
+def rebuild(
+    store: Store,
+    embedder: Embedder | None,
+    identity: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> tuple[str, int]:
+    """Copy every chunk into a new collection and switch to it.
+
+    With ``embedder`` None the stored embeddings are copied (repairing the
+    index); when they cannot be read, at the start or part-way (a torn vector
+    file), the chunks are re-embedded from their text with the store's own
+    model. With an ``embedder`` every chunk is embedded anew and the store's
+    model becomes ``identity``. A rebuild that fails leaves no new collection
+    behind. Returns the new collection's name and how many chunks it holds.
+    """
+    with store.session() as session:
+        old_name = session.manifest["collection"]
+        taken = set(session.collection_names())
+        new_name = _next_name(old_name, taken)
+        model = dict(session.manifest["embed_model"])
+        target = dict(identity or model)
+        # A collection left by an earlier, interrupted rebuild.
+        for name in taken:
+            if name.startswith(re.sub(r"-\d+$", "", old_name)) and name != old_name:
+                session.drop_collection(name)
+        salvaged = _salvage_if_unreadable(session)
+        session.create_collection(new_name, target)
+        start = int(session.manifest.get("generation", 0))
+    try:
+        count = _fill(store, new_name, model, embedder, salvaged, start, progress)
+        with store.session() as session:
+            session.switch_collection(new_name, target)
+            if salvaged is not None or count < 0:
+                session.rebuild_keywords()
+    except BaseException:
+        with contextlib.suppress(Exception), store.session() as session:
+            session.drop_collection(new_name)
+        raise
+    return new_name, abs(count)
+
+
+def _salvage_if_unreadable(session: Session) -> list[ChunkRecord] | None:
+    """None when Chroma reads the chunks; else their text from its database
+    (the vector index does not load, and Chroma refuses every read)."""
+    try:
+        session.count()
+    except StoreError:
+        return session.salvage()
+    unreadable: list[str] = []
+    session.fetch_records(text=False, unreadable=unreadable)
+    if unreadable:
+        raise StoreError(
+            f"{len(unreadable)} chunk(s) lack ragdb's source records: "
+            "`ragdb doctor --repair` removes them first"
+        )
+    return None
+
+
+def _fill(
+    store: Store,
+    new_name: str,
+    model: dict[str, Any],
+    embedder: Embedder | None,
+    salvaged: list[ChunkRecord] | None,
+    start: int,
+    progress: Progress | None,
+) -> int:
+    """Fill collection ``new_name``; how many chunks it holds, negative when the
+    chunks were salvaged part-way (their keyword index is to be rebuilt)."""
+    from ragdb.embed import get_embedder
+
+    encoder = embedder or get_embedder(
+        model["name"], store.settings.device, model.get("backend", "torch")
+    )
+    with store.session() as session:
+        total = len(salvaged) if salvaged is not None else session.count()
+    offset = 0
+    switched = False
+    while True:
+        copy = embedder is None and salvaged is None
+        try:
+            page = _page(store, salvaged, offset, copy)
+        except StoreError:
+            if salvaged is not None or embedder is not None:
+                raise
+            # Vectors that do not read (a torn vector file): from the text, then.
+            with store.session() as session:
+                salvaged = session.salvage()
+            total, offset, switched = len(salvaged), 0, True
+            continue
+        if not page:
+            break
+        records = [record for record, _ in page]
+        if copy and all(v is not None for _, v in page):
+            vectors = [v for _, v in page]
+        else:
+            vectors = list(encoder.encode([r.text for r in records]))
+        with store.session() as session:
+            session.add_to(new_name, records, vectors)
+        offset += len(page)
+        if progress:
+            progress(offset, total)
+    return _settle(store, new_name, encoder, embedder, salvaged, total, start, switched)
+
+
+def _page(
+    store: Store, salvaged: list[ChunkRecord] | None, offset: int, copy: bool
+) -> list[tuple[ChunkRecord, Any]]:
+    if salvaged is not None:
+        return [(r, None) for r in salvaged[offset : offset + PAGE]]
+    with store.session() as session:
+        return _read_page(session, offset, copy)
+
+
+def _settle(
+    store: Store,
+    new_name: str,
+    encoder: Embedder,
+    embedder: Embedder | None,
+    salvaged: list[ChunkRecord] | None,
+    total: int,
+    start: int,
+    switched: bool,
+) -> int:
+    """Catch up with writes made meanwhile, and check the count."""
+    with store.session() as session:
+        if salvaged is None:
+            _ = session.keywords  # same chunk ids after the switch: keep it in step
+        moved = int(session.manifest.get("generation", 0)) != start
+        if moved and salvaged is None:
+            _catch_up(session, new_name, encoder if embedder else None)
+        count = len(session.ids_of(new_name))
+        expected = total if salvaged is not None else session.count()
+        if count != expected:
+            raise StoreError(
+                f"rebuild copied {count} chunks of {expected}; the store was left as it was"
+            )
+    return -count if switched else count
+
+
+def _catch_up(session: Session, new_name: str, encoder: Embedder | None) -> None:
+    """Writes that landed in the old collection while the copy ran (ids are the
+    same in both: they depend on the source and its content, not the model)."""
+    old_ids = session.ids()
+    new_ids = session.ids_of(new_name)
+    session.delete_from(new_name, sorted(new_ids - old_ids))
+    missing = sorted(old_ids - new_ids)
+    for i in range(0, len(missing), PAGE):
+        found = session.fetch_embeddings(ids=missing[i : i + PAGE])
+        records = [record for record, _ in found]
+        if encoder is None:
+            vectors = [vector for _, vector in found]
+        else:
+            vectors = list(encoder.encode([r.text for r in records]))
+        session.add_to(new_name, records, vectors)

@@ -1,0 +1,495 @@
+"""One locked use of a store: the few named operations ragdb needs of Chroma.
+
+Nothing outside the storage package (:mod:`ragdb.store`: this module, the store,
+its manifest, the backends) and the migrations sees a Chroma object.
+Every operation here turns Chroma's, SQLite's and the OS's errors into
+:class:`~ragdb.errors.StoreError` with a one-line message, and against a
+server retries the transient ones with jittered backoff (chunk ids are
+deterministic, so a retried write is idempotent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from ragdb.errors import DiskFullError, RagdbError, StoreError, first_line
+from ragdb.store.backend import ALL
+from ragdb.store.records import ChunkRecord, source_key
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
+
+    from ragdb.store.backend import Backend
+    from ragdb.store.keywords import KeywordIndex
+
+T = TypeVar("T")
+PAGE = 1000
+# Chunks per write at most, whatever the server allows: bounds one request.
+MAX_BATCH = 5000
+# Chroma's HNSW settings for a new chunk collection. Chosen so that HNSW top-10
+# matches exact cosine search on SciFact (scripts/eval-scifact reports the recall).
+HNSW_SETTINGS: dict[str, Any] = {
+    "space": "cosine",
+    "ef_construction": 200,
+    "max_neighbors": 32,
+    "ef_search": 400,
+}
+RETRIES = 4
+
+
+def create_chunk_collection(
+    client: ClientAPI,
+    name: str,
+    embed_model: dict[str, Any],
+    hnsw: dict[str, Any] | None = None,
+) -> Collection:
+    """The chunk collection ``name`` (made if missing) with ragdb's embedding
+    function for ``embed_model``."""
+    from ragdb.store.chroma_ef import RagdbEmbeddingFunction
+
+    return client.get_or_create_collection(
+        name,
+        configuration=cast(Any, {"hnsw": dict(hnsw or HNSW_SETTINGS)}),
+        embedding_function=cast(
+            Any,
+            RagdbEmbeddingFunction(
+                embed_model["name"], backend=embed_model.get("backend", "torch")
+            ),
+        ),
+        metadata={"ragdb": "chunks"},
+    )
+
+
+def chroma_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean Chroma (or what it stands on) failed."""
+    from chromadb.errors import ChromaError
+
+    return (ChromaError, sqlite3.Error, OSError)
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a server's error is worth another try: a concurrent delete seen
+    mid-read ("Error finding id"), a dropped connection, a busy server."""
+    from chromadb.errors import InternalError
+
+    if isinstance(exc, InternalError):
+        return True
+    name = type(exc).__name__
+    return name in {"ConnectError", "ReadError", "RemoteProtocolError", "ReadTimeout"} or (
+        "503" in str(exc) or "502" in str(exc)
+    )
+
+
+# Sources named in one `where ... $in` filter (Chroma's filters grow with it).
+SOURCE_BATCH = 200
+
+
+class Session:
+    """One locked use of the store; everything it reads is fresh for this session."""
+
+    def __init__(self, backend: Backend, client: ClientAPI, manifest: dict[str, Any]):
+        self.backend = backend
+        self.client = client
+        self.manifest = manifest
+        self._collection: Collection | None = None
+        self._keywords: KeywordIndex | None = None
+        self.wrote = False
+
+    # -- the error boundary -----------------------------------------------------------------
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """``fn()``, with Chroma's failures as one-line StoreErrors; retried with
+        jittered backoff on a server when the failure is transient."""
+        errors = chroma_errors()
+        for attempt in range(RETRIES):
+            try:
+                return fn()
+            except RagdbError:
+                raise
+            except errors as exc:
+                if self.backend.server and attempt < RETRIES - 1 and transient(exc):
+                    time.sleep(0.05 * 2**attempt * (0.5 + random.random()))
+                    continue
+                raise self._failure(what, exc) from exc
+        raise AssertionError("unreachable")
+
+    def _failure(self, what: str, exc: BaseException) -> StoreError:
+        """Chroma's failure as the one line a user can act on."""
+        full = self.backend.disk_full()
+        if full is not None:
+            return DiskFullError(
+                f"the disk holding {self.backend.location} is full ({full}): free some space, "
+                f"then run the same command again (Chroma failed {what}). What was stored "
+                "before is kept, and a write cut short is finished or undone by the next command"
+            )
+        hint = ""
+        text = str(exc).lower()
+        # A torn vector index: Chroma names HNSW when it cannot load it, and
+        # reports vectors it cannot find as internal errors.
+        torn = "hnsw" in text or "error finding id" in text or "error getting embedding" in text
+        if torn and not self.backend.server:
+            hint = "; `ragdb doctor --repair` rebuilds the vector index"
+        return StoreError(
+            f"Chroma failed {what} in {self.backend.location}: {first_line(exc)}{hint}"
+        )
+
+    # -- the collection -----------------------------------------------------------------------
+    @property
+    def _coll(self) -> Collection:
+        if self._collection is None:
+            from chromadb.errors import NotFoundError
+
+            name = self.manifest["collection"]
+            try:
+                self._collection = self._call(
+                    "opening the chunk collection", lambda: self.client.get_collection(name)
+                )
+            except StoreError as exc:
+                if not isinstance(exc.__cause__, NotFoundError):
+                    raise
+                # Lost (a reset killed between delete and create): recreate empty.
+                self._collection = self._call(
+                    "creating the chunk collection",
+                    lambda: create_chunk_collection(
+                        self.client, name, self.manifest["embed_model"]
+                    ),
+                )
+        return self._collection
+
+    @property
+    def keywords(self) -> KeywordIndex:
+        """The keyword index, brought in line with the collection if it is not."""
+        if self._keywords is None:
+            from ragdb.store.keywords import KeywordIndex
+
+            index = KeywordIndex(self.backend.keywords_path(self.manifest))
+            changes = self._call(
+                "reading the write log",
+                lambda: self.backend.keyword_changes(self.client, index.generation, self.manifest),
+            )
+            if changes.full:
+                index.rebuild(self.texts())
+            elif changes.sources:
+                # Other writers changed these sources: take their chunks afresh.
+                found = self.records_of(sorted(changes.sources), text=True)
+                index.delete_prefixes(source_key(s) for s in changes.sources)
+                records = [r for rs in found.values() for r in rs]
+                index.add([r.id for r in records], [r.text for r in records])
+            if changes.stamp is not None:
+                index.set_generation(changes.stamp)
+            self._keywords = index
+        return self._keywords
+
+    def rebuild_keywords(self) -> None:
+        """Refill the keyword index from the collection."""
+        self.keywords.rebuild(self.texts())
+        self.mark_written()
+
+    def max_batch(self) -> int:
+        """Chunks per write: the server's limit, at most MAX_BATCH."""
+        limit = self._call("reading its batch limit", self.client.get_max_batch_size)
+        return max(1, min(int(limit), MAX_BATCH))
+
+    def count(self) -> int:
+        """How many chunks the store holds."""
+        return int(self._call("counting chunks", self._coll.count))
+
+    # -- reads --------------------------------------------------------------------------------
+    def _get(self, what: str, **kw: Any) -> Any:
+        return self._call(what, lambda: self._coll.get(**kw))
+
+    def records_of(
+        self, sources: Sequence[str], text: bool = False
+    ) -> dict[str, list[ChunkRecord]]:
+        """Per source, all its stored chunks (every version), in no set order."""
+        out: dict[str, list[ChunkRecord]] = {}
+        for i in range(0, len(sources), SOURCE_BATCH):
+            batch = list(sources[i : i + SOURCE_BATCH])
+            where: Any = {"source": batch[0]} if len(batch) == 1 else {"source": {"$in": batch}}
+            for record in self.fetch_records(where=where, text=text):
+                out.setdefault(record.source, []).append(record)
+        return out
+
+    def save_manifest(self) -> None:
+        """Write this session's manifest (the store's, shared with it)."""
+        from ragdb.store.manifest import utcnow
+
+        self.manifest["updated_at"] = utcnow()
+        self._call(
+            "writing the manifest", lambda: self.backend.write_manifest(self.client, self.manifest)
+        )
+
+    def fetch_records(
+        self,
+        *,
+        where: dict[str, Any] | None = None,
+        ids: Sequence[str] | None = None,
+        text: bool = True,
+        unreadable: list[str] | None = None,
+    ) -> list[ChunkRecord]:
+        """Chunks by filter or id (all of them with neither). Chunks without
+        ragdb's records are left out; their ids go to ``unreadable``."""
+        include = ["metadatas", "documents"] if text else ["metadatas"]
+        got = self._get(
+            "reading chunks",
+            where=where,
+            ids=list(ids) if ids is not None else None,
+            include=include,
+        )
+        return list(self._records(got, text, unreadable))
+
+    def fetch_embeddings(
+        self, *, where: dict[str, Any] | None = None, ids: Sequence[str] | None = None
+    ) -> list[tuple[ChunkRecord, Any]]:
+        """Chunks (with text) and their stored vectors."""
+        got = self._get(
+            "reading vectors",
+            where=where,
+            ids=list(ids) if ids is not None else None,
+            include=["metadatas", "documents", "embeddings"],
+        )
+        records = list(self._records(got, True, None, keep_all=True))
+        vectors = got["embeddings"] if got["embeddings"] is not None else [None] * len(records)
+        return [(r, v) for r, v in zip(records, vectors, strict=True) if r is not None]
+
+    def ids(self) -> set[str]:
+        """Every chunk id."""
+        return set(self._get("listing chunk ids", include=[])["ids"])
+
+    def pages(
+        self, *, embeddings: bool = False, size: int = PAGE, offset: int = 0
+    ) -> Iterator[list[tuple[ChunkRecord, Any]]]:
+        """Every chunk (from ``offset`` on) with its text (and vector), a page
+        at a time. Chunks without ragdb's records are left out."""
+        include = ["metadatas", "documents"] + (["embeddings"] if embeddings else [])
+        while True:
+            got = self._get("reading chunks", limit=size, offset=offset, include=include)
+            if not got["ids"]:
+                return
+            records = list(self._records(got, True, None, keep_all=True))
+            vectors = got.get("embeddings")
+            if vectors is None:
+                vectors = [None] * len(records)
+            yield [(r, v) for r, v in zip(records, vectors, strict=True) if r is not None]
+            offset += len(got["ids"])
+
+    def texts(self) -> Iterator[tuple[list[str], list[str]]]:
+        """Every chunk's id and text, a page at a time (for the keyword index)."""
+        offset = 0
+        while True:
+            got = self._get("reading chunks", limit=PAGE, offset=offset, include=["documents"])
+            if not got["ids"]:
+                return
+            yield list(got["ids"]), [d or "" for d in got["documents"] or []]
+            offset += len(got["ids"])
+
+    def salvage(self) -> list[ChunkRecord]:
+        """Every chunk with its text, read around a vector index that no longer
+        loads (see :meth:`ragdb.store.local.LocalBackend.salvage`)."""
+        found = self.backend.salvage(self.manifest["collection"])
+        out = []
+        for cid, text, meta in found:
+            with contextlib.suppress(ValueError):  # chunks without records stay behind
+                out.append(ChunkRecord.from_metadata(meta, text, id=cid))
+        return out
+
+    def sample_vector(self) -> list[float] | None:
+        """One stored vector (to check the index's dimension), or None when empty."""
+        got = self._get("reading a vector", limit=1, include=["embeddings"])
+        if not got["ids"]:
+            return None
+        return [float(x) for x in got["embeddings"][0]]
+
+    def nearest_many(
+        self,
+        embeddings: Sequence[Sequence[float]],
+        k: int,
+        where: dict[str, Any] | None = None,
+    ) -> list[list[tuple[str, float]]]:
+        """The ``k`` nearest chunk ids (with cosine distances) of each embedding,
+        in one query of the index; ``where`` filters on chunk metadata."""
+        got: Any = self._call(
+            "searching the vector index",
+            lambda: self._coll.query(
+                query_embeddings=cast(Any, [list(map(float, e)) for e in embeddings]),
+                n_results=k,
+                where=cast(Any, where),
+                include=cast(Any, ["distances"]),
+            ),
+        )
+        return [
+            [(cid, float(d)) for cid, d in zip(ids, distances, strict=True)]
+            for ids, distances in zip(got["ids"], got["distances"], strict=True)
+        ]
+
+    @staticmethod
+    def _records(
+        got: Any, text: bool, unreadable: list[str] | None, keep_all: bool = False
+    ) -> Iterator[Any]:
+        for i, cid in enumerate(got["ids"]):
+            doc = got["documents"][i] if text and got.get("documents") is not None else ""
+            try:
+                yield ChunkRecord.from_metadata(got["metadatas"][i], doc, id=cid)
+            except ValueError:
+                if unreadable is not None:
+                    unreadable.append(cid)
+                if keep_all:
+                    yield None
+
+    # -- writes (see ragdb.store.versions for the protocol) ---------------------------------------
+    def begin_write(self, sources: Sequence[str]) -> None:
+        """Note which sources a write is about to touch, so that a process killed
+        part-way leaves a note for the next session to finish."""
+        self.mark_written()
+        if not self.backend.server:
+            # Unstamped until the session ends: a crash before then forces a rebuild.
+            # (A server's index follows its write log instead.)
+            self.keywords.set_generation(None)
+        self._call("recording a write", lambda: self.backend.begin_write(self.client, sources))
+
+    def end_write(self) -> None:
+        """The write begun by :meth:`begin_write` is done."""
+        self._call("recording a write", lambda: self.backend.end_write(self.client))
+
+    def add(self, records: Sequence[ChunkRecord], vectors: Sequence[Any]) -> None:
+        """Add chunks and their vectors (one batch, within :meth:`max_batch`).
+
+        Chroma keeps the first record of an id and ignores a later add of it, and
+        an id names one version of one source (its content hash): adding again,
+        as a retry or a re-run after a crash does, changes nothing. (``add`` is
+        also a quarter faster than ``upsert``.)"""
+        import numpy as np
+
+        ids = [r.id for r in records]
+        docs = [r.text for r in records]
+        matrix = np.asarray(np.stack([np.asarray(v, dtype=np.float32) for v in vectors]))
+        self._call(
+            "writing chunks",
+            lambda: self._coll.add(
+                ids=ids,
+                documents=docs,
+                metadatas=cast(Any, [r.metadata() for r in records]),
+                embeddings=cast(Any, matrix),
+            ),
+        )
+        self.keywords.add(ids, docs)
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Delete chunks by id, in batches, from the collection and the keyword index."""
+        if not ids:
+            return
+        batch = self.max_batch()
+        for i in range(0, len(ids), batch):
+            part = list(ids[i : i + batch])
+            self._call("deleting chunks", lambda part=part: self._coll.delete(ids=part))  # type: ignore[misc]
+            self.keywords.delete(part)
+
+    def clear(self) -> int:
+        """Delete every chunk (the collection is dropped and made anew, empty,
+        with the store's settings); returns how many there were."""
+        n = self.count()
+        name = self.manifest["collection"]
+        self.begin_write([ALL])
+        self.keywords.clear()
+        self._call("dropping the chunk collection", lambda: self.client.delete_collection(name))
+        self._collection = None
+        _ = self._coll  # recreated empty
+        self.end_write()
+        return n
+
+    def mark_written(self) -> None:
+        """Say that this session wrote: the store's generation moves on at its end."""
+        self.wrote = True
+
+    def keywords_written(self, generation: int) -> None:
+        """Stamp the keyword index, if this session used it, as in step with
+        ``generation``."""
+        if self._keywords is not None:
+            self._keywords.set_generation(generation)
+
+    def close(self) -> None:
+        """Let go of the keyword index (the store closes its session)."""
+        if self._keywords is not None:
+            self._keywords.close()
+
+    # -- collections (doctor, rebuild, re-embed) ------------------------------------------
+    def collection_names(self) -> list[str]:
+        """Every collection in the store's database."""
+        return [c.name for c in self._call("listing collections", self.client.list_collections)]
+
+    def drop_collection(self, name: str) -> None:
+        """Delete a collection other than the active one (and its files)."""
+        if name == self.manifest["collection"]:
+            raise StoreError(f"{name!r} is the store's active collection")
+        self._call("dropping a collection", lambda: self.client.delete_collection(name))
+        self.backend.sweep()
+
+    def index_settings(self) -> dict[str, Any]:
+        """The chunk collection's HNSW settings."""
+        config = self._call(
+            "reading the collection's settings", lambda: self._coll.configuration_json
+        )
+        return dict(config.get("hnsw") or {})
+
+    def recorded_model(self) -> str | None:
+        """The model the collection's embedding function names, if it says."""
+        try:
+            config = self._coll.configuration_json.get("embedding_function") or {}
+        except Exception:  # an older chromadb without configuration_json
+            return None
+        named = (config.get("config") or {}).get("model_name")
+        return str(named) if named else None
+
+    def create_collection(self, name: str, embed_model: dict[str, Any]) -> None:
+        """A new, empty chunk collection beside the active one (for a rebuild)."""
+        self._call(
+            "creating a collection",
+            lambda: create_chunk_collection(self.client, name, embed_model),
+        )
+
+    def add_to(self, name: str, records: Sequence[ChunkRecord], vectors: Sequence[Any]) -> None:
+        """Add chunks to collection ``name`` (being rebuilt), not the active one."""
+        if not records:
+            return
+
+        def write() -> None:
+            self.client.get_collection(name).upsert(
+                ids=[r.id for r in records],
+                documents=[r.text for r in records],
+                metadatas=cast(Any, [r.metadata() for r in records]),
+                embeddings=cast(Any, [list(map(float, v)) for v in vectors]),
+            )
+
+        self._call("writing the rebuilt collection", write)
+
+    def ids_of(self, name: str) -> set[str]:
+        """Every chunk id of collection ``name``."""
+        got: Any = self._call(
+            "listing chunk ids", lambda: self.client.get_collection(name).get(include=[])
+        )
+        return set(got["ids"])
+
+    def delete_from(self, name: str, ids: Sequence[str]) -> None:
+        """Delete chunks from collection ``name`` (being rebuilt)."""
+        if ids:
+            self._call(
+                "deleting chunks", lambda: self.client.get_collection(name).delete(ids=list(ids))
+            )
+
+    def switch_collection(self, name: str, embed_model: dict[str, Any]) -> None:
+        """Make ``name`` the active collection (one manifest write) and drop the old."""
+        old = self.manifest["collection"]
+        self.begin_write([ALL])
+        self.manifest["collection"] = name
+        self.manifest["embed_model"] = embed_model
+        self.save_manifest()
+        with contextlib.suppress(StoreError):
+            self._call("dropping the old collection", lambda: self.client.delete_collection(old))
+        self._collection = None
+        self.end_write()
+        self.backend.sweep()
