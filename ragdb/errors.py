@@ -21,6 +21,8 @@ class RagdbError(Exception):
     """Base class: a failure with a message fit to show a user."""
 
     exit_code = 1
+    # What the service sends beside the message (the chunks an answer had).
+    extra: Any = None
 
 
 class InputError(RagdbError):

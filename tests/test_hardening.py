@@ -143,7 +143,7 @@ def test_oversized_requests_are_refused_and_the_server_lives(hard: dict[str, Any
         long = c.post("/v1/search", json={"query": "why " * 5000})
         assert long.status_code == 400 and "at most 8,000" in long.json()["detail"]
         many = c.post("/v1/search", json={"query": "summit", "k": 10**9})
-        assert many.status_code == 400 and "-k must be between" in many.json()["detail"]
+        assert many.status_code == 400 and many.json()["detail"].startswith('"k":')
         chat = c.post(
             "/v1/chat/completions",
             json={"model": "ragdb", "messages": [{"role": "user", "content": "hi"}] * 600},

@@ -882,14 +882,8 @@ def serve(
     chat model (base URL http://HOST:PORT/v1, model "ragdb")."""
     from pathlib import Path
 
-    from ragdb.serve.app import (
-        ServeConfig,
-        check_bind,
-        is_loopback,
-        load_or_make_token,
-        serve,
-        token_path,
-    )
+    from ragdb.serve.config import ServeConfig, resolve_key
+    from ragdb.serve.run import serve
 
     kb = _kb(
         ctx,
@@ -903,24 +897,11 @@ def serve(
         device=device,
     )
     settings = kb.settings
-    if no_auth and settings.api_key:
-        raise UsageError("give --api-key or --no-auth, not both")
-    check_bind(settings.serve_host, settings.api_key, no_auth)
-    token_file = None
-    key = settings.api_key
-    if not no_auth and key is None:
-        if not is_loopback(settings.serve_host):
-            raise UsageError(
-                f"listening on {settings.serve_host} needs an API key: give --api-key KEY "
-                "(or RAGDB_API_KEY)"
-            )
-        kb.store()  # the token lives beside the store: it must exist first
-        token_file = token_path(kb)
-        key = load_or_make_token(token_file)
+    key, token_file = resolve_key(kb, settings.serve_host, no_auth)
     config = ServeConfig(
         host=settings.serve_host,
         port=settings.serve_port,
-        api_key=None if no_auth else key,
+        api_key=key,
         allowed_hosts=allowed_hosts,
         cors=cors,
         allow_paths=tuple(Path(p) for p in allow_paths),

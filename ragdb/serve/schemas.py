@@ -31,7 +31,7 @@ class SearchBody(Body):
     """``POST /v1/search``."""
 
     query: str | None = None
-    k: int | None = None
+    k: int | None = Field(default=None, ge=1, le=1000)
     mode: str | None = None
     source: str | None = None
     min_score: float | None = Field(default=None, ge=-1.0, le=1.0)
@@ -50,7 +50,7 @@ class AskBody(SearchBody):
 class ChatOptions(Body):
     """The ``ragdb`` object of a chat request: how to retrieve."""
 
-    k: int | None = None
+    k: int | None = Field(default=None, ge=1, le=1000)
     mode: str | None = None
     min_score: float | None = Field(default=None, ge=-1.0, le=1.0)
 
@@ -95,8 +95,8 @@ class TextItem(Body):
 
 
 class IngestBody(Body):
-    """``POST /v1/ingest`` with texts and server-side paths (a CLI's own plan,
-    with ``inputs``, is read by :meth:`ragdb.ingest.IngestPlan.from_wire`)."""
+    """``POST /v1/ingest``: texts and server-side paths, or a CLI's own plan
+    (``inputs``, read by :meth:`ragdb.ingest.plan.IngestPlan.from_wire`)."""
 
     texts: list[TextItem] | None = Field(
         default=None, description='texts to store: [{"name", "text", "metadata"}]'
@@ -114,6 +114,13 @@ class IngestBody(Body):
     replace: bool | None = Field(
         default=None, description="replace a stored file or record of a text's name"
     )
+    # A plan a CLI made where its files are (IngestPlan.to_wire), instead of the above.
+    inputs: list[dict[str, Any]] | None = Field(
+        default=None, description="a CLI's ingest plan: inputs with their contents (base64)"
+    )
+    prune_dirs: list[str] | None = None
+    prune_patterns: list[str] | None = None
+    prune_records: bool | None = None
 
 
 def parse(model: type[M], data: Any) -> M:
@@ -137,3 +144,54 @@ def describe(errors: Any, model: type[BaseModel] | None = None) -> str:
     if field is not None and field.description:
         message += f" ({field.description})"
     return f'"{where}": {message}' if where else message
+
+
+# -- what the routes answer, for the published OpenAPI schema ---------------------------------
+class ProblemDoc(BaseModel):
+    """An error on ragdb's routes (``application/problem+json``)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    exit_code: int | None = None
+    ragdb: Any = None
+
+
+class OpenAIErrorDoc(BaseModel):
+    """An error on the OpenAI-compatible routes (OpenAI's envelope)."""
+
+    error: dict[str, Any]
+    ragdb: Any = None
+
+
+_ERROR_CODES = (400, 401, 403, 404, 409, 413, 415, 500, 502, 503, 504, 507)
+
+
+def errors_doc(openai: bool = False) -> dict[int | str, dict[str, Any]]:
+    """The error answers a router documents, in the envelope its routes use."""
+    media, model = (
+        ("application/json", OpenAIErrorDoc) if openai else ("application/problem+json", ProblemDoc)
+    )
+    schema = model.model_json_schema()
+    return {
+        code: {"description": "an error", "content": {media: {"schema": schema}}}
+        for code in _ERROR_CODES
+    }
+
+
+# A route that answers JSON, or with "stream": true server-sent events.
+STREAM_OR_JSON: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the answer, or its events",
+        "content": {"application/json": {}, "text/event-stream": {}},
+    }
+}
+EVENTS: dict[int | str, dict[str, Any]] = {
+    200: {"description": "server-sent events", "content": {"text/event-stream": {}}}
+}
+# An ingest: 202 with the job, or with ?wait=true the finished report.
+JOB_OR_REPORT: dict[int | str, dict[str, Any]] = {
+    200: {"description": "with ?wait=true: the finished report"},
+    202: {"description": "the job, queued (Location: /v1/jobs/{id})"},
+}

@@ -177,6 +177,10 @@ class Store:
                 if self.backend.unchanged_since(generation):
                     return client
                 _forget(key)
+            # Chroma finds a collection's embedding function by its registered
+            # name: registered before any collection is read (migrations too).
+            from ragdb.store import chroma_ef  # noqa: F401
+
             client = self.backend.connect()
             _clients[key] = (client, -1)
             return client

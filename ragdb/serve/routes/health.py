@@ -1,0 +1,35 @@
+"""``GET /healthz`` (no token needed) and ``GET /v1/status``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+
+from ragdb.serve.deps import ServiceDep
+from ragdb.serve.schemas import errors_doc
+
+router = APIRouter(tags=["status"], responses=errors_doc())
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Whether the server answers (the only route that needs no token)."""
+    return {"status": "ok"}
+
+
+@router.get("/v1/status")
+async def status(service: ServiceDep) -> dict[str, Any]:
+    """What `ragdb status --json` says, and the service's own state."""
+    jobs, batcher = service.jobs, service.batcher
+    return {
+        **(await run_in_threadpool(service.kb.status)).to_dict(),
+        "service": {
+            "queue": jobs.pending(),
+            "running": [j.id for j in jobs.all() if j.state == "running"],
+            "watches": [w.to_dict() for w in service.watcher.all()],
+            "retrieval_batches": batcher.batches,
+            "retrieval_queries": batcher.queries,
+        },
+    }

@@ -1,0 +1,245 @@
+"""The OpenAI-compatible chat model: ``GET /models`` and ``POST
+/chat/completions``, with and without ``/v1``. Model ``ragdb`` answers from
+the knowledge base with its sources as ``url_citation`` annotations (and the
+chunks in a top-level ``ragdb`` field); ``ragdb/llm`` passes straight through
+to the language model. Errors use OpenAI's envelope (the routes' ``openai``
+tag tells :mod:`ragdb.serve.errors` so).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from ragdb.errors import LLMError, NotFoundError, UsageError
+from ragdb.query.generate import NOT_ENOUGH, StreamState, build_prompt, stream_answer
+from ragdb.query.retrieve import DEFAULT_MODE, Query
+from ragdb.serve.deps import Service, ServiceDep
+from ragdb.serve.errors import OPENAI_TAG
+from ragdb.serve.schemas import STREAM_OR_JSON, ChatBody, ChatOptions, errors_doc
+from ragdb.serve.sse import DONE, ChunkStream, sse, sse_response
+
+if TYPE_CHECKING:
+    from ragdb.query.retrieve import Hit
+
+router = APIRouter(tags=[OPENAI_TAG], responses=errors_doc(openai=True))
+
+MODELS = ("ragdb", "ragdb/llm")
+# Chat UIs send their own housekeeping prompts (titles, tags, follow-ups) to the
+# chosen model: those go straight to the language model, with no retrieval.
+TASK_PROMPT = re.compile(
+    r"(generate a concise, 3-5 word title|create a concise, 3-5 word title|"
+    r"generate 1-3 broad tags|suggest 3-5 relevant follow-up questions|### task:)",
+    re.IGNORECASE,
+)
+
+
+@router.get("/models")
+async def models() -> dict[str, Any]:
+    """The models this server offers."""
+    now = int(time.time())
+    return {
+        "object": "list",
+        "data": [{"id": m, "object": "model", "created": now, "owned_by": "ragdb"} for m in MODELS],
+    }
+
+
+@dataclasses.dataclass
+class Turn:
+    """What a chat request asks, read: the model, the question, the messages
+    for the language model, the chunks they use, and how to answer."""
+
+    model: str
+    question: str
+    messages: list[dict[str, str]]
+    hits: list[Hit]
+    stream: bool
+    usage_wanted: bool
+    max_tokens: int | None
+    # Nothing retrieved reaches min_score: "not enough information", no model.
+    abstain: bool = False
+
+
+@router.post("/chat/completions", responses=STREAM_OR_JSON)
+async def chat(body: ChatBody, service: ServiceDep) -> Response:
+    """A chat completion, answered from the knowledge base (or passed through)."""
+    turn = await _read(body, service)
+    if turn.abstain:
+        usage = _usage(service, [{"content": turn.question}], NOT_ENOUGH)
+        return _whole(turn, NOT_ENOUGH, [], usage, "stop")
+    state = StreamState()
+    pieces = stream_answer(
+        service.kb.settings, turn.messages, state=state, max_tokens=turn.max_tokens
+    )
+    try:
+        # The first piece decides between an answer and an error status.
+        first = await run_in_threadpool(next, pieces, "")
+        if turn.stream:
+            return sse_response(_stream(service, turn, first, pieces, state))
+        text = (first + await run_in_threadpool(lambda: "".join(pieces))).strip()
+    except LLMError as exc:
+        exc.extra = {"chunks": [h.to_dict() for h in turn.hits]}
+        raise
+    reason = "length" if state.reason == "max_tokens" else "stop"
+    return _whole(turn, text, citations(turn.hits), _usage(service, turn.messages, text), reason)
+
+
+async def _read(body: ChatBody, service: Service) -> Turn:
+    """The request, read; the passages retrieved for its last user message
+    (none for ``ragdb/llm`` and a chat UI's own housekeeping prompts)."""
+    model = body.model or "ragdb"
+    if model not in MODELS:
+        raise NotFoundError(f"the model {model!r} does not exist: use {' or '.join(MODELS)}")
+    turns = [
+        {"role": str(m.get("role") or "user"), "content": _text_of(m.get("content"))}
+        for m in body.messages
+    ]
+    users = [t for t in turns if t["role"] == "user"]
+    if not users or not users[-1]["content"].strip():
+        raise UsageError("there is no user message to answer")
+    question = users[-1]["content"]
+    asked = body.max_completion_tokens or body.max_tokens
+    turn = Turn(
+        model,
+        question,
+        turns,
+        [],
+        bool(body.stream),
+        bool(body.stream_options and body.stream_options.include_usage),
+        # The client's own bound on the answer, within the server's --max-tokens.
+        min(asked, service.kb.settings.llm_max_tokens) if asked else None,
+    )
+    if model == "ragdb/llm" or TASK_PROMPT.search(question):
+        return turn
+    history = turns[: len(turns) - 1 - turns[::-1].index(users[-1])]
+    await _retrieve(service, turn, body.ragdb or ChatOptions(), history)
+    return turn
+
+
+async def _retrieve(
+    service: Service, turn: Turn, options: ChatOptions, history: list[dict[str, str]]
+) -> None:
+    """Retrieve for ``turn`` and build its messages: the prompt with the usable
+    passages and the history; or "not enough" when none is usable."""
+    query = Query(turn.question, options.k or 4, options.mode or DEFAULT_MODE)
+    retrieval = await service.batcher.retrieve(query)
+    turn.hits = retrieval.hits
+    usable = [h for h in turn.hits if options.min_score is None or h.score >= options.min_score]
+    if not usable:
+        turn.abstain = True
+        return
+    prompt = build_prompt(turn.question, usable, 1500, service.kb.count_tokens)
+    history = [t for t in history if t["role"] != "system"]
+    turn.messages = [prompt.messages[0], *history, prompt.messages[1]]
+    turn.hits = prompt.used
+
+
+def _stream(
+    service: Service, turn: Turn, first: str, pieces: Iterator[str], state: StreamState
+) -> Iterator[str]:
+    """The answer as a chat completion stream, per the spec: one id, the role
+    first, annotations, the finish reason last, usage when asked, [DONE]."""
+    chunks = ChunkStream(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), turn.model)
+    yield chunks.delta({"role": "assistant", "content": first})
+    text = first
+    try:
+        for piece in pieces:
+            text += piece
+            yield chunks.delta({"content": piece})
+    except LLMError as exc:
+        error = {"message": str(exc), "type": "LLMError", "param": None, "code": 502}
+        yield sse({"error": error})
+        yield DONE
+        return
+    if turn.hits:
+        yield chunks.delta({"annotations": citations(turn.hits)})
+    yield chunks.delta({}, "length" if state.reason == "max_tokens" else "stop")
+    if turn.usage_wanted:
+        yield chunks.usage(_usage(service, turn.messages, text))
+    yield DONE
+
+
+def _whole(
+    turn: Turn,
+    text: str,
+    annotations: list[dict[str, Any]],
+    usage: dict[str, int],
+    reason: str,
+) -> Response:
+    """An answer known whole: one completion, or the same as a stream."""
+    cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    if turn.stream:
+        chunks = ChunkStream(cid, created, turn.model)
+        return sse_response(chunks.whole(text, reason, usage if turn.usage_wanted else None))
+    message = {"role": "assistant", "content": text, "annotations": annotations}
+    return JSONResponse(
+        {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": turn.model,
+            "choices": [{"index": 0, "message": message, "finish_reason": reason}],
+            "usage": usage,
+            "ragdb": {"chunks": [h.to_dict() for h in turn.hits]},
+        }
+    )
+
+
+def _usage(service: Service, messages: list[dict[str, str]], answer: str) -> dict[str, int]:
+    """Token counts with the embedding model's tokenizer: the language model's
+    stream does not report its own."""
+    prompt = sum(service.kb.count_tokens(m["content"]) for m in messages)
+    completion = service.kb.count_tokens(answer)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def _text_of(content: Any) -> str:
+    """A message's content: a string, or a list of text parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(p.get("text", ""))
+            for p in content
+            if isinstance(p, dict) and p.get("type") == "text"
+        )
+    return ""
+
+
+def citations(hits: list[Hit]) -> list[dict[str, Any]]:
+    """OpenAI ``url_citation`` annotations, one per retrieved chunk."""
+    out = []
+    for hit in hits:
+        url = (
+            hit.source
+            if "://" in hit.source
+            else Path(hit.source).as_uri()
+            if hit.source.startswith("/")
+            else f"ragdb:{hit.source}"
+        )
+        out.append(
+            {
+                "type": "url_citation",
+                "url_citation": {
+                    "url": url,
+                    "title": f"[{hit.rank}] {hit.source} ({hit.location})",
+                    "start_index": 0,
+                    "end_index": 0,
+                },
+            }
+        )
+    return out
