@@ -504,16 +504,21 @@ def query(
     elif not retrieve_only:
         click.echo()
     if result.get("truncated") and not as_json:
-        # In-process the limits are known here; a server applies its own.
-        tokens = f" {kb.settings.llm_max_tokens}" if kb is not None else " (the server's)"
-        seconds = f" {kb.settings.llm_timeout:g}s" if kb is not None else " (the server's)"
-        why = {
-            "max_tokens": f"it reached --max-tokens{tokens}",
-            "deadline": f"it took longer than --timeout{seconds}",
-            "repetition": "the model was repeating itself",
-            "stream-ended": "the language model's server closed the stream before it finished",
-        }.get(result.get("truncated_reason") or "", result.get("truncated_reason") or "")
-        _warn(f"the answer was cut short: {why}")
+        _warn_cut(result.get("truncated_reason") or "", kb)
+
+
+def _warn_cut(reason: str, kb: KnowledgeBase | None) -> None:
+    """Say why an answer was cut short. In-process the limits are known here;
+    a server applies its own."""
+    tokens = f" {kb.settings.llm_max_tokens}" if kb is not None else " (the server's)"
+    seconds = f" {kb.settings.llm_timeout:g}s" if kb is not None else " (the server's)"
+    why = {
+        "max_tokens": f"it reached --max-tokens{tokens}",
+        "deadline": f"it took longer than --timeout{seconds}",
+        "repetition": "the model was repeating itself",
+        "stream-ended": "the language model's server closed the stream before it finished",
+    }.get(reason, reason)
+    _warn(f"the answer was cut short: {why}")
 
 
 # -- remove, reset, status, sources -------------------------------------------------------

@@ -130,39 +130,77 @@ def _ingest(
     skip_clashes: bool,
 ) -> IngestReport:
     started = time.perf_counter()
-    report = IngestReport()
-    pruning = bool(prune_dirs or prune_patterns or prune_records)
-    with store.session() as session:
-        # Pruning looks at every stored source; otherwise only the inputs' own.
-        existing = list_sources(session, None if pruning else [i.source for i in inputs])
+    run = _Run(store, embedder, chunker, warn, bool(prune_dirs or prune_patterns or prune_records))
+    run.look_up(inputs)
     seen = {inp.source for inp in inputs}
     if not replace and not skip_clashes:
-        check_collisions(inputs, existing)
+        check_collisions(inputs, run.existing)
     elif not replace:
+        inputs = run.drop_clashes(inputs)
+    todo = run.fingerprint(inputs)
+    tally = _Tally(progress, chunker)
+    for item in todo:
+        tally.expect(item.size)
+    run.embed_and_write(todo, tally, batch_size or embedder.batch_size)
+    gone = run.gone(inputs, seen, prune_dirs, prune_patterns, prune_records)
+    if gone:
+        with store.session() as session:
+            run.report.chunks_removed += remove_sources(session, gone)
+        run.report.removed += len(gone)
+    run.report.seconds = round(time.perf_counter() - started, 3)
+    return run.report
+
+
+class _Run:
+    """One ingest's state: what is stored, what was skipped, the report."""
+
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder,
+        chunker: Chunker,
+        warn: Warn | None,
+        pruning: bool,
+    ) -> None:
+        self.store, self.embedder, self.chunker = store, embedder, chunker
+        self.warn, self.pruning = warn, pruning
+        self.report = IngestReport()
+        self.existing: dict[str, SourceInfo] = {}
+        # Sources that can no longer be read but have a stored version: their text
+        # no longer exists, so --prune removes them; without it the warning says so.
+        self.stale: list[str] = []
+
+    def look_up(self, inputs: Sequence[Input]) -> None:
+        """What is stored: every source when pruning, else only the inputs' own."""
+        with self.store.session() as session:
+            only = None if self.pruning else [i.source for i in inputs]
+            self.existing = list_sources(session, only)
+
+    def drop_clashes(self, inputs: Sequence[Input]) -> list[Input]:
+        """The inputs whose names are not stored as another kind; the others are
+        skipped with a warning (their stored versions kept)."""
         kept = []
         for inp in inputs:
-            clash = clash_message(inp, existing)
+            clash = clash_message(inp, self.existing)
             if clash is None:
                 kept.append(inp)
                 continue
-            report.skipped += 1
-            report.skipped_sources.append(
+            self.report.skipped += 1
+            self.report.skipped_sources.append(
                 {"source": inp.source, "reason": clash, "stored_version": "kept"}
             )
-            if warn:
-                warn(f"skipped {inp.source}: {clash}")
-        inputs = kept
-    # Sources that can no longer be read but have a stored version: their text
-    # no longer exists, so --prune removes them; without it the warning says so.
-    stale: list[str] = []
+            self._say(f"skipped {inp.source}: {clash}")
+        return kept
 
-    def skip(source: str, reason: str) -> None:
-        report.skipped += 1
+    def skip(self, source: str, reason: str) -> None:
+        """Count and report a source that cannot be ingested, saying what
+        becomes of its stored version."""
+        self.report.skipped += 1
         entry = {"source": source, "reason": reason}
-        known = existing.get(source)
+        known = self.existing.get(source)
         if known is not None:
-            if pruning:
-                stale.append(source)
+            if self.pruning:
+                self.stale.append(source)
                 entry["stored_version"] = "removed (--prune)"
                 reason += "; its stored version is removed (--prune)"
             else:
@@ -172,118 +210,118 @@ def _ingest(
                     f"; its previous version ({chunks}) is still stored and answers "
                     f"queries: drop it with `ragdb remove {source}`, or ingest with --prune"
                 )
-        report.skipped_sources.append(entry)
-        if warn:
-            warn(f"skipped {source}: {reason}")
+        self.report.skipped_sources.append(entry)
+        self._say(f"skipped {source}: {reason}")
 
-    # 1. Fingerprints, outside the lock.
-    fingerprints: list[tuple[Input, str, int]] = []
-    for inp in inputs:
-        try:
-            data = inp.read_bytes()
-        except Skipped as exc:
-            skip(inp.source, str(exc))
-            continue
-        if not data:
-            skip(inp.source, "empty")
-            continue
-        fingerprints.append((inp, source_hash(data, chunker, inp.describe()), len(data)))
+    def fingerprint(self, inputs: Sequence[Input]) -> list[_Pending]:
+        """1. The new and changed inputs (a hash of each one's bytes and of the
+        chunker's settings against the stored one), read outside the lock."""
+        todo: list[_Pending] = []
+        for inp in inputs:
+            try:
+                data = inp.read_bytes()
+            except Skipped as exc:
+                self.skip(inp.source, str(exc))
+                continue
+            if not data:
+                self.skip(inp.source, "empty")
+                continue
+            digest = source_hash(data, self.chunker, inp.describe())
+            known = self.existing.get(inp.source)
+            if known is not None and known.source_hash == digest:
+                self.report.unchanged += 1
+            else:
+                todo.append(_Pending(inp, digest, known is not None, size=len(data)))
+        return todo
 
-    todo: list[_Pending] = []
-    tally = _Tally(progress, chunker)
-    for inp, digest, size in fingerprints:
-        known = existing.get(inp.source)
-        if known is not None and known.source_hash == digest:
-            report.unchanged += 1
-        else:
-            todo.append(_Pending(inp, digest, updating=known is not None, size=size))
-            tally.expect(size)
-
-    # 2-3. A pipeline: a thread extracts and chunks the next sources while this
-    #      one embeds, and another writes what was embedded, so the encoder
-    #      (the real cost) never waits for either.
-    budget = WRITE_FIRST  # chunks per batch, retuned after each one
-
-    def chunked() -> Iterator[list[_Pending]]:
+    def chunked(
+        self, todo: list[_Pending], tally: _Tally, budget: list[int]
+    ) -> Iterator[list[_Pending]]:
+        """2. Sources extracted and chunked, in groups of about ``budget[0]`` chunks."""
         group: list[_Pending] = []
         size = 0
         for item in todo:
-            try:
-                data = item.inp.read_bytes()
-                item.doc = extract(item.inp, data)
-            except Skipped as exc:
-                tally.chunked(item.size, 0)
-                skip(item.inp.source, str(exc))
-                continue
-            for note in item.doc.notes:
-                if warn:
-                    warn(f"{item.inp.source}: {note}")
-            item.chunks = chunker.split(
-                item.doc.text, markdown=item.doc.kind == "markdown", pages=item.doc.page_starts
-            )
-            tally.chunked(item.size, len(item.chunks))
-            if not item.chunks:
-                skip(item.inp.source, "no text")
+            if not self._split(item, tally):
                 continue
             group.append(item)
             size += len(item.chunks)
-            if size >= budget:
+            if size >= budget[0]:
                 yield group
                 group, size = [], 0
         if group:
             yield group
 
-    tick = tally.advance
+    def _split(self, item: _Pending, tally: _Tally) -> bool:
+        try:
+            item.doc = extract(item.inp, item.inp.read_bytes())
+        except Skipped as exc:
+            tally.chunked(item.size, 0)
+            self.skip(item.inp.source, str(exc))
+            return False
+        for note in item.doc.notes:
+            self._say(f"{item.inp.source}: {note}")
+        item.chunks = self.chunker.split(
+            item.doc.text, markdown=item.doc.kind == "markdown", pages=item.doc.page_starts
+        )
+        tally.chunked(item.size, len(item.chunks))
+        if not item.chunks:
+            self.skip(item.inp.source, "no text")
+            return False
+        return True
 
-    writer = _Writer(store)
-    try:
-        with writer:
-            for group in _prefetch(chunked()):
-                t0 = time.perf_counter()
-                versions = _embed(
-                    store, embedder, group, report, tick, batch_size or embedder.batch_size
-                )
-                rate = sum(len(item.chunks) for item in group) / (time.perf_counter() - t0)
-                budget = max(WRITE_MIN, min(WRITE_MAX, int(rate * WRITE_SECONDS)))
-                writer.put(versions)
-                for item in group:
-                    if item.updating:
-                        report.updated += 1
-                    else:
-                        report.added += 1
-    except KeyboardInterrupt:
-        # Leaving the block above waited for the writes already queued.
-        raise IngestInterrupted(writer.sources, writer.chunks) from None
-
-    # 4. Prune sources that no longer exist under the directories given, or
-    #    records no longer in the records files given.
-    origins = {inp.origin for inp in inputs if inp.origin}
-    matchers = [glob_matcher(p) for p in prune_patterns]
-    if prune_dirs or matchers or (prune_records and origins) or stale:
-        gone = [
-            src
-            for src, info in existing.items()
-            if src not in seen
-            and (
-                (
-                    info.origin is None
-                    and (
-                        any(_under(src, d) for d in prune_dirs)
-                        or any(m.match(src) for m in matchers)
+    def embed_and_write(self, todo: list[_Pending], tally: _Tally, batch_size: int) -> None:
+        """2-3. A pipeline: a thread extracts and chunks the next sources while
+        this one embeds, and another writes what was embedded, so the encoder
+        (the real cost) never waits for either."""
+        budget = [WRITE_FIRST]  # chunks per batch, retuned after each one
+        writer = _Writer(self.store)
+        try:
+            with writer:
+                for group in _prefetch(self.chunked(todo, tally, budget)):
+                    t0 = time.perf_counter()
+                    versions = _embed(
+                        self.store, self.embedder, group, self.report, tally.advance, batch_size
                     )
-                    and not Path(src).exists()
-                )
-                or (prune_records and info.origin in origins)
-            )
-        ]
-        gone += [src for src in stale if src not in gone]
-        if gone:
-            with store.session() as session:
-                report.chunks_removed += remove_sources(session, gone)
-            report.removed += len(gone)
+                    rate = sum(len(item.chunks) for item in group) / (time.perf_counter() - t0)
+                    budget[0] = max(WRITE_MIN, min(WRITE_MAX, int(rate * WRITE_SECONDS)))
+                    writer.put(versions)
+                    for item in group:
+                        if item.updating:
+                            self.report.updated += 1
+                        else:
+                            self.report.added += 1
+        except KeyboardInterrupt:
+            # Leaving the block above waited for the writes already queued.
+            raise IngestInterrupted(writer.sources, writer.chunks) from None
 
-    report.seconds = round(time.perf_counter() - started, 3)
-    return report
+    def gone(
+        self,
+        inputs: Sequence[Input],
+        seen: set[str],
+        prune_dirs: Sequence[Path],
+        prune_patterns: Sequence[str],
+        prune_records: bool,
+    ) -> list[str]:
+        """4. What to prune: sources no longer under the directories given or
+        matching the patterns given, records no longer in their records files,
+        and stored sources that can no longer be read."""
+        origins = {inp.origin for inp in inputs if inp.origin}
+        matchers = [glob_matcher(p) for p in prune_patterns]
+        if not (prune_dirs or matchers or (prune_records and origins) or self.stale):
+            return []
+
+        def left(src: str, info: SourceInfo) -> bool:
+            if prune_records and info.origin in origins:
+                return True
+            covered = any(_under(src, d) for d in prune_dirs) or any(m.match(src) for m in matchers)
+            return info.origin is None and covered and not Path(src).exists()
+
+        gone = [src for src, info in self.existing.items() if src not in seen and left(src, info)]
+        return gone + [src for src in self.stale if src not in gone]
+
+    def _say(self, message: str) -> None:
+        if self.warn:
+            self.warn(message)
 
 
 def check_collisions(inputs: Sequence[Input], existing: dict[str, SourceInfo]) -> None:

@@ -211,7 +211,6 @@ def stream_answer(
     cut. Any failure is an :class:`LLMError` that says what to do, and so is a
     stream that ends without a word or a reason to stop (llama.cpp closes one
     so when the prompt is over its context)."""
-    import openai
 
     url, model = settings.llm_url, settings.llm_model
     state = state if state is not None else StreamState()
@@ -266,43 +265,51 @@ def stream_answer(
             )
         if not ended and not state.truncated:
             state.cut("stream-ended")
-    except openai.APITimeoutError:
-        raise LLMTimeoutError(
+    except Exception as exc:
+        failure = _failure(exc, settings, started)
+        if failure is None:
+            raise
+        raise failure from None
+
+
+def _failure(exc: BaseException, settings: Settings, started: bool) -> LLMError | None:
+    """What to tell the user of the language model's failure ``exc`` (None:
+    not the model's, a bug to raise as it is). ``started``: the server had
+    answered, so a broken connection is a broken stream."""
+    import openai
+
+    url, model = settings.llm_url, settings.llm_model
+    if isinstance(exc, openai.APITimeoutError):
+        return LLMTimeoutError(
             f"the language model at {url} did not answer within {settings.llm_timeout:g}s: "
             "raise --timeout, or use a smaller --model"
-        ) from None
-    except openai.APIConnectionError as exc:
+        )
+    if isinstance(exc, openai.APIConnectionError):
         if started:
-            raise LLMError(
+            return LLMError(
                 f"the answer stream from {url} broke off ({_cause(exc)}); "
                 "try again, or check the server's log"
-            ) from None
-        raise LLMError(
+            )
+        return LLMError(
             f"cannot reach a language model at {url} ({_cause(exc)}): start Ollama with "
             "`ollama serve`, or point --llm-url at a running OpenAI-compatible server"
-        ) from None
-    except openai.NotFoundError as exc:
-        raise LLMError(_not_found(url, model, exc)) from None
-    except openai.AuthenticationError:
-        raise LLMError(
-            f"the language model at {url} refused the API key: set RAGDB_LLM_API_KEY"
-        ) from None
-    except openai.APIStatusError as exc:
-        raise LLMError(
+        )
+    if isinstance(exc, openai.NotFoundError):
+        return LLMError(_not_found(url, model, exc))
+    if isinstance(exc, openai.AuthenticationError):
+        return LLMError(f"the language model at {url} refused the API key: set RAGDB_LLM_API_KEY")
+    if isinstance(exc, openai.APIStatusError):
+        return LLMError(
             f"the language model at {url} failed with HTTP {exc.status_code}: {_message(exc)}"
-        ) from None
-    except (openai.APIError, ValueError, KeyError, AttributeError) as exc:
-        raise LLMError(
-            f"the answer stream from {url} broke off ({type(exc).__name__}: {_message(exc)}); "
+        )
+    broken = isinstance(exc, (openai.APIError, ValueError, KeyError, AttributeError))
+    if broken or type(exc).__module__.startswith(("httpx", "httpcore", "h11")):
+        detail = f"{type(exc).__name__}: {_message(exc)}" if broken else type(exc).__name__
+        return LLMError(
+            f"the answer stream from {url} broke off ({detail}); "
             "try again, or check the server's log"
-        ) from None
-    except Exception as exc:  # httpx transport errors mid-stream
-        if type(exc).__module__.startswith(("httpx", "httpcore", "h11")):
-            raise LLMError(
-                f"the answer stream from {url} broke off ({type(exc).__name__}); "
-                "try again, or check the server's log"
-            ) from None
-        raise
+        )
+    return None
 
 
 def _not_found(url: str, model: str, exc: BaseException) -> str:
