@@ -322,7 +322,7 @@ class Settings:
             if not str(values["store"]).strip():
                 # An unset variable in `--store "$KB"` must not mean the current directory.
                 raise UsageError("the store path is empty: give --store DIR (or RAGDB_STORE)")
-            values["store"] = Path(values["store"]).expanduser()
+            values["store"] = Path(os.path.expanduser(values["store"]))
         if values.get("embed_backend") is not None:
             from ragdb.embed.identity import check_backend
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -116,7 +117,7 @@ def _source_names(
             if doc in known:
                 mapping[doc] = doc
                 continue
-            for candidate in (Path(doc).expanduser(), qrels_path.parent / doc):
+            for candidate in (Path(os.path.expanduser(doc)), qrels_path.parent / doc):
                 resolved = str(candidate.resolve())
                 if resolved in known:
                     mapping[doc] = resolved

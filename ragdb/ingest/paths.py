@@ -59,7 +59,7 @@ def expand_paths(args: list[str], roots: tuple[Path, ...] | None = None) -> Expa
         files.update(dict.fromkeys(found))
 
     for arg in args:
-        path = Path(arg).expanduser()
+        path = Path(os.path.expanduser(arg))
         if glob.has_magic(arg) and not path.exists():
             pattern = os.path.abspath(os.path.expanduser(arg))
             patterns.append(pattern)
@@ -163,7 +163,7 @@ def match_sources(targets: Sequence[str | Path], known: dict[str, int]) -> dict[
 def _match_sources(target: str, known: dict[str, Any]) -> list[str]:
     if target in known:
         return [target]
-    path = Path(target).expanduser()
+    path = Path(os.path.expanduser(target))
     # A stored file whose name holds glob characters ("[draft].txt") is itself.
     exact = [c for c in (str(path.absolute()), str(path.resolve())) if c in known]
     if exact:
@@ -173,7 +173,7 @@ def _match_sources(target: str, known: dict[str, Any]) -> list[str]:
         named = glob_matcher(target)
         pathlike = glob_matcher(os.path.abspath(os.path.expanduser(target)))
         return sorted(s for s in known if named.match(s) or pathlike.match(s))
-    path = Path(target).expanduser()
+    path = Path(os.path.expanduser(target))
     candidates = {str(path.absolute()), str(path.resolve())}
     hits = [c for c in candidates if c in known]
     if hits:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ def read_records(
     """Each record of a JSONL or CSV file as an :class:`Input` named by its id."""
     import json
 
-    file = Path(path).expanduser()
+    file = Path(os.path.expanduser(path))
     if not file.is_file():
         raise InputError(f"no such records file: {path}")
     origin = str(file.resolve())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hmac
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from starlette.responses import Response
 
@@ -39,7 +40,7 @@ class Guard:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         path = scope["path"]
-        refusal = self._refusal(path, headers)
+        refusal = self._refusal(path, headers) or self._nul(path, scope["query_string"])
         if refusal is None:
             receive, refusal = await self._bounded(path, headers, receive)
         if refusal is not None:
@@ -62,6 +63,13 @@ class Guard:
             return None
         message = "missing or wrong API key (Authorization: Bearer KEY, or X-API-Key)"
         return self.reject(path, 401, message, "invalid_api_key")
+
+    def _nul(self, path: str, query: bytes) -> Response | None:
+        """A NUL anywhere in the URL names no file, source or folder: refuse it
+        here, once, rather than in every route that takes a path or a name."""
+        if "\x00" in path or b"\x00" in unquote_to_bytes(query.replace(b"+", b" ")):
+            return self.reject(path, 400, "the URL holds a NUL character", "bad_request")
+        return None
 
     async def _bounded(
         self, path: str, headers: dict[str, str], receive: Any

@@ -13,6 +13,7 @@ reconcile is a job in the service's queue, so writes stay one at a time.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -68,7 +69,7 @@ class Watcher:
         """Watch ``path`` (a directory): reconcile now, then on every change."""
         from ragdb.errors import InputError
 
-        path = path.expanduser().resolve()
+        path = Path(os.path.realpath(path))
         if not path.is_dir():
             raise InputError(f"cannot watch {path}: not a directory")
         with self._lock:
@@ -85,7 +86,7 @@ class Watcher:
     def remove(self, path: Path) -> Watch | None:
         """Stop watching ``path`` (its sources stay in the store)."""
         with self._lock:
-            watch = self._watches.pop(str(path.expanduser().resolve()), None)
+            watch = self._watches.pop(os.path.realpath(path), None)
         if watch is not None:
             watch._stop.set()
         return watch
