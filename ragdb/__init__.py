@@ -18,8 +18,8 @@ from ragdb.version import __version__
 # Every name ragdb exports, and the module that defines it (imported on first use).
 _EXPORTS = {
     "KnowledgeBase": "knowledge_base",
-    "Answer": "reports",
-    "Retrieval": "reports",
+    "Answer": "query.answer",
+    "Retrieval": "query.retrieve",
     "Status": "reports",
     "RemoveReport": "reports",
     "MigrateReport": "reports",
@@ -109,8 +109,9 @@ if TYPE_CHECKING:
     )
     from ragdb.ingest.plan import IngestInterrupted, IngestPlan, IngestReport
     from ragdb.knowledge_base import KnowledgeBase
-    from ragdb.query.retrieve import Hit, Query
-    from ragdb.reports import Answer, MigrateReport, ReembedReport, RemoveReport, Retrieval, Status
+    from ragdb.query.answer import Answer
+    from ragdb.query.retrieve import Hit, Query, Retrieval
+    from ragdb.reports import MigrateReport, ReembedReport, RemoveReport, Status
     from ragdb.store.doctor import DoctorReport, Finding
     from ragdb.store.records import ChunkRecord, SourceInfo
 

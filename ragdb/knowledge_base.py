@@ -1,8 +1,9 @@
 """The Python API: a knowledge base that ingests, retrieves, answers and forgets.
 
-:class:`KnowledgeBase` only delegates: ingestion to :mod:`ragdb.ingest`,
-retrieval and answers to :mod:`ragdb.query`, the store to :mod:`ragdb.store`;
-its results are the dataclasses of :mod:`ragdb.reports`.
+:class:`KnowledgeBase` only delegates: plans and ingestion to :mod:`ragdb.ingest`,
+retrieval and answers to :mod:`ragdb.query`, the store, its repair and its
+re-embedding to :mod:`ragdb.store`. It implements :class:`ragdb.api.KnowledgeBaseAPI`,
+as :class:`ragdb.remote.RemoteKnowledgeBase` does for a running server.
 
 >>> from ragdb import KnowledgeBase
 >>> kb = KnowledgeBase(store="~/notes-kb")
@@ -12,85 +13,35 @@ its results are the dataclasses of :mod:`ragdb.reports`.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from ragdb.config import DEFAULT_EMBED_MODEL, Settings
 from ragdb.embed import default_backend, get_embedder
 from ragdb.embed.base import Embedder
-from ragdb.embed.identity import ModelIdentity
-from ragdb.errors import (
-    EmptyStoreError,
-    InputError,
-    LLMError,
-    ManifestError,
-    SourceNotFoundError,
-    StoreNotFoundError,
-    UsageError,
-)
+from ragdb.errors import SourceNotFoundError, StoreNotFoundError
 from ragdb.ingest.chunking import Chunker
-from ragdb.ingest.inputs import Input
-from ragdb.ingest.paths import expand_paths, match_sources
+from ragdb.ingest.paths import match_sources
 from ragdb.ingest.pipeline import check_collisions, run_ingest
-from ragdb.ingest.plan import IngestPlan, IngestReport, Progress, Warn
-from ragdb.ingest.record_files import read_records
-from ragdb.query.generate import (
-    DEFAULT_CONTEXT_TOKENS,
-    NOT_ENOUGH,
-    StreamState,
-    build_prompt,
-    check_llm_url,
-    stream_answer,
+from ragdb.ingest.plan import (
+    IngestPlan,
+    IngestReport,
+    Progress,
+    Warn,
+    plan_paths,
+    plan_records,
+    plan_text,
 )
-from ragdb.query.retrieve import DEFAULT_MODE, MODES, Hit, Query, candidate_depth, search_many
-from ragdb.reports import Answer, MigrateReport, ReembedReport, RemoveReport, Retrieval, Status
+from ragdb.query.answer import Answer, answer, check_options
+from ragdb.query.generate import DEFAULT_CONTEXT_TOKENS, check_llm_url
+from ragdb.query.retrieve import DEFAULT_MODE, Hit, Query, Retrieval, retrieve_many
+from ragdb.reports import MigrateReport, ReembedReport, RemoveReport, Status
 from ragdb.store.doctor import DoctorReport
 from ragdb.store.records import ChunkRecord, SourceInfo
 from ragdb.store.store import Store
 from ragdb.store.versions import list_sources, read_source, remove_all, remove_sources
-
-T = TypeVar("T")
-
-
-_executor: ThreadPoolExecutor | None = None
-
-
-def _background() -> ThreadPoolExecutor:
-    global _executor
-    if _executor is None:
-        _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragdb-keywords")
-    return _executor
-
-
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000.0, 2)
-
-
-# Bounds on one question: a request must not be able to cost the service
-# gigabytes (a question is echoed back, tokenised, and scored word by word).
-MAX_QUESTION_CHARS = 8000
-
-
-MAX_K = 1000
-
-
-def check_query(query: Query) -> None:
-    """Refuse a query that cannot be answered, before any work is done for it."""
-    if not query.question.strip():
-        raise UsageError("the question is empty")
-    if len(query.question) > MAX_QUESTION_CHARS:
-        raise UsageError(
-            f"the question is {len(query.question):,} characters; at most "
-            f"{MAX_QUESTION_CHARS:,} are read (the model embeds only its first few hundred words)"
-        )
-    if not 1 <= query.k <= MAX_K:
-        raise UsageError(f"-k must be between 1 and {MAX_K}")
-    if query.mode not in MODES:
-        raise UsageError(f"unknown mode {query.mode!r}: use one of {', '.join(MODES)}")
 
 
 class KnowledgeBase:
@@ -116,23 +67,19 @@ class KnowledgeBase:
                 if not create:
                     raise
                 # Only a new store needs the model loaded before it opens.
-                self._store = Store.open(self.settings, create=True, identity=self._new_identity())
+                name = self.settings.embed_model or DEFAULT_EMBED_MODEL
+                backend = self.settings.embed_backend or default_backend(name, self.settings.device)
+                identity = get_embedder(name, self.settings.device, backend).identity
+                self._store = Store.open(self.settings, create=True, identity=identity)
         return self._store
-
-    def _new_identity(self) -> ModelIdentity:
-        name = self.settings.embed_model or DEFAULT_EMBED_MODEL
-        backend = self.settings.embed_backend or default_backend(name, self.settings.device)
-        return self._embedder_for(name, backend).identity
-
-    def _embedder_for(self, name: str, backend: str) -> Embedder:
-        return get_embedder(name, self.settings.device, backend)
 
     @property
     def embedder(self) -> Embedder:
         """The store's model, run by ``--embed-backend`` when given (the store
         checked that it is compatible), else by the backend that made the store."""
         identity = self.store().identity
-        return self._embedder_for(identity.name, self.settings.embed_backend or identity.backend)
+        backend = self.settings.embed_backend or identity.backend
+        return get_embedder(identity.name, self.settings.device, backend)
 
     def count_tokens(self, text: str) -> int:
         """How many tokens the store's embedding model's tokenizer makes of ``text``
@@ -165,39 +112,8 @@ class KnowledgeBase:
         that ragdb sees the pattern, not the shell's list of what exists now).
         With ``roots``, only files that lie under one of them when opened are
         read (what a server reads on a client's behalf)."""
-        plan = self.plan_paths(paths, prune=prune, replace=replace, roots=roots, warn=warn)
+        plan = plan_paths(paths, prune=prune, replace=replace, roots=roots, warn=warn)
         return self.ingest_plan(plan, progress=progress, warn=warn)
-
-    def plan_paths(
-        self,
-        paths: Sequence[str | Path],
-        *,
-        prune: bool = False,
-        replace: bool = False,
-        roots: Sequence[Path] | None = None,
-        warn: Warn | None = None,
-    ) -> IngestPlan:
-        """What :meth:`ingest` of ``paths`` would do, decided where the files
-        are (nothing is read yet, and the store is not opened)."""
-        bound = tuple(Path(r) for r in roots) if roots is not None else None
-        found = expand_paths([str(p) for p in paths], bound)
-        if prune and not found.dirs and not found.patterns:
-            raise UsageError(
-                "--prune removes stored files that are gone from the directories or quoted "
-                "glob patterns given; files named one by one cover nothing (to prune "
-                "notes/*.md, quote it: 'notes/*.md')"
-            )
-        for note in found.notes:
-            if warn:
-                warn(note)
-        if not found.files and not prune:
-            raise InputError("nothing to ingest: no files under the paths given")
-        return IngestPlan(
-            [Input(source=str(f), path=f, roots=bound) for f in found.files],
-            prune_dirs=list(found.dirs) if prune else [],
-            prune_patterns=list(found.patterns) if prune else [],
-            replace=replace,
-        )
 
     def ingest_text(
         self,
@@ -212,30 +128,8 @@ class KnowledgeBase:
     ) -> IngestReport:
         """Add one source given directly (standard input, say) under ``name``;
         ``metadata`` (strings, numbers, booleans) is kept on each of its chunks."""
-        plan = self.plan_text(name, data, kind=kind, replace=replace, metadata=metadata)
+        plan = plan_text(name, data, kind=kind, replace=replace, metadata=metadata)
         return self.ingest_plan(plan, progress=progress, warn=warn)
-
-    def plan_text(
-        self,
-        name: str,
-        data: bytes | str,
-        *,
-        kind: str | None = None,
-        replace: bool = False,
-        metadata: dict[str, Any] | None = None,
-    ) -> IngestPlan:
-        """What :meth:`ingest_text` would do."""
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        if not name.strip():
-            raise UsageError("a source name must not be empty")
-        meta = tuple((metadata or {}).items())
-        for key, value in meta:
-            if not isinstance(key, str) or not isinstance(value, (str, int, float, bool)):
-                raise InputError(f"metadata {key!r}: values are strings, numbers or booleans")
-        return IngestPlan(
-            [Input(source=name, data=data, kind_hint=kind, meta=meta)], replace=replace
-        )
 
     def ingest_records(
         self,
@@ -254,7 +148,7 @@ class KnowledgeBase:
         """Add each record of a JSONL or CSV file as a source named by
         ``id_prefix`` and its id. A record whose name is stored from another
         records file is refused (unless ``replace``)."""
-        plan = self.plan_records(
+        plan = plan_records(
             path,
             id_field=id_field,
             text_field=text_field,
@@ -266,35 +160,17 @@ class KnowledgeBase:
         )
         return self.ingest_plan(plan, progress=progress, warn=warn)
 
-    def plan_records(
-        self,
-        path: str | Path,
-        *,
-        id_field: str = "id",
-        text_field: str = "text",
-        title_field: str | None = None,
-        meta_fields: Sequence[str] = (),
-        prune: bool = False,
-        id_prefix: str = "",
-        replace: bool = False,
-    ) -> IngestPlan:
-        """What :meth:`ingest_records` would do (the file is read now)."""
-        inputs = read_records(path, id_field, text_field, title_field, tuple(meta_fields))
-        if id_prefix:
-            inputs = [dataclasses.replace(i, source=id_prefix + i.source) for i in inputs]
-        return IngestPlan(inputs, prune_records=prune, replace=replace)
-
     def ingest_plan(
-        self,
-        plan: IngestPlan,
-        *,
-        progress: Progress | None = None,
-        warn: Warn | None = None,
+        self, plan: IngestPlan, *, progress: Progress | None = None, warn: Warn | None = None
     ) -> IngestReport:
-        """Carry out ``plan`` (made here, or by a ``plan_*`` method elsewhere)."""
-        return self.ingest_inputs(
+        """Carry out ``plan`` (made here, or by :mod:`ragdb.ingest.plan` elsewhere)."""
+        store = self.store(create=True)
+        return run_ingest(
+            store,
+            self.embedder,
+            self.chunker(),
             plan.inputs,
-            prune_dirs=plan.prune_dirs,
+            plan.prune_dirs,
             progress=progress,
             warn=warn,
             prune_records=plan.prune_records,
@@ -317,82 +193,16 @@ class KnowledgeBase:
             existing = list_sources(session, [i.source for i in plan.inputs])
         check_collisions(plan.inputs, existing)
 
-    def ingest_inputs(
-        self,
-        inputs: Sequence[Input],
-        prune_dirs: Sequence[Path] = (),
-        progress: Progress | None = None,
-        warn: Warn | None = None,
-        prune_records: bool = False,
-        prune_patterns: Sequence[str] = (),
-        replace: bool = False,
-        skip_clashes: bool = False,
-    ) -> IngestReport:
-        """Ingest ``inputs`` (the other ``ingest_*`` methods make them)."""
-        store = self.store(create=True)
-        return run_ingest(
-            store,
-            self.embedder,
-            self.chunker(),
-            inputs,
-            prune_dirs,
-            progress=progress,
-            warn=warn,
-            prune_records=prune_records,
-            prune_patterns=prune_patterns,
-            replace=replace,
-            skip_clashes=skip_clashes,
-        )
-
-    # -- retrieval --------------------------------------------------------------------
+    # -- retrieval and answers ---------------------------------------------------------
     def retrieve(self, question: str, k: int = 4, mode: str = DEFAULT_MODE) -> Retrieval:
         """The ``k`` chunks nearest ``question``: by embedding (``dense``), by
         keywords (``bm25``), or both fused (``hybrid``)."""
         return self.retrieve_many([Query(question, k, mode)])[0]
 
     def retrieve_many(self, queries: Sequence[Query]) -> list[Retrieval]:
-        """What :meth:`retrieve` gives for each of ``queries``, computed together:
-        the questions are searched in one query of the vector index, their chunks
-        read in one go, and they are embedded in one encoder call where the
-        backend gives the same vectors that way (how ``ragdb serve`` answers
-        concurrent clients)."""
-        for query in queries:
-            check_query(query)
-        if not queries:
-            return []
-        store = self.store()
-        embedder = self.embedder
-        if not embedder.loaded:
-            # A cold process: say the store is empty before seconds of model loading.
-            with store.session() as session:
-                if session.count() == 0:
-                    raise _empty(store)
-        embedder.load()  # a first load takes seconds: never under the lock
-        questions = [q.question for q in queries]
-        t0 = time.perf_counter()
-        with store.session() as session:
-            # The keyword searches need no embeddings: they run beside the encoder.
-            keyword = None
-            if any(q.mode != "dense" and q.source_prefix is None for q in queries):
-                index = session.keywords
-                keyword = _background().submit(
-                    lambda: [
-                        index.search(q.question, candidate_depth(q.mode, q.k))
-                        if q.mode != "dense" and q.source_prefix is None
-                        else None
-                        for q in queries
-                    ]
-                )
-            embeddings = embedder.encode_queries(questions)
-            t1 = time.perf_counter()
-            found = keyword.result() if keyword is not None else [None] * len(queries)
-            hits = search_many(session, queries, [list(map(float, e)) for e in embeddings], found)
-            # Counting costs a little on every query: only when nothing came back.
-            if any(not h for h in hits) and session.count() == 0:
-                raise _empty(store)
-        t2 = time.perf_counter()
-        timings = {"embed_ms": _ms(t1 - t0), "search_ms": _ms(t2 - t1)}
-        return [Retrieval(q, h, dict(timings)) for q, h in zip(questions, hits, strict=True)]
+        """What :meth:`retrieve` gives for each of ``queries``, computed together
+        (see :func:`ragdb.query.retrieve.retrieve_many`)."""
+        return retrieve_many(self.store(), self.embedder, queries) if queries else []
 
     def ask(
         self,
@@ -413,64 +223,21 @@ class KnowledgeBase:
         streams. An :class:`~ragdb.errors.LLMError` propagates after ``on_hits``,
         carrying the :class:`Answer` so far (its ``error`` set) as ``answer``.
         ``retrieval``, when given, is what was retrieved already for ``question``."""
-        if context_tokens < 16:
-            raise UsageError("--context-tokens must be at least 16")
-        if min_score is not None and not -1.0 <= min_score <= 1.0:
-            raise UsageError("--min-score must be between -1 and 1 (a cosine similarity)")
+        check_options(min_score, context_tokens)
         if not retrieve_only:
             check_llm_url(self.settings.llm_url)  # before the model loads, not after
-        t0 = time.perf_counter()
-        if retrieval is None:
-            retrieval = self.retrieve(question, k, mode)
-        hits = retrieval.hits
-        timings = dict(retrieval.timings)
-        if on_hits:
-            on_hits(hits)
-        enough = bool(hits) and (min_score is None or any(h.score >= min_score for h in hits))
-        if retrieve_only:
-            timings["total_ms"] = _ms(time.perf_counter() - t0)
-            return Answer(question, hits, None, enough, None, timings)
-        if not enough:
-            if on_text:
-                on_text(NOT_ENOUGH)
-            timings["total_ms"] = _ms(time.perf_counter() - t0)
-            return Answer(question, hits, NOT_ENOUGH, False, None, timings)
-        usable = [h for h in hits if min_score is None or h.score >= min_score]
-        prompt = build_prompt(question, usable, context_tokens, self.count_tokens)
-        t1 = time.perf_counter()
-        pieces: list[str] = []
-        first: float | None = None
-        state = StreamState()
-        try:
-            for piece in stream_answer(
-                self.settings, prompt.messages, show_thinking=show_thinking, state=state
-            ):
-                if first is None:
-                    first = time.perf_counter()
-                pieces.append(piece)
-                if on_text:
-                    on_text(piece)
-        except LLMError as exc:
-            # The retrieved passages are still worth having: they travel with the error.
-            timings["total_ms"] = _ms(time.perf_counter() - t0)
-            exc.answer = Answer(
-                question, hits, None, True, self.settings.llm_model, timings, error=str(exc)
-            )
-            raise
-        t2 = time.perf_counter()
-        timings["first_token_ms"] = _ms((first or t2) - t1)
-        timings["generate_ms"] = _ms(t2 - t1)
-        timings["total_ms"] = _ms(t2 - t0)
-        timings["context_tokens"] = prompt.context_tokens
-        return Answer(
-            question,
-            hits,
-            "".join(pieces).strip(),
-            True,
-            self.settings.llm_model,
-            timings,
-            truncated=state.truncated,
-            truncated_reason=state.reason,
+        started = time.perf_counter()
+        return answer(
+            self.settings,
+            retrieval or self.retrieve(question, k, mode),
+            self.count_tokens,
+            started=started,
+            min_score=min_score,
+            context_tokens=context_tokens,
+            show_thinking=show_thinking,
+            retrieve_only=retrieve_only,
+            on_hits=on_hits,
+            on_text=on_text,
         )
 
     # -- removal ------------------------------------------------------------------------
@@ -478,9 +245,8 @@ class KnowledgeBase:
         """The stored sources ``targets`` name (stored names, file paths, directories,
         glob patterns), with their chunk counts; an error names a target that
         matches nothing."""
-        with self.store().session() as session:
-            known = list_sources(session)
-        return match_sources(targets, {name: info.n_chunks for name, info in known.items()})
+        known = {info.source: info.n_chunks for info in self.sources()}
+        return match_sources(targets, known)
 
     def remove(self, targets: Sequence[str | Path]) -> RemoveReport:
         """Remove sources: a stored source name, a file's path, a directory
@@ -495,36 +261,19 @@ class KnowledgeBase:
         with self.store().session() as session:
             return remove_all(session)
 
+    # -- the store's upkeep ---------------------------------------------------------------
     def doctor(
         self,
         repair: bool = False,
         confirm: Callable[[str], bool] | None = None,
         progress: Progress | None = None,
     ) -> DoctorReport:
-        """Check the store (and with ``repair``, fix what can be fixed).
+        """Check the store (and with ``repair``, fix what can be fixed; see
+        :func:`ragdb.store.doctor.doctor`). ``confirm`` agrees to rebuilding a
+        lost manifest; ``progress`` hears how far a rebuilt index has come."""
+        from ragdb.store.doctor import doctor
 
-        A missing or unreadable manifest is a finding; repairing it rebuilds the
-        manifest from its backup copy or from Chroma, once ``confirm`` (given
-        what it is rebuilt from, in words) agrees. ``progress`` hears how far a
-        rebuild of the vector index has come (chunks done, chunks in all)."""
-        from ragdb.store.doctor import Finding, check
-        from ragdb.store.doctor import repair as do_repair
-
-        try:
-            store = self.store()
-        except ManifestError as exc:
-            broken = Store(self.settings)
-            if not repair:
-                # The store's location as every report gives it (a server's URL too).
-                return DoctorReport(broken.location, findings=[Finding("manifest", str(exc))])
-            plan = broken.plan_manifest_repair()
-            if confirm is not None and not confirm(plan.source):
-                raise InputError("the manifest was not rebuilt: nothing changed") from None
-            broken.apply_manifest_repair(plan)
-            report = do_repair(self.store(), progress)
-            report.repaired.insert(0, f"rebuilt the manifest from {plan.source}")
-            return report
-        return do_repair(store, progress) if repair else check(store)
+        return doctor(self.settings, self.store, repair, confirm, progress)
 
     def migrate(self) -> MigrateReport:
         """Bring the store to this ragdb's format (opening does so too)."""
@@ -545,28 +294,11 @@ class KnowledgeBase:
     ) -> ReembedReport:
         """Re-embed every chunk with ``model`` and/or ``backend`` (either one
         defaults to the store's) into a new collection, then switch to it."""
-        from ragdb.embed.identity import check_backend, same_model
-        from ragdb.store.rebuild import rebuild
+        from ragdb.store.rebuild import reembed
 
-        if model is None and backend is None:
-            raise UsageError("give the model or the backend to re-embed with")
-        store = self.store()
-        old = store.identity
-        target_model = model or old.name
-        target_backend = (
-            check_backend(backend)
-            if backend
-            else default_backend(target_model, self.settings.device)
-        )
-        if same_model(target_model, old.name) and target_backend == old.backend:
-            raise UsageError(f"the store already uses {old.name!r} with the {old.backend} backend")
-        embedder = self._embedder_for(target_model, target_backend)
-        identity = embedder.identity
-        name, count = rebuild(store, embedder, identity.to_dict(), progress=progress)
-        return ReembedReport(
-            store.location, old.name, identity.name, old.backend, identity.backend, name, count
-        )
+        return reembed(self.store(), self.settings, model, backend, progress)
 
+    # -- what it holds ----------------------------------------------------------------------
     def chunks(self, source: str) -> list[ChunkRecord]:
         """A stored source's chunks, with their text, in order; an error when
         ``source`` is not stored."""
@@ -586,29 +318,6 @@ class KnowledgeBase:
         """Where the store is, what it holds and how it was made."""
         store = self.store()
         with store.session() as session:
-            chunks = session.count()
-            sources = len(list_sources(session))
+            chunks, sources = session.count(), len(list_sources(session))
             manifest = dict(session.manifest)
-        model = manifest["embed_model"]
-        return Status(
-            store=store.location,
-            mode="server" if store.server else "embedded",
-            collection=manifest["collection"],
-            chunks=chunks,
-            sources=sources,
-            embed_model=model["name"],
-            embed_backend=model.get("backend", "torch"),
-            embed_dimension=int(model["dimension"]),
-            max_seq_length=int(model["max_seq_length"]),
-            format_version=int(manifest["format_version"]),
-            ragdb_version=manifest.get("ragdb_version"),
-            chromadb_version=manifest.get("chromadb_version"),
-            created_at=manifest.get("created_at"),
-            updated_at=manifest.get("updated_at"),
-        )
-
-
-def _empty(store: Store) -> EmptyStoreError:
-    return EmptyStoreError(
-        f"the knowledge base at {store.location} is empty: add documents with `ragdb ingest PATH`"
-    )
+        return Status.of(store.location, bool(store.server), chunks, sources, manifest)

@@ -16,13 +16,20 @@ import contextlib
 import json
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ragdb import errors
 from ragdb.errors import RagdbError, StoreError
 from ragdb.store.backend import alive
+
+if TYPE_CHECKING:
+    from ragdb.ingest.plan import IngestPlan, IngestReport, Progress, Warn
+    from ragdb.query.answer import Answer
+    from ragdb.query.retrieve import Hit
+    from ragdb.reports import RemoveReport, Status
+    from ragdb.store.records import SourceInfo
 
 SERVE_FILE = "serve.json"
 # How long a found server may take to answer its health check before it is
@@ -30,8 +37,10 @@ SERVE_FILE = "serve.json"
 PROBE_SECONDS = 0.5
 
 
-class ServiceClient:
-    """ragdb's API at ``url``, with the token that opens it."""
+class RemoteKnowledgeBase:
+    """ragdb's API at ``url``, with the token that opens it: a knowledge base
+    like :class:`ragdb.KnowledgeBase` (:class:`ragdb.api.KnowledgeBaseAPI`),
+    answering with the same dataclasses."""
 
     def __init__(self, url: str, token: str | None) -> None:
         from urllib.parse import urlparse
@@ -76,85 +85,90 @@ class ServiceClient:
             raise _error(response.status, raw)
         return json.loads(raw)
 
-    def status(self) -> dict[str, Any]:
-        """What ``ragdb status --json`` prints (the service's own state aside)."""
-        info = dict(self._json("GET", "/v1/status"))
-        info.pop("service", None)
-        return info
+    def status(self) -> Status:
+        """The store's status (the service's own state aside)."""
+        from ragdb.reports import Status
 
-    def sources(self) -> list[dict[str, Any]]:
-        """Every source, as ``ragdb sources --json`` prints them."""
+        return Status.from_dict(self._json("GET", "/v1/status"))
+
+    def sources(self) -> list[SourceInfo]:
+        """Every stored source, by name."""
+        from ragdb.store.records import SourceInfo
+
         out: list[dict[str, Any]] = []
         while True:
             page = self._json("GET", f"/v1/sources?offset={len(out)}&limit=1000")
             out += page["sources"]
             if len(out) >= page["total"] or not page["sources"]:
-                return out
+                return [SourceInfo.from_dict(item) for item in out]
 
     def ask(
         self,
         question: str,
-        options: dict[str, Any],
-        on_hits: Callable[[list[dict[str, Any]]], None] | None = None,
+        k: int = 4,
+        *,
+        on_hits: Callable[[list[Hit]], None] | None = None,
         on_text: Callable[[str], None] | None = None,
-    ) -> dict[str, Any]:
-        """The answer object ``query --json`` prints; with ``on_hits`` and
-        ``on_text`` it streams, as the in-process query does."""
-        body = {"query": question, **options}
+        **options: Any,
+    ) -> Answer:
+        """The server's answer (``options`` as :meth:`KnowledgeBase.ask` takes
+        them); with ``on_hits`` or ``on_text`` it streams, as in-process."""
+        from ragdb.query.answer import Answer
+        from ragdb.query.retrieve import Hit
+
+        body = {"query": question, "k": k, **options}
         if on_hits is None and on_text is None:
-            return dict(self._json("POST", "/v1/ask", body))
-        answer: dict[str, Any] = {}
+            return Answer.from_dict(self._json("POST", "/v1/ask", body))
         for event in self._events("/v1/ask", {**body, "stream": True}):
             kind = event.get("event")
             if kind == "chunks" and on_hits is not None:
-                on_hits(event["chunks"])
+                on_hits([Hit.from_dict(h) for h in event["chunks"]])
             elif kind == "delta" and on_text is not None:
                 on_text(event["text"])
             elif kind == "done":
-                answer = event.get("answer") or {}
+                return Answer.from_dict(event.get("answer") or {})
             elif kind == "error":
                 raise _error_from(event)
-        return answer
+        raise StoreError(f"the ragdb server at {self.url} ended the answer's events early")
 
-    def ingest(
-        self,
-        plan: dict[str, Any],
-        on_progress: Callable[[int, int], None] | None = None,
-        on_warn: Callable[[str], None] | None = None,
-    ) -> dict[str, Any]:
-        """Run an ingest plan (``IngestPlan.to_wire()``) as a job of the server's,
-        following its events; the report ``ingest --json`` prints. Ctrl-C cancels
-        the job (what was embedded before stays) and propagates."""
-        job = self._json("POST", "/v1/ingest", plan)
+    def ingest_plan(
+        self, plan: IngestPlan, *, progress: Progress | None = None, warn: Warn | None = None
+    ) -> IngestReport:
+        """Run ``plan`` (every file's bytes sent) as a job of the server's,
+        following its events. Ctrl-C cancels the job (what was embedded before
+        stays) and propagates."""
+        from ragdb.ingest.plan import IngestReport
+
+        job = self._json("POST", "/v1/ingest", plan.to_wire())
         try:
             for event in self._events(f"/v1/jobs/{job['id']}/events"):
                 kind = event.get("event")
-                if kind == "progress" and on_progress is not None:
-                    on_progress(int(event["chunks_done"]), int(event["chunks_total"]))
-                elif kind == "source_error" and on_warn is not None:
-                    on_warn(str(event.get("message") or event.get("reason")))
+                if kind == "progress" and progress is not None:
+                    progress(int(event["chunks_done"]), int(event["chunks_total"]))
+                elif kind == "source_error" and warn is not None:
+                    warn(str(event.get("message") or event.get("reason")))
                 elif kind == "done":
-                    if event.get("state") == "succeeded":
-                        return dict(event.get("report") or {})
-                    if event.get("state") == "cancelled":
-                        raise KeyboardInterrupt
-                    raise _error_from(
-                        {
-                            "type": event.get("error_type"),
-                            "detail": event.get("error"),
-                            "exit_code": event.get("exit_code"),
-                        }
-                    )
+                    return IngestReport.from_dict(_finished(event))
         except KeyboardInterrupt:
             with contextlib.suppress(RagdbError):
                 self._json("DELETE", f"/v1/jobs/{job['id']}")
             raise
         raise StoreError(f"the ragdb server at {self.url} ended the ingest's events early")
 
-    def remove(self, sources: list[str]) -> dict[str, Any]:
-        """Remove exactly these stored sources; ``{removed, chunks_removed}``."""
-        got = self._json("POST", "/v1/remove", {"sources": sources})
-        return {"removed": got["removed"], "chunks_removed": got["removed_chunks"]}
+    def matching_sources(self, targets: Sequence[str | Path]) -> dict[str, int]:
+        """The server's sources ``targets`` name, matched here, where relative
+        paths mean what the user meant."""
+        from ragdb.ingest.paths import match_sources
+
+        return match_sources(targets, {s.source: s.n_chunks for s in self.sources()})
+
+    def remove(self, targets: Sequence[str | Path]) -> RemoveReport:
+        """Remove the sources ``targets`` name (matched here, removed there by name)."""
+        from ragdb.reports import RemoveReport
+
+        doomed = list(self.matching_sources(targets))
+        got = self._json("POST", "/v1/remove", {"sources": doomed})
+        return RemoveReport(got["removed"], got["removed_chunks"])
 
     def _events(self, path: str, body: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         response = self._request("POST" if body is not None else "GET", path, body)
@@ -164,6 +178,21 @@ class ServiceClient:
             text = line.decode("utf-8").rstrip("\r\n")
             if text.startswith("data: "):
                 yield json.loads(text[6:])
+
+
+def _finished(event: dict[str, Any]) -> dict[str, Any]:
+    """A finished job's report, or the error (or Ctrl-C) it ended with."""
+    if event.get("state") == "succeeded":
+        return dict(event.get("report") or {})
+    if event.get("state") == "cancelled":
+        raise KeyboardInterrupt
+    raise _error_from(
+        {
+            "type": event.get("error_type"),
+            "detail": event.get("error"),
+            "exit_code": event.get("exit_code"),
+        }
+    )
 
 
 def _error(status: int, raw: bytes) -> RagdbError:
@@ -188,7 +217,9 @@ def _error_from(body: dict[str, Any]) -> RagdbError:
     if isinstance(body.get("exit_code"), int) and body["exit_code"] != exc.exit_code:
         exc.exit_code = body["exit_code"]
     if isinstance(exc, errors.LLMError) and isinstance(body.get("ragdb"), dict):
-        exc.answer = body["ragdb"]  # the answer object so far, as a dict
+        from ragdb.query.answer import Answer
+
+        exc.answer = Answer.from_dict(body["ragdb"])  # the answer so far, as in-process
     return exc
 
 
@@ -211,11 +242,13 @@ def write_serve_file(
     return path
 
 
-def find_server(store: Path | None, url: str | None, api_key: str | None) -> ServiceClient | None:
+def find_server(
+    store: Path | None, url: str | None, api_key: str | None
+) -> RemoteKnowledgeBase | None:
     """The running server to use: ``url`` when given (an error if it does not
     answer), else the one a local store's serve.json names if it is alive."""
     if url:
-        client = ServiceClient(url, api_key)
+        client = RemoteKnowledgeBase(url, api_key)
         if not client.alive():
             raise StoreError(f"no ragdb server answers at {url} (drop --url to work in-process)")
         return client
@@ -239,7 +272,7 @@ def find_server(store: Path | None, url: str | None, api_key: str | None) -> Ser
             token = Path(info["token_file"]).read_text().strip()
         except OSError:
             return None  # not ours to read: work in-process
-    client = ServiceClient(str(info["url"]), token)
+    client = RemoteKnowledgeBase(str(info["url"]), token)
     return client if client.alive() else None
 
 
@@ -259,6 +292,6 @@ def _serve_info(store: Path) -> dict[str, Any] | None:
 def running_server(store: Path) -> tuple[str, int] | None:
     """The URL and pid of a live ``ragdb serve`` of this local store, if any."""
     info = _serve_info(store)
-    if info is None or not ServiceClient(str(info["url"]), None).alive():
+    if info is None or not RemoteKnowledgeBase(str(info["url"]), None).alive():
         return None
     return str(info["url"]), int(info.get("pid") or 0)

@@ -1,52 +1,17 @@
-"""The results ragdb's API returns, local or remote alike: plain dataclasses
-with ``to_dict()`` and ``from_dict()`` (a remote server's JSON is read back
-into the same types).
+"""The reports of the knowledge base's own operations (status, remove,
+migrate, reembed): plain dataclasses with ``to_dict()``, and ``from_dict()``
+where a remote server's JSON is read back into the same type. Each layer's
+results live with it: :class:`~ragdb.ingest.plan.IngestReport`,
+:class:`~ragdb.query.retrieve.Retrieval`, :class:`~ragdb.query.answer.Answer`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
-from ragdb.query.retrieve import Hit
-
-
-@dataclasses.dataclass
-class Retrieval:
-    question: str
-    hits: list[Hit]
-    timings: dict[str, float]
-
-
-@dataclasses.dataclass
-class Answer:
-    question: str
-    hits: list[Hit]
-    answer: str | None
-    enough_context: bool
-    model: str | None
-    timings: dict[str, float]
-    error: str | None = None
-    # Whether the answer was cut, and why: "max_tokens", "deadline", "repetition".
-    truncated: bool = False
-    truncated_reason: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """What ``ragdb query --json`` prints."""
-        out: dict[str, Any] = {
-            "question": self.question,
-            "chunks": [h.to_dict() for h in self.hits],
-            "answer": self.answer,
-            "enough_context": self.enough_context,
-            "model": self.model,
-            "timings": self.timings,
-            "truncated": self.truncated,
-        }
-        if self.truncated:
-            out["truncated_reason"] = self.truncated_reason
-        if self.error is not None:
-            out["error"] = self.error
-        return out
+from ragdb.wire import from_fields
 
 
 @dataclasses.dataclass
@@ -72,6 +37,32 @@ class Status:
         """What ``ragdb status --json`` prints."""
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Status:
+        """The status :meth:`to_dict` wrote (a server's, say)."""
+        return from_fields(cls, data)
+
+    @classmethod
+    def of(cls, location: str, server: bool, chunks: int, sources: int, manifest: Any) -> Status:
+        """The status of a store at ``location`` from its manifest and counts."""
+        model = manifest["embed_model"]
+        return cls(
+            store=location,
+            mode="server" if server else "embedded",
+            collection=manifest["collection"],
+            chunks=chunks,
+            sources=sources,
+            embed_model=model["name"],
+            embed_backend=model.get("backend", "torch"),
+            embed_dimension=int(model["dimension"]),
+            max_seq_length=int(model["max_seq_length"]),
+            format_version=int(manifest["format_version"]),
+            ragdb_version=manifest.get("ragdb_version"),
+            chromadb_version=manifest.get("chromadb_version"),
+            created_at=manifest.get("created_at"),
+            updated_at=manifest.get("updated_at"),
+        )
+
 
 @dataclasses.dataclass
 class RemoveReport:
@@ -83,6 +74,11 @@ class RemoveReport:
     def to_dict(self) -> dict[str, Any]:
         """What ``ragdb remove --json`` prints."""
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RemoveReport:
+        """The report :meth:`to_dict` wrote (a server's, say)."""
+        return from_fields(cls, data)
 
 
 @dataclasses.dataclass

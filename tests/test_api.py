@@ -74,9 +74,6 @@ def test_public_methods_have_docstrings_and_typed_results() -> None:
         "ingest": "IngestReport",
         "retrieve": "Retrieval",
         "retrieve_many": "list[Retrieval]",
-        "plan_paths": "IngestPlan",
-        "plan_text": "IngestPlan",
-        "plan_records": "IngestPlan",
         "ingest_plan": "IngestReport",
         "ask": "Answer",
         "remove": "RemoveReport",
@@ -193,6 +190,7 @@ def test_layers_point_one_way() -> None:
         "ragdb.ingest": 3,
         "ragdb.query": 3,
         "ragdb.knowledge_base": 4,
+        "ragdb.api": 4,
         "ragdb.evaluate": 4,
         "ragdb.cli": 5,
         "ragdb.serve": 5,
@@ -216,3 +214,24 @@ def test_layers_point_one_way() -> None:
 
 def test_all_matches_the_lazy_exports() -> None:
     assert set(ragdb.__all__) == {*ragdb._EXPORTS, "__version__"}
+
+
+def test_local_and_remote_implement_one_interface() -> None:
+    """KnowledgeBase and RemoteKnowledgeBase take what KnowledgeBaseAPI names and
+    return the same types, and the CLI chooses between them in one place."""
+    from ragdb.api import KnowledgeBaseAPI
+    from ragdb.remote import RemoteKnowledgeBase
+
+    members = [n for n, v in vars(KnowledgeBaseAPI).items() if inspect.isfunction(v)]
+    members = [n for n in members if not n.startswith("_")]
+    assert {"ask", "ingest_plan", "remove", "status", "sources"} <= set(members)
+    for cls in (ragdb.KnowledgeBase, RemoteKnowledgeBase):
+        for name in members:
+            want = inspect.signature(getattr(KnowledgeBaseAPI, name))
+            have = inspect.signature(getattr(cls, name))
+            assert have.return_annotation == want.return_annotation, (cls, name)
+            open_ended = any(p.kind is p.VAR_KEYWORD for p in have.parameters.values())
+            for param in want.parameters:
+                assert param in have.parameters or open_ended, (cls, name, param)
+    cli = (PACKAGE / "cli" / "__init__.py").read_text()
+    assert cli.count("_server(ctx)") == 1 and "RemoteKnowledgeBase(" not in cli

@@ -25,6 +25,7 @@ import pytest
 
 from ragdb import KnowledgeBase
 from ragdb.errors import LLMError
+from ragdb.ingest.plan import plan_paths
 from ragdb.serve.jobs import JobQueue
 
 from .conftest import FACTS, Ragdb, free_port, wait_http
@@ -118,7 +119,7 @@ def test_a_file_swapped_for_a_symlink_after_planning_is_not_read(tmp_path: Path)
     doc = root / "doc.txt"
     doc.write_text("Storks carry twigs to their nests on chimneys.")
     kb = KnowledgeBase(store=tmp_path / "store")
-    plan = kb.plan_paths([root], roots=[root])
+    plan = plan_paths([root], roots=[root])
     doc.unlink()
     doc.symlink_to(outside / "secret.txt")
     report = kb.ingest_plan(plan)

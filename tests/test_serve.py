@@ -17,6 +17,10 @@ import httpx
 import openai
 import pytest
 
+from ragdb import Answer, Hit, KnowledgeBase
+from ragdb.errors import LLMError, SourceNotFoundError, UsageError
+from ragdb.remote import RemoteKnowledgeBase
+
 from .conftest import Ragdb, free_port, serving
 
 KEY = "test-key-0123456789"
@@ -267,6 +271,16 @@ def test_llm_down_is_502_with_the_chunks(tmp_path: Path, facts_dir: Path) -> Non
         body = down.value.response.json()
         assert "cannot reach a language model" in body["error"]["message"]
         assert body["ragdb"]["chunks"][0]["source"].endswith("fact3.txt")
+        # Through RemoteKnowledgeBase the error carries an Answer, as in-process.
+        for kb in (
+            RemoteKnowledgeBase(url, token),
+            KnowledgeBase(store=store, llm_url=f"http://127.0.0.1:{dead}/v1"),
+        ):
+            with pytest.raises(LLMError) as failed:
+                kb.ask("octopus?", 2)
+            assert isinstance(failed.value.answer, Answer), type(kb)
+            assert failed.value.answer.hits[0].source.endswith("fact3.txt")
+            assert failed.value.answer.error and failed.value.exit_code == 3
         big = httpx.post(
             f"{url}/v1/documents",
             files={"file": ("big.txt", b"x" * (2 * 2**20))},
@@ -349,6 +363,29 @@ def test_cli_uses_the_running_server_with_the_same_output(service: dict[str, obj
     # A stale serve.json (a server that is gone) is ignored.
     wrong = cli(store, "status", "--json", env={"RAGDB_URL": "http://127.0.0.1:9"})
     assert wrong.returncode == 1 and "no ragdb server answers" in wrong.stderr.splitlines()[-1]
+
+
+def test_remote_and_local_give_the_same_results(service: dict[str, object]) -> None:
+    """RemoteKnowledgeBase and KnowledgeBase implement one interface and answer
+    with the same dataclasses: what the CLI relies on to have no branches."""
+    remote = RemoteKnowledgeBase(str(service["url"]), KEY)
+    local = KnowledgeBase(store=service["store"])
+    assert remote.status() == local.status()
+    assert remote.sources() == local.sources() and remote.sources()
+    for mode in ("hybrid", "dense", "bm25"):
+        theirs = remote.ask("octopus hearts", 3, mode=mode, retrieve_only=True)
+        ours = local.ask("octopus hearts", 3, mode=mode, retrieve_only=True)
+        assert isinstance(theirs, Answer) and theirs.hits == ours.hits and theirs.hits
+    streamed: list[list[Hit]] = []
+    remote.ask("octopus hearts", 2, retrieve_only=True, on_hits=streamed.append)
+    assert streamed == [local.ask("octopus hearts", 2, retrieve_only=True).hits]
+    target = str(ours.hits[0].source)
+    assert remote.matching_sources([target]) == local.matching_sources([target])
+    for kb in (remote, local):
+        with pytest.raises(SourceNotFoundError):
+            kb.remove(["/nowhere/at/all.txt"])
+        with pytest.raises(UsageError):
+            kb.ask("   ", retrieve_only=True)
 
 
 def test_cli_ingest_and_remove_through_the_server(

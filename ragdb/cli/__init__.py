@@ -21,8 +21,10 @@ from ragdb.query.retrieve import DEFAULT_MODE, MODES
 from ragdb.version import __version__
 
 if TYPE_CHECKING:
+    from ragdb.api import KnowledgeBaseAPI
     from ragdb.knowledge_base import KnowledgeBase
     from ragdb.query.retrieve import Hit
+    from ragdb.remote import RemoteKnowledgeBase
 
 
 class RagdbCommand(click.Command):
@@ -191,7 +193,19 @@ def _kb(ctx: click.Context, **options: Any) -> KnowledgeBase:
     return KnowledgeBase(settings)
 
 
-def _server(ctx: click.Context) -> Any:
+def _open(ctx: click.Context, **own: Any) -> KnowledgeBaseAPI:
+    """The knowledge base a command works on: the running ``ragdb serve`` of
+    this store (or ``--url``'s) when there is one, unless the command asks for
+    something of its own (a model, a device: ``own`` options given), which only
+    this process can honour; else in-process."""
+    if all(value is None for value in own.values()):
+        server = _server(ctx)
+        if server is not None:
+            return server
+    return _kb(ctx, **own)
+
+
+def _server(ctx: click.Context) -> RemoteKnowledgeBase | None:
     """The running ``ragdb serve`` to ask instead of working in-process, if any
     (see :mod:`ragdb.remote`); never with --no-server."""
     root = ctx.find_root()
@@ -326,10 +340,12 @@ def ingest(
         raise UsageError("--name applies only to standard input ('-')")
     if id_prefix and records is None:
         raise UsageError("--id-prefix applies only to --records")
-    kb = _kb(ctx, device=device)
-    # The plan is made here, where the files are; a running server carries it out.
+    from ragdb.ingest.plan import plan_paths, plan_records, plan_text
+
+    # The plan is made here, where the files are; a running server carries it out
+    # (unless this command names a --device of its own: then this process embeds).
     if records is not None:
-        plan = kb.plan_records(
+        plan = plan_records(
             records,
             id_field=id_field,
             text_field=text_field,
@@ -349,20 +365,14 @@ def ingest(
             name = f"stdin-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}"
             name += f".{int(now * 1000) % 1000:03d}"
             click.echo(f"storing standard input as {name!r} (--name sets another)", err=True)
-        plan = kb.plan_text(name, data, replace=replace)
+        plan = plan_text(name, data, replace=replace)
     else:
-        plan = kb.plan_paths(list(paths), prune=prune, replace=replace, warn=_warn)
-    # A --device of its own means this process embeds.
-    server = _server(ctx) if device is None else None
+        plan = plan_paths(list(paths), prune=prune, replace=replace, warn=_warn)
+    kb = _open(ctx, device=device)
     progress = _Bar("embedding", "chunk")
     warn = _Warnings()
     try:
-        if server is not None:
-            from ragdb.ingest.plan import IngestReport
-
-            report = IngestReport(**server.ingest(plan.to_wire(), progress, warn))
-        else:
-            report = kb.ingest_plan(plan, progress=progress, warn=warn)
+        report = kb.ingest_plan(plan, progress=progress, warn=warn)
     finally:
         progress.close()
     warn.summarise(report.skipped_sources)
@@ -443,23 +453,16 @@ def query(
     from ragdb.errors import LLMError
     from ragdb.query.generate import DEFAULT_CONTEXT_TOKENS
 
-    # A running server answers unless this command asks for another model or device.
-    own = (llm_url, llm_model, llm_timeout, llm_max_tokens, device)
-    server = _server(ctx) if all(v is None for v in own) else None
-    kb = None
-    if server is None:
-        kb = _kb(
-            ctx,
-            llm_url=llm_url,
-            llm_model=llm_model,
-            llm_timeout=llm_timeout,
-            llm_max_tokens=llm_max_tokens,
-            device=device,
-        )
+    kb = _open(
+        ctx,
+        llm_url=llm_url,
+        llm_model=llm_model,
+        llm_timeout=llm_timeout,
+        llm_max_tokens=llm_max_tokens,
+        device=device,
+    )
 
     def on_hits(hits: list[Hit]) -> None:
-        if as_json:
-            return
         if not hits:
             click.echo("No chunks retrieved.")
         for hit in hits:
@@ -469,56 +472,35 @@ def query(
             click.secho("Answer:", bold=True)
 
     def on_text(piece: str) -> None:
-        if not as_json:
-            click.echo(piece, nl=False)
-            sys.stdout.flush()
+        click.echo(piece, nl=False)
+        sys.stdout.flush()
 
-    options: dict[str, Any] = {
-        "mode": mode or DEFAULT_MODE,
-        "min_score": min_score,
-        "context_tokens": context_tokens or DEFAULT_CONTEXT_TOKENS,
-        "show_thinking": show_thinking,
-        "retrieve_only": retrieve_only,
-    }
     try:
-        if server is not None:
-            from ragdb.query.retrieve import Hit
-
-            result = server.ask(
-                question,
-                {"k": k, **options},
-                on_hits=None if as_json else lambda hs: on_hits([Hit(**h) for h in hs]),
-                on_text=None if as_json else on_text,
-            )
-        else:
-            assert kb is not None
-            result = kb.ask(question, k, on_hits=on_hits, on_text=on_text, **options).to_dict()
+        result = kb.ask(
+            question,
+            k,
+            mode=mode or DEFAULT_MODE,
+            min_score=min_score,
+            context_tokens=context_tokens or DEFAULT_CONTEXT_TOKENS,
+            show_thinking=show_thinking,
+            retrieve_only=retrieve_only,
+            # --json prints one object at the end: nothing streams.
+            on_hits=None if as_json else on_hits,
+            on_text=None if as_json else on_text,
+        )
     except LLMError as exc:
         if as_json and exc.answer is not None:
-            _emit_json(exc.answer if isinstance(exc.answer, dict) else exc.answer.to_dict())
+            _emit_json(exc.answer.to_dict())
         elif not as_json:
             click.echo()
         raise
     if as_json:
-        _emit_json(result)
-    elif not retrieve_only:
+        _emit_json(result.to_dict())
+        return
+    if not retrieve_only:
         click.echo()
-    if result.get("truncated") and not as_json:
-        _warn_cut(result.get("truncated_reason") or "", kb)
-
-
-def _warn_cut(reason: str, kb: KnowledgeBase | None) -> None:
-    """Say why an answer was cut short. In-process the limits are known here;
-    a server applies its own."""
-    tokens = f" {kb.settings.llm_max_tokens}" if kb is not None else " (the server's)"
-    seconds = f" {kb.settings.llm_timeout:g}s" if kb is not None else " (the server's)"
-    why = {
-        "max_tokens": f"it reached --max-tokens{tokens}",
-        "deadline": f"it took longer than --timeout{seconds}",
-        "repetition": "the model was repeating itself",
-        "stream-ended": "the language model's server closed the stream before it finished",
-    }.get(reason, reason)
-    _warn(f"the answer was cut short: {why}")
+    if result.truncated:
+        _warn(f"the answer was cut short: {result.truncated_note or result.truncated_reason}")
 
 
 # -- remove, reset, status, sources -------------------------------------------------------
@@ -530,24 +512,13 @@ def _warn_cut(reason: str, kb: KnowledgeBase | None) -> None:
 def remove(ctx: click.Context, targets: tuple[str, ...], yes: bool, as_json: bool) -> None:
     """Remove sources: stored names, file paths, directories (all sources under
     them) or quoted glob patterns. More than one source asks first on a terminal."""
-    from ragdb.ingest.paths import match_sources
-    from ragdb.reports import RemoveReport
-
-    server = _server(ctx)
-    if server is not None:
-        # Matched here, where relative paths mean what the user meant.
-        found = match_sources(list(targets), {s["source"]: s["n_chunks"] for s in server.sources()})
-    else:
-        kb = _kb(ctx)
-        found = kb.matching_sources(list(targets))
+    kb = _open(ctx)
+    found = kb.matching_sources(list(targets))
     if len(found) > 1 and not yes and sys.stdin.isatty():
         click.confirm(
             f"Remove {len(found)} sources ({sum(found.values())} chunks)?", abort=True, err=True
         )
-    if server is not None:
-        report = RemoveReport(**server.remove(list(found)))
-    else:
-        report = kb.remove(list(found))
+    report = kb.remove(list(found))
     if as_json:
         _emit_json(report.to_dict())
     else:
@@ -585,8 +556,7 @@ def reset(ctx: click.Context, yes: bool) -> None:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Show where the store is, what it holds and how it was made."""
-    server = _server(ctx)
-    info = server.status() if server is not None else _kb(ctx).status().to_dict()
+    info = _open(ctx).status().to_dict()
     if as_json:
         _emit_json(info)
         return
@@ -620,13 +590,7 @@ def _when(iso: Any) -> str:
 @click.pass_context
 def sources_cmd(ctx: click.Context, as_json: bool) -> None:
     """List the sources in the knowledge base."""
-    from ragdb.store.records import SourceInfo
-
-    server = _server(ctx)
-    if server is not None:
-        items = [SourceInfo(**item) for item in server.sources()]
-    else:
-        items = _kb(ctx).sources()
+    items = _open(ctx).sources()
     if as_json:
         _emit_json([item.to_dict() for item in items])
         return

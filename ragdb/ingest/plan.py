@@ -8,15 +8,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ragdb.errors import InputError
+from ragdb.errors import InputError, UsageError
 from ragdb.ingest.inputs import Input
-from ragdb.ingest.paths import glob_matcher
-
-if TYPE_CHECKING:
-    pass
-
+from ragdb.ingest.paths import expand_paths, glob_matcher
+from ragdb.ingest.record_files import read_records
+from ragdb.wire import from_fields
 
 Progress = Callable[[int, int], None]  # (chunks done, chunks in all)
 
@@ -26,6 +24,9 @@ Warn = Callable[[str], None]
 
 @dataclasses.dataclass
 class IngestReport:
+    """What an ingest did: sources added, updated, unchanged, removed and
+    skipped (each skip with its reason), and the chunks embedded."""
+
     added: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -38,9 +39,16 @@ class IngestReport:
     skipped_sources: list[dict[str, str]] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """What ``ragdb ingest --json`` prints."""
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: Any) -> IngestReport:
+        """The report :meth:`to_dict` wrote (a server's, say)."""
+        return from_fields(cls, data)
+
     def summary(self) -> str:
+        """The report in one line, for people."""
         return (
             f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, "
             f"{self.removed} removed, {self.skipped} skipped; "
@@ -110,6 +118,79 @@ class IngestPlan:
             prune_records=bool(data.get("prune_records")),
             replace=bool(data.get("replace")),
         )
+
+
+def plan_paths(
+    paths: Sequence[str | Path],
+    *,
+    prune: bool = False,
+    replace: bool = False,
+    roots: Sequence[Path] | None = None,
+    warn: Warn | None = None,
+) -> IngestPlan:
+    """The plan to ingest ``paths`` (files, directories, globs), decided where
+    the files are: nothing is read yet. With ``roots``, only files under one of
+    them (when found and when opened) are read; ``prune`` also removes stored
+    files gone from the directories or glob patterns given."""
+    bound = tuple(Path(r) for r in roots) if roots is not None else None
+    found = expand_paths([str(p) for p in paths], bound)
+    if prune and not found.dirs and not found.patterns:
+        raise UsageError(
+            "--prune removes stored files that are gone from the directories or quoted "
+            "glob patterns given; files named one by one cover nothing (to prune "
+            "notes/*.md, quote it: 'notes/*.md')"
+        )
+    for note in found.notes:
+        if warn:
+            warn(note)
+    if not found.files and not prune:
+        raise InputError("nothing to ingest: no files under the paths given")
+    return IngestPlan(
+        [Input(source=str(f), path=f, roots=bound) for f in found.files],
+        prune_dirs=list(found.dirs) if prune else [],
+        prune_patterns=list(found.patterns) if prune else [],
+        replace=replace,
+    )
+
+
+def plan_text(
+    name: str,
+    data: bytes | str,
+    *,
+    kind: str | None = None,
+    replace: bool = False,
+    metadata: dict[str, Any] | None = None,
+) -> IngestPlan:
+    """The plan to ingest one source given directly (standard input, say) under
+    ``name``; ``metadata`` (strings, numbers, booleans) goes on each chunk."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if not name.strip():
+        raise UsageError("a source name must not be empty")
+    meta = tuple((metadata or {}).items())
+    for key, value in meta:
+        if not isinstance(key, str) or not isinstance(value, (str, int, float, bool)):
+            raise InputError(f"metadata {key!r}: values are strings, numbers or booleans")
+    return IngestPlan([Input(source=name, data=data, kind_hint=kind, meta=meta)], replace=replace)
+
+
+def plan_records(
+    path: str | Path,
+    *,
+    id_field: str = "id",
+    text_field: str = "text",
+    title_field: str | None = None,
+    meta_fields: Sequence[str] = (),
+    prune: bool = False,
+    id_prefix: str = "",
+    replace: bool = False,
+) -> IngestPlan:
+    """The plan to ingest each record of a JSONL or CSV file as a source named
+    by ``id_prefix`` and its id (the file is read now)."""
+    inputs = read_records(path, id_field, text_field, title_field, tuple(meta_fields))
+    if id_prefix:
+        inputs = [dataclasses.replace(i, source=id_prefix + i.source) for i in inputs]
+    return IngestPlan(inputs, prune_records=prune, replace=replace)
 
 
 @dataclasses.dataclass

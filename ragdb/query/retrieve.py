@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ragdb.errors import EmptyStoreError, UsageError
 from ragdb.store.records import ChunkRecord
+from ragdb.wire import from_fields
 
 MODES = ("dense", "bm25", "hybrid")
 # Hybrid beats both others on SciFact's test split at about the latency of dense
@@ -19,8 +22,17 @@ HYBRID_WEIGHTS = {"dense": 1.0, "bm25": 1.25}
 # How many candidates each retriever offers to the fusion, at least.
 HYBRID_DEPTH = 20
 
+# Bounds on one question: a request must not be able to cost the service
+# gigabytes (a question is echoed back, tokenised, and scored word by word).
+MAX_QUESTION_CHARS = 8000
+MAX_K = 1000
+
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ragdb.embed.base import Embedder
     from ragdb.store.session import Session
+    from ragdb.store.store import Store
 
 
 @dataclasses.dataclass
@@ -59,6 +71,20 @@ class Hit:
             "scores": self.scores,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Hit:
+        """The hit :meth:`to_dict` wrote (a server's, say)."""
+        return from_fields(cls, data)
+
+
+@dataclasses.dataclass
+class Retrieval:
+    """The chunks retrieved for one question, best first, and what it took."""
+
+    question: str
+    hits: list[Hit]
+    timings: dict[str, float]
+
 
 def _hit(rank: int, record: ChunkRecord, score: float, scores: dict[str, float]) -> Hit:
     return Hit(
@@ -81,6 +107,91 @@ class Query:
     mode: str = DEFAULT_MODE
     # Only sources whose names start with this (a folder, a records prefix).
     source_prefix: str | None = None
+
+
+def check_query(query: Query) -> None:
+    """Refuse a query that cannot be answered, before any work is done for it."""
+    if not query.question.strip():
+        raise UsageError("the question is empty")
+    if len(query.question) > MAX_QUESTION_CHARS:
+        raise UsageError(
+            f"the question is {len(query.question):,} characters; at most "
+            f"{MAX_QUESTION_CHARS:,} are read (the model embeds only its first few hundred words)"
+        )
+    if not 1 <= query.k <= MAX_K:
+        raise UsageError(f"-k must be between 1 and {MAX_K}")
+    if query.mode not in MODES:
+        raise UsageError(f"unknown mode {query.mode!r}: use one of {', '.join(MODES)}")
+
+
+def retrieve_many(store: Store, embedder: Embedder, queries: Sequence[Query]) -> list[Retrieval]:
+    """Each query's chunks, computed together: the questions are searched in one
+    query of the vector index, their chunks read in one go, and embedded in one
+    encoder call (how ``ragdb serve`` answers concurrent clients); the keyword
+    searches run beside the encoder."""
+    for query in queries:
+        check_query(query)
+    if not queries:
+        return []
+    if not embedder.loaded:
+        # A cold process: say the store is empty before seconds of model loading.
+        with store.session() as session:
+            if session.count() == 0:
+                raise empty_store(store)
+    embedder.load()  # a first load takes seconds: never under the lock
+    questions = [q.question for q in queries]
+    t0 = time.perf_counter()
+    with store.session() as session:
+        keyword = _keyword_searches(session, queries)
+        embeddings = embedder.encode_queries(questions)
+        t1 = time.perf_counter()
+        found = keyword.result() if keyword is not None else [None] * len(queries)
+        hits = search_many(session, queries, [list(map(float, e)) for e in embeddings], found)
+        # Counting costs a little on every query: only when nothing came back.
+        if any(not h for h in hits) and session.count() == 0:
+            raise empty_store(store)
+    t2 = time.perf_counter()
+    timings = {"embed_ms": _ms(t1 - t0), "search_ms": _ms(t2 - t1)}
+    return [Retrieval(q, h, dict(timings)) for q, h in zip(questions, hits, strict=True)]
+
+
+def _keyword_searches(session: Session, queries: Sequence[Query]) -> Any:
+    """The keyword searches ``queries`` need, started on a background thread (a
+    future of their results, one per query), or None when none needs one."""
+    if not any(q.mode != "dense" and q.source_prefix is None for q in queries):
+        return None
+    index = session.keywords
+    return _background().submit(
+        lambda: [
+            index.search(q.question, candidate_depth(q.mode, q.k))
+            if q.mode != "dense" and q.source_prefix is None
+            else None
+            for q in queries
+        ]
+    )
+
+
+_executor: ThreadPoolExecutor | None = None
+
+
+def _background() -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:
+        from concurrent.futures import ThreadPoolExecutor  # lazily: `ragdb --help` reads MODES
+
+        _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragdb-keywords")
+    return _executor
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 2)
+
+
+def empty_store(store: Store) -> EmptyStoreError:
+    """The error for asking a store that holds nothing."""
+    return EmptyStoreError(
+        f"the knowledge base at {store.location} is empty: add documents with `ragdb ingest PATH`"
+    )
 
 
 def dense_search(session: Session, embedding: list[float], k: int) -> list[Hit]:

@@ -16,12 +16,11 @@ import queue
 import threading
 from typing import TYPE_CHECKING
 
-from ragdb.knowledge_base import check_query
-from ragdb.query.retrieve import Query
+from ragdb.query.retrieve import Query, check_query
 
 if TYPE_CHECKING:
     from ragdb.knowledge_base import KnowledgeBase
-    from ragdb.reports import Retrieval
+    from ragdb.query.retrieve import Retrieval
 
 # Larger batches only add latency to the first request of a batch.
 MAX_BATCH = 32

@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from ragdb.errors import InputError, NotFoundError
 from ragdb.ingest.inputs import under_roots
+from ragdb.ingest.plan import plan_paths
 from ragdb.serve.batching import QueryBatcher
 from ragdb.serve.config import ServeConfig
 from ragdb.serve.errors import Problem
@@ -57,7 +58,7 @@ class Service:
 
         def work(job: Job) -> Any:
             roots = (*config.allow_paths, *config.watch)
-            plan = kb.plan_paths([path], prune=True, roots=roots, warn=job.warn)
+            plan = plan_paths([path], prune=True, roots=roots, warn=job.warn)
             plan = dataclasses.replace(plan, skip_clashes=True)
             return kb.ingest_plan(plan, progress=job.progress, warn=job.warn)
 

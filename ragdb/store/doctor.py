@@ -11,6 +11,7 @@ from ragdb.store.records import version_problem, versions
 from ragdb.store.versions import remove_ids, settle_sources
 
 if TYPE_CHECKING:
+    from ragdb.config import Settings
     from ragdb.store.session import Session
     from ragdb.store.store import Store
 
@@ -209,3 +210,34 @@ def repair(store: Store, progress: Callable[[int, int], None] | None = None) -> 
     after = check(store)
     after.repaired = repaired
     return after
+
+
+def doctor(
+    settings: Settings,
+    open_store: Callable[[], Store],
+    repair_it: bool = False,
+    confirm: Callable[[str], bool] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> DoctorReport:
+    """Check the store ``open_store`` opens (with ``repair_it``, fix what can be
+    fixed). A missing or unreadable manifest is a finding; repairing it rebuilds
+    the manifest from its backup copy or from Chroma, once ``confirm`` (given
+    what it is rebuilt from, in words) agrees."""
+    from ragdb.errors import InputError, ManifestError
+    from ragdb.store.store import Store
+
+    try:
+        store = open_store()
+    except ManifestError as exc:
+        broken = Store(settings)
+        if not repair_it:
+            # The store's location as every report gives it (a server's URL too).
+            return DoctorReport(broken.location, findings=[Finding("manifest", str(exc))])
+        plan = broken.plan_manifest_repair()
+        if confirm is not None and not confirm(plan.source):
+            raise InputError("the manifest was not rebuilt: nothing changed") from None
+        broken.apply_manifest_repair(plan)
+        report = repair(open_store(), progress)
+        report.repaired.insert(0, f"rebuilt the manifest from {plan.source}")
+        return report
+    return repair(store, progress) if repair_it else check(store)

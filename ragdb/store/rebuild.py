@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 from ragdb.errors import StoreError
 
 if TYPE_CHECKING:
+    from ragdb.config import Settings
     from ragdb.embed.base import Embedder
+    from ragdb.reports import ReembedReport
     from ragdb.store.records import ChunkRecord
     from ragdb.store.session import Session
     from ragdb.store.store import Store
@@ -195,3 +197,33 @@ def _catch_up(session: Session, new_name: str, encoder: Embedder | None) -> None
         else:
             vectors = list(encoder.encode([r.text for r in records]))
         session.add_to(new_name, records, vectors)
+
+
+def reembed(
+    store: Store,
+    settings: Settings,
+    model: str | None,
+    backend: str | None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ReembedReport:
+    """Re-embed every chunk of ``store`` with ``model`` and/or ``backend``
+    (either one defaults to the store's) into a new collection, then switch."""
+    from ragdb.embed import default_backend, get_embedder
+    from ragdb.embed.identity import check_backend, same_model
+    from ragdb.errors import UsageError
+    from ragdb.reports import ReembedReport
+
+    if model is None and backend is None:
+        raise UsageError("give the model or the backend to re-embed with")
+    old = store.identity
+    target_model = model or old.name
+    target_backend = (
+        check_backend(backend) if backend else default_backend(target_model, settings.device)
+    )
+    if same_model(target_model, old.name) and target_backend == old.backend:
+        raise UsageError(f"the store already uses {old.name!r} with the {old.backend} backend")
+    identity = (embedder := get_embedder(target_model, settings.device, target_backend)).identity
+    name, count = rebuild(store, embedder, identity.to_dict(), progress=progress)
+    return ReembedReport(
+        store.location, old.name, identity.name, old.backend, identity.backend, name, count
+    )

@@ -12,8 +12,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+from ragdb.wire import from_fields
 
 if TYPE_CHECKING:
     import numpy as np
@@ -174,6 +176,11 @@ class SourceInfo:
     def to_dict(self) -> dict[str, Any]:
         """What ``ragdb sources --json`` prints of it."""
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SourceInfo:
+        """The source :meth:`to_dict` wrote (a server's, say)."""
+        return from_fields(cls, data)
 
     def describe(self) -> str:
         """The source's type and origin, in words."""

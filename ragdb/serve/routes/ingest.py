@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from ragdb.errors import UnsupportedFormatError, UsageError
 from ragdb.ingest.extract import unsupported_format
-from ragdb.ingest.plan import IngestPlan
+from ragdb.ingest.plan import IngestPlan, plan_paths, plan_text
 from ragdb.serve.deps import Service, ServiceDep
 from ragdb.serve.errors import Problem
 from ragdb.serve.jobs import Job
@@ -43,7 +43,7 @@ async def ingest(body: IngestBody, request: Request, service: ServiceDep) -> Res
 
 def plans_of(service: Service, body: IngestBody) -> list[IngestPlan]:
     """The ingest plans a ``POST /v1/ingest`` body asks for."""
-    kb, roots = service.kb, service.config.allow_paths
+    roots = service.config.allow_paths
     if body.inputs is not None:
         # A plan made where the files are (the CLI's own ingest, sent here).
         return [IngestPlan.from_wire(body.model_dump(exclude_none=True))]
@@ -51,12 +51,12 @@ def plans_of(service: Service, body: IngestBody) -> list[IngestPlan]:
         raise UsageError('give "texts": [{"name", "text"}], "paths": [...] or "inputs"')
     # A text never silently replaces a stored file or record of its name.
     plans = [
-        kb.plan_text(t.name, t.text, replace=bool(body.replace), metadata=t.metadata)
+        plan_text(t.name, t.text, replace=bool(body.replace), metadata=t.metadata)
         for t in body.texts or []
     ]
     if body.paths:
         allowed = [service.allowed(p) for p in body.paths]
-        plan = kb.plan_paths(allowed, prune=bool(body.prune), roots=roots)
+        plan = plan_paths(allowed, prune=bool(body.prune), roots=roots)
         plans.append(plan.select(body.include or (), body.exclude or ()))
     return plans
 
@@ -81,7 +81,7 @@ async def upload(request: Request, service: ServiceDep) -> Response:
         raise UnsupportedFormatError(f"{name}: {why}")
     replace = str(form.get("replace") or "").lower() in ("1", "true", "yes")
     kb = service.kb
-    plan = kb.plan_text(name, data, replace=replace, metadata=_metadata(form.get("metadata")))
+    plan = plan_text(name, data, replace=replace, metadata=_metadata(form.get("metadata")))
     await run_in_threadpool(kb.check_plan, plan)
 
     def work(job: Job) -> Any:

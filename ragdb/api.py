@@ -1,0 +1,59 @@
+"""The one interface the CLI works through: a :class:`~ragdb.KnowledgeBase`
+in-process, or a :class:`~ragdb.remote.RemoteKnowledgeBase` asking a running
+``ragdb serve``. Both return the same dataclasses, so no caller branches on
+which one it holds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ragdb.ingest.plan import IngestPlan, IngestReport, Progress, Warn
+    from ragdb.query.answer import Answer
+    from ragdb.query.retrieve import Hit
+    from ragdb.reports import RemoveReport, Status
+    from ragdb.store.records import SourceInfo
+
+
+class KnowledgeBaseAPI(Protocol):
+    """What a knowledge base answers, wherever it runs."""
+
+    def ingest_plan(
+        self, plan: IngestPlan, *, progress: Progress | None = None, warn: Warn | None = None
+    ) -> IngestReport:
+        """Carry out ``plan`` (made where the files are, by :mod:`ragdb.ingest.plan`)."""
+        ...
+
+    def ask(
+        self,
+        question: str,
+        k: int = 4,
+        *,
+        mode: str = ...,
+        min_score: float | None = None,
+        context_tokens: int = ...,
+        show_thinking: bool = False,
+        retrieve_only: bool = False,
+        on_hits: Callable[[list[Hit]], None] | None = None,
+        on_text: Callable[[str], None] | None = None,
+    ) -> Answer:
+        """Retrieve, then answer; an ``LLMError`` carries the :class:`Answer` so far."""
+        ...
+
+    def matching_sources(self, targets: Sequence[str | Path]) -> dict[str, int]:
+        """The stored sources ``targets`` name, with their chunk counts."""
+        ...
+
+    def remove(self, targets: Sequence[str | Path]) -> RemoveReport:
+        """Remove the sources ``targets`` name."""
+        ...
+
+    def status(self) -> Status:
+        """Where the store is, what it holds and how it was made."""
+        ...
+
+    def sources(self) -> list[SourceInfo]:
+        """Every stored source, by name."""
+        ...
