@@ -38,6 +38,7 @@ class Chunk:
     end: int
     heading: str | None = None
     page: int | None = None
+    section: str | None = None
 
     @property
     def hash(self) -> str:
@@ -85,10 +86,24 @@ class Chunker:
         return f"sts-v1:{self.max_tokens}:{self.overlap}"
 
     def split(
-        self, text: str, markdown: bool = False, pages: list[int] | None = None
+        self,
+        text: str,
+        markdown: bool = False,
+        pages: list[int] | None = None,
+        sections: list[tuple[int, str]] | None = None,
     ) -> list[Chunk]:
         """Chunks of ``text`` in order. ``pages`` holds the offset at which each
-        page starts (PDF): pages are split separately, so every chunk has one page."""
+        page starts (PDF), ``sections`` where each located part starts and its
+        label: each is split separately, so every chunk has one page or part."""
+        if sections:
+            ends = [start for start, _ in sections[1:]] + [len(text)]
+            located: list[Chunk] = []
+            for (start, label), end in zip(sections, ends, strict=True):
+                for c in self._split(text[start:end], markdown):
+                    located.append(
+                        Chunk(c.text, c.start + start, c.end + start, c.heading, section=label)
+                    )
+            return located
         if pages:
             bounds = [*pages[1:], len(text)]
             out: list[Chunk] = []

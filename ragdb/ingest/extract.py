@@ -1,8 +1,10 @@
 """The text of one input, by its format.
 
-HTML goes through BeautifulSoup (visible text only), PDF through pypdf (text
-per page), e-mail through the standard library's parser; everything else must
-be text: UTF-8, or an encoding that charset-normalizer can tell. Formats ragdb
+Office documents and e-books go through :mod:`ragdb.ingest.formats`, HTML
+through BeautifulSoup (visible text only), PDF through pypdf (text per page),
+e-mail through the standard library's parser, Markdown's front matter through
+python-frontmatter; everything else must be text: UTF-8, or an encoding that
+charset-normalizer can tell. Formats ragdb
 does not read, binary and unreadable inputs raise :class:`~ragdb.ingest.inputs.Skipped`
 with a reason, which ingest reports and counts.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ragdb.ingest import formats
 from ragdb.ingest.inputs import Document, Input, Skipped
 
 MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdown", ".mkd"}
@@ -29,16 +32,12 @@ EMAIL_SUFFIXES = {".eml"}
 # Formats people keep that ragdb does not read yet: named in the skip reason
 # instead of "binary file", so nobody wonders what went wrong.
 UNSUPPORTED = {
-    ".docx": "a Word document",
     ".doc": "a Word document",
-    ".xlsx": "an Excel workbook",
     ".xls": "an Excel workbook",
-    ".pptx": "a PowerPoint deck",
     ".ppt": "a PowerPoint deck",
     ".odt": "an OpenDocument text",
     ".ods": "an OpenDocument spreadsheet",
     ".odp": "an OpenDocument presentation",
-    ".epub": "an e-book",
     ".mobi": "an e-book",
     ".rtf": "an RTF document",
     ".msg": "an Outlook message",
@@ -52,7 +51,10 @@ UNSUPPORTED = {
 }
 
 
-READABLE = "ragdb reads text, Markdown, HTML, PDF and e-mail (.eml)"
+READABLE = (
+    "ragdb reads text, Markdown, HTML, PDF, e-mail (.eml), Word (.docx), PowerPoint "
+    "(.pptx), Excel (.xlsx) and EPUB"
+)
 
 
 # Sniffing this much of a file decides whether it is text.
@@ -72,6 +74,18 @@ def kind_of(source: str, hint: str | None = None) -> str:
     if suffix in EMAIL_SUFFIXES:
         return "email"
     return "text"
+
+
+# Bumped when a format is read differently, so that sources stored by the old
+# reader are read again (their unchanged chunks keep their embeddings). Markdown
+# 2: front matter became metadata instead of text.
+READER_VERSIONS = {"markdown": "2"}
+
+
+def reader_version(inp: Input) -> str:
+    """What of the reader's version goes into an input's fingerprint."""
+    version = READER_VERSIONS.get(kind_of(inp.source.removesuffix(".gz"), inp.kind_hint))
+    return f"\0reader-{version}" if version else ""
 
 
 # Decompressed text beyond this is not a document (a gzip bomb, a database dump).
@@ -97,6 +111,8 @@ def gunzip(data: bytes) -> bytes:
 def unsupported_format(name: str, data: bytes) -> str | None:
     """Why ``data`` (named ``name``) is a format ragdb does not read, or None."""
     suffix = Path(name).suffix.lower()
+    if formats.by_content(data) is not None or formats.by_name(name) is not None:
+        return formats.refusal(name, data)
     what = UNSUPPORTED.get(suffix)
     if what is None and data.startswith(b"PK\x03\x04"):
         what = "a zip-based document or archive"
@@ -118,6 +134,9 @@ def extract(inp: Input, data: bytes) -> Document:
             raise Skipped("empty (compressed)")
         name = name.removesuffix(".gz")
     kind = kind_of(name, inp.kind_hint)
+    read = formats.read(name, inp.source, data)
+    if read is not None:
+        return read
     if kind == "pdf" or data.startswith(b"%PDF-"):
         return _pdf(inp.source, data)
     why = unsupported_format(name, data) if inp.kind_hint is None else None
@@ -133,6 +152,8 @@ def extract(inp: Input, data: bytes) -> Document:
         return Document(inp.source, text, kind, title=inp.title)
     if kind == "html" or (kind == "text" and _looks_like_html(text)):
         doc = _html(inp.source, text)
+    elif kind == "markdown":
+        doc = _markdown(inp.source, text)
     else:
         doc = Document(inp.source, text, kind)
     if not doc.text.strip():
@@ -231,6 +252,42 @@ def _html(source: str, text: str) -> Document:
     # Keep paragraph breaks (one blank line) so the splitter still sees them.
     out = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     return Document(source, out, "html", title=title or None)
+
+
+def _markdown(source: str, text: str) -> Document:
+    """Markdown, its YAML front matter (if any) taken off the text and kept as
+    metadata: scalars as they are, lists joined with ", ", dates as ISO 8601."""
+    if not text.startswith("---"):
+        return Document(source, text, "markdown")
+    import frontmatter
+    import yaml
+
+    try:
+        post = frontmatter.loads(text)
+    except (yaml.YAMLError, ValueError, TypeError) as exc:
+        doc = Document(source, text, "markdown")
+        doc.notes.append(f"front matter unreadable ({type(exc).__name__}): kept as text")
+        return doc
+    meta = {
+        str(k): v for k, v in ((k, _scalar(v)) for k, v in post.metadata.items()) if v is not None
+    }
+    title = meta.pop("title", None)
+    return Document(
+        source, post.content, "markdown", title=str(title) if title else None, meta=meta
+    )
+
+
+def _scalar(value: object) -> str | int | float | bool | None:
+    """A front-matter value as chunk metadata can hold it."""
+    import datetime as dt
+
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float)) for v in value):
+        return ", ".join(str(v) for v in value) or None
+    return None  # nested mappings and the like: not metadata a filter can select on
 
 
 def _email(source: str, data: bytes) -> Document:

@@ -28,9 +28,18 @@ class Skipped(Exception):
 class Document:
     source: str
     text: str
-    kind: str  # "text", "markdown", "html", "pdf", "email"
+    kind: str  # "text", "markdown", "html", "pdf", "email", "docx", "pptx", "xlsx", "epub"
     page_starts: list[int] | None = None  # offsets at which PDF pages start
     title: str | None = None
+    # Where each located part starts, and its location in words ("slide 3:
+    # Results", "sheet Sales, rows 2-18", "chapter 4: Storms"): every chunk lies
+    # in one part and carries its label. Formats without such parts have none.
+    sections: list[tuple[int, str]] | None = None
+    # Split at Markdown headings (Markdown itself, and formats read into it).
+    markdown: bool = False
+    # The document's own metadata (front matter, document properties): scalar
+    # values, stored on each chunk beside the user's own.
+    meta: dict[str, str | int | float | bool] = dataclasses.field(default_factory=dict)
     # What a user should know of how it was read (an encoding guessed, parts left out).
     notes: list[str] = dataclasses.field(default_factory=list)
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ragdb.errors import SourceConflictError
 from ragdb.ingest.chunking import Chunk, Chunker
-from ragdb.ingest.extract import extract
+from ragdb.ingest.extract import extract, reader_version
 from ragdb.ingest.inputs import Document, Input, Skipped
 from ragdb.ingest.paths import glob_matcher
 from ragdb.ingest.plan import IngestInterrupted, IngestReport, Progress, Warn
@@ -226,7 +226,7 @@ class _Run:
             if not data:
                 self.skip(inp.source, "empty")
                 continue
-            digest = source_hash(data, self.chunker, inp.describe())
+            digest = source_hash(data, self.chunker, inp.describe() + reader_version(inp))
             known = self.existing.get(inp.source)
             if known is not None and known.source_hash == digest:
                 self.report.unchanged += 1
@@ -261,7 +261,10 @@ class _Run:
         for note in item.doc.notes:
             self._say(f"{item.inp.source}: {note}")
         item.chunks = self.chunker.split(
-            item.doc.text, markdown=item.doc.kind == "markdown", pages=item.doc.page_starts
+            item.doc.text,
+            markdown=item.doc.markdown or item.doc.kind == "markdown",
+            pages=item.doc.page_starts,
+            sections=item.doc.sections,
         )
         tally.chunked(item.size, len(item.chunks))
         if not item.chunks:
@@ -536,6 +539,8 @@ def _record(item: _Pending, index: int, chunk: Chunk, now: str) -> ChunkRecord:
         origin=item.inp.origin,
         heading=chunk.heading,
         page=chunk.page,
+        section=chunk.section,
         title=item.doc.title,
-        extra=tuple(item.inp.meta),
+        # The user's own metadata wins over the document's of the same name.
+        extra=tuple({**item.doc.meta, **dict(item.inp.meta)}.items()),
     )

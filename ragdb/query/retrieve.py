@@ -55,6 +55,8 @@ class Hit:
         parts = []
         if "page" in m:
             parts.append(f"page {m['page']}")
+        if m.get("section"):
+            parts.append(str(m["section"]))
         if m.get("heading"):
             parts.append(f"§ {m['heading']}")
         parts.append(f"chunk {int(m.get('chunk_index', 0)) + 1}/{m.get('n_chunks', '?')}")

@@ -29,7 +29,7 @@ REQUIRED = ("source", "chunk_index", "n_chunks", "source_hash")
 _OPTIONAL = ("start", "end", "chunk_hash", "ingested_at", "kind", "source_type")
 
 
-_IF_SET = ("heading", "page", "title", "origin")
+_IF_SET = ("heading", "page", "section", "title", "origin")
 
 
 Scalar = str | int | float | bool
@@ -64,8 +64,11 @@ class ChunkRecord:
     origin: str | None = None  # the records file a record came from
     heading: str | None = None
     page: int | None = None
+    # Where in a slide deck, workbook or e-book the chunk lies, in words.
+    section: str | None = None
     title: str | None = None
-    # The user's own metadata (records files' --meta-field), never ragdb's keys.
+    # The user's own metadata (records files' --meta-field) and the document's
+    # (front matter, document properties), never ragdb's keys.
     extra: tuple[tuple[str, Scalar], ...] = ()
     # As stored; a new chunk's comes from its source, version and index.
     id: str = ""
@@ -117,6 +120,7 @@ class ChunkRecord:
             origin=str(meta["origin"]) if meta.get("origin") else None,
             heading=str(meta["heading"]) if meta.get("heading") else None,
             page=int(meta["page"]) if meta.get("page") is not None else None,
+            section=str(meta["section"]) if meta.get("section") else None,
             title=str(meta["title"]) if meta.get("title") else None,
             extra=tuple((k, v) for k, v in meta.items() if k not in known),
             id=id,

@@ -1,0 +1,140 @@
+"""Readers for the formats beyond plain text, one module per family behind one
+interface: a :class:`Format` names the extensions it claims, how its content is
+recognised, and the function (``read(source, data) -> Document``) that reads it.
+A new format is one module and one line in :data:`FORMATS`.
+
+The decision uses content as well as the name: a ``.docx`` that is really HTML
+is read as HTML, with a note; one that is neither gets a clear skip reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import io
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+from ragdb.ingest.inputs import Document, Skipped
+
+# Compound File Binary: the legacy .doc/.xls/.ppt, and any encrypted Office file.
+OLE = b"\xd0\xcf\x11\xe0"
+
+
+def _zip_member(name: str) -> Callable[[bytes], bool]:
+    """Recognises an Office Open XML package by the part it must hold."""
+
+    def sniff(data: bytes) -> bool:
+        return data.startswith(b"PK\x03\x04") and name in _zip_names(data)
+
+    return sniff
+
+
+def _zip_mimetype(mimetype: str) -> Callable[[bytes], bool]:
+    """Recognises an OpenDocument or EPUB package by its leading mimetype file."""
+    needle = b"mimetype" + mimetype.encode()
+    return lambda data: data.startswith(b"PK\x03\x04") and needle in data[:200]
+
+
+def _zip_names(data: bytes) -> set[str]:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return set(archive.namelist())
+    except (zipfile.BadZipFile, ValueError, OSError):
+        return set()
+
+
+@dataclasses.dataclass(frozen=True)
+class Format:
+    """One readable format: its kind, extensions, content test and reader."""
+
+    kind: str
+    what: str  # in words, for skip reasons: "a Word document"
+    suffixes: tuple[str, ...]
+    sniff: Callable[[bytes], bool]
+    module: str  # the reader's module under ragdb.ingest.formats
+    function: str
+
+    @property
+    def name(self) -> str:
+        """What it is without its article: "Word document"."""
+        return self.what.split(" ", 1)[1]
+
+    def read(self, source: str, data: bytes) -> Document:
+        """The document's text, located, with its metadata; Skipped if none."""
+        module = importlib.import_module(f"{__name__}.{self.module}")
+        reader: Callable[[str, bytes], Document] = getattr(module, self.function)
+        return reader(source, data)
+
+
+FORMATS = (
+    Format("docx", "a Word document", (".docx", ".docm"), _zip_member("word/document.xml"),
+           "office", "read_docx"),
+    Format("pptx", "a PowerPoint deck", (".pptx", ".pptm"), _zip_member("ppt/presentation.xml"),
+           "office", "read_pptx"),
+    Format("xlsx", "an Excel workbook", (".xlsx", ".xlsm"), _zip_member("xl/workbook.xml"),
+           "office", "read_xlsx"),
+    Format("epub", "an e-book", (".epub",), _zip_mimetype("application/epub+zip"),
+           "epub", "read_epub"),
+)  # fmt: skip
+
+
+# A package that expands beyond this is not a document (a zip bomb).
+MAX_EXPANDED = 512 * 2**20
+
+
+def _check_expansion(fmt: Format, data: bytes) -> None:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        size = sum(info.file_size for info in archive.infolist())
+    if size > MAX_EXPANDED:
+        raise Skipped(f"{fmt.what} that expands beyond {MAX_EXPANDED // 2**20} MB: not read")
+
+
+def by_content(data: bytes) -> Format | None:
+    """The format ``data`` is, whatever its name says (zip-based formats only)."""
+    if not data.startswith(b"PK\x03\x04"):
+        return None
+    return next((f for f in FORMATS if f.sniff(data)), None)
+
+
+def by_name(name: str) -> Format | None:
+    """The format a name's extension claims."""
+    suffix = Path(name).suffix.lower()
+    return next((f for f in FORMATS if suffix in f.suffixes), None)
+
+
+def refusal(name: str, data: bytes) -> str | None:
+    """Why ``data``, named as one of these formats, cannot be read as one (judged
+    from its first bytes and zip directory alone), or None."""
+    claimed = by_name(name)
+    if claimed is None or by_content(data) is not None:
+        return None
+    if data.startswith(OLE):
+        return (
+            f"{claimed.what} that is password-protected or in the old binary format: "
+            f"save it unprotected as {claimed.suffixes[0]}"
+        )
+    if data.startswith(b"PK\x03\x04"):
+        if not _zip_names(data):
+            return f"corrupt {claimed.name} (a damaged or truncated zip)"
+        return f"not {claimed.what}: a zip archive without its parts"
+    return None  # text or HTML under an Office name: read as what it is
+
+
+def read(name: str, source: str, data: bytes) -> Document | None:
+    """The document when ``data`` is one of these formats, by content first;
+    None when it is none of them (text, HTML, PDF, e-mail: read elsewhere).
+    A name that claims a format its content is not gets a note, or a skip
+    (see :func:`refusal`)."""
+    why = refusal(name, data)
+    if why is not None:
+        raise Skipped(why)
+    claimed, found = by_name(name), by_content(data)
+    if found is not None:
+        _check_expansion(found, data)
+        doc = found.read(source, data)
+        if claimed is not None and claimed is not found:
+            doc.notes.append(f"named as {claimed.what} but is {found.what}: read as such")
+        return doc
+    return None

@@ -1,0 +1,237 @@
+"""Office documents, e-books and Markdown front matter, made here with the
+libraries that read them, ingested into a real store with the real model: the
+right text is retrieved, located where a user can open it, re-ingested
+incrementally, and each bad input is a clear skip that loses nothing stored."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import docx
+import openpyxl
+import pptx
+import pytest
+from ebooklib import epub
+
+from ragdb import KnowledgeBase
+
+from .conftest import Ragdb
+
+SLIDES = [
+    ("Quarterly goals", "Ship the glacier monitoring app to three research stations."),
+    ("Budget", "The telescope refurbishment costs 48,000 euros this year."),
+    ("Risks", "Volcanic ash may ground the survey aircraft in March."),
+]
+
+
+def write_docx(path: Path) -> None:
+    d = docx.Document()
+    d.core_properties.title = "Harbour Annual Report"
+    d.core_properties.author = "Ines Varga"
+    d.add_heading("Harbour Annual Report", 0)
+    # Sections longer than a chunk, so that chunks split at the headings.
+    d.add_heading("Dredging", level=1)
+    d.add_paragraph("The harbour channel was dredged to a depth of fourteen metres in June.")
+    for n in range(12):
+        d.add_paragraph(f"Survey boat {n} measured silt along buoy line {n} twice a week.")
+    d.add_heading("Lighthouse", level=1)
+    d.add_paragraph("The old lighthouse lens was replaced with a rotating LED beacon.")
+    for n in range(12):
+        d.add_paragraph(f"Keeper shift {n} logged the beacon's rotation at dusk and dawn.")
+    d.add_paragraph("Replace the fog horn", style="List Bullet")
+    table = d.add_table(rows=2, cols=2)
+    table.cell(0, 0).text, table.cell(0, 1).text = "Berth", "Length"
+    table.cell(1, 0).text, table.cell(1, 1).text = "North quay", "310 metres"
+    d.save(str(path))
+
+
+def write_pptx(path: Path, slides: list[tuple[str, str]] = SLIDES) -> None:
+    deck = pptx.Presentation()
+    deck.core_properties.author = "Tomas Berg"
+    for title, body in slides:
+        slide = deck.slides.add_slide(deck.slide_layouts[1])
+        slide.shapes.title.text = title
+        slide.placeholders[1].text = body
+        slide.notes_slide.notes_text_frame.text = f"Speaker note for {title.lower()}."
+    deck.save(str(path))
+
+
+def write_xlsx(path: Path, rows: int = 60) -> None:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Inventory"
+    sheet.append(["Part", "Warehouse", "Count", "Checked"])
+    for i in range(rows):
+        part = "titanium propeller shaft" if i == 41 else f"bolt type {i}"
+        sheet.append([part, f"Depot {i % 3}", i * 7, dt.date(2026, 1, 1 + i % 28)])
+    book.properties.creator = "Stock Office"
+    book.save(str(path))
+
+
+def write_epub(path: Path) -> None:
+    book = epub.EpubBook()
+    book.set_identifier("ragdb-test-book")
+    book.set_title("Weather of the North")
+    book.set_language("en")
+    book.add_author("Asta Lund")
+    chapters = []
+    for n, (title, text) in enumerate(
+        [
+            ("Storms", "Autumn storms in the fjord bring waves of up to nine metres."),
+            ("Aurora", "The northern lights are brightest around the spring equinox."),
+        ],
+        1,
+    ):
+        ch = epub.EpubHtml(title=title, file_name=f"ch{n}.xhtml", lang="en")
+        ch.content = f"<html><body><h1>{title}</h1><p>{text}</p></body></html>"
+        book.add_item(ch)
+        chapters.append(ch)
+    book.toc = chapters
+    book.add_item(epub.EpubNcx())
+    book.add_item(epub.EpubNav())
+    book.spine = ["nav", *chapters]
+    epub.write_epub(str(path), book)
+
+
+FRONT = """---
+title: Beekeeping log
+tags: [bees, honey]
+date: 2026-05-04
+rating: 4
+nested: {a: 1}
+---
+# Spring
+
+The queen of hive seven was replaced after the swarm in April.
+"""
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("formats")
+    docs = root / "docs"
+    docs.mkdir()
+    write_docx(docs / "report.docx")
+    write_pptx(docs / "plan.pptx")
+    write_xlsx(docs / "stock.xlsx")
+    write_epub(docs / "weather.epub")
+    (docs / "bees.md").write_text(FRONT)
+    kb = KnowledgeBase(store=root / "store")
+    report = kb.ingest([docs])
+    return {"kb": kb, "docs": docs, "report": report, "root": root}
+
+
+def top(kb: KnowledgeBase, question: str) -> Any:
+    return kb.retrieve(question, k=1).hits[0]
+
+
+def test_each_format_is_retrieved_and_located(library: dict[str, Any]) -> None:
+    kb, docs = library["kb"], library["docs"]
+    assert library["report"].added == 5 and library["report"].skipped == 0
+    hit = top(kb, "How deep was the harbour channel dredged?")
+    assert hit.source == str(docs / "report.docx") and "fourteen metres" in hit.text
+    assert hit.metadata["author"] == "Ines Varga"
+    assert hit.metadata["title"] == "Harbour Annual Report"
+    hit = top(kb, "What replaced the old lighthouse lens?")
+    assert "rotating LED beacon" in hit.text and hit.metadata["heading"] == "Lighthouse"
+    hit = top(kb, "What does the telescope refurbishment cost?")
+    assert hit.source == str(docs / "plan.pptx") and "48,000 euros" in hit.text
+    assert hit.metadata["section"] == "slide 2: Budget" and "slide 2: Budget" in hit.location
+    assert "Speaker note for budget" in hit.text
+    hit = top(kb, "titanium propeller shaft")
+    assert hit.source == str(docs / "stock.xlsx") and "titanium propeller shaft" in hit.text
+    assert hit.text.startswith("Part | Warehouse | Count | Checked")  # the header on each chunk
+    assert hit.metadata["section"].startswith("sheet Inventory, rows ")
+    first, last = map(int, hit.metadata["section"].rsplit(" ", 1)[1].split("-"))
+    assert first <= 43 <= last  # the shaft is on row 43 (header on row 1)
+    hit = top(kb, "When are the northern lights brightest?")
+    assert hit.source == str(docs / "weather.epub") and "equinox" in hit.text
+    assert hit.metadata["section"] == "chapter 2: Aurora" and hit.metadata["author"] == "Asta Lund"
+
+
+def test_every_spreadsheet_chunk_carries_the_header(library: dict[str, Any]) -> None:
+    chunks = library["kb"].chunks(str(library["docs"] / "stock.xlsx"))
+    assert len(chunks) > 2
+    assert all(c.text.startswith("Part | Warehouse | Count | Checked\n") for c in chunks)
+    rows = [line for c in chunks for line in c.text.splitlines()[1:]]
+    assert len(rows) == 60 and "2026-01-01" in rows[0]  # dates as ISO, every row once
+
+
+def test_front_matter_is_metadata_not_text(library: dict[str, Any]) -> None:
+    (chunk,) = library["kb"].chunks(str(library["docs"] / "bees.md"))
+    assert "tags:" not in chunk.text and chunk.text.startswith("# Spring")
+    extra = dict(chunk.extra)
+    assert extra == {"tags": "bees, honey", "date": "2026-05-04", "rating": 4}
+    assert chunk.title == "Beekeeping log" and chunk.heading == "Spring"
+
+
+def test_an_edited_slide_reembeds_only_its_chunks(tmp_path: Path) -> None:
+    kb = KnowledgeBase(store=tmp_path / "store")
+    deck = tmp_path / "deck.pptx"
+    write_pptx(deck)
+    assert kb.ingest([deck]).chunks_embedded == 3
+    edited = [*SLIDES[:2], ("Risks", "Sea ice may close the northern port in February.")]
+    write_pptx(deck, edited)
+    again = kb.ingest([deck])
+    assert again.updated == 1 and again.chunks_embedded == 1 and again.chunks_reused == 2
+    hit = top(kb, "What may close the northern port?")
+    assert hit.metadata["section"] == "slide 3: Risks" and "Sea ice" in hit.text
+
+
+def test_bad_office_files_are_clear_skips_and_lose_nothing(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    write_docx(docs / "report.docx")
+    kb = KnowledgeBase(store=tmp_path / "store")
+    kb.ingest([docs])
+    good = (docs / "report.docx").read_bytes()
+    # The stored report is damaged on disk: it is skipped, its chunks stay.
+    (docs / "report.docx").write_bytes(good[: len(good) // 2])
+    (docs / "locked.xlsx").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600)
+    empty_zip = io.BytesIO()
+    with zipfile.ZipFile(empty_zip, "w") as z:
+        z.writestr("readme.txt", "not a deck")
+    (docs / "deck.pptx").write_bytes(empty_zip.getvalue())
+    (docs / "page.docx").write_text("<html><body><p>Herons nest in tall alders.</p></body></html>")
+    write_pptx(docs / "renamed.docx")  # a deck under a Word name
+    warnings: list[str] = []
+    report = kb.ingest([docs], warn=warnings.append)
+    reasons = {Path(s["source"]).name: s["reason"] for s in report.skipped_sources}
+    assert set(reasons) == {"report.docx", "locked.xlsx", "deck.pptx"}, reasons
+    assert reasons["report.docx"].startswith("corrupt Word document")
+    assert "password-protected or in the old binary format" in reasons["locked.xlsx"]
+    assert reasons["deck.pptx"].startswith("not a PowerPoint deck")
+    assert report.added == 2
+    assert "fourteen metres" in " ".join(c.text for c in kb.chunks(str(docs / "report.docx")))
+    assert top(kb, "Where do herons nest?").source == str(docs / "page.docx")
+    assert any("named as a Word document but is a PowerPoint deck" in w for w in warnings)
+    assert kb.chunks(str(docs / "renamed.docx"))[0].section == "slide 1: Quarterly goals"
+
+
+def test_query_shows_the_slide(tmp_path: Path) -> None:
+    deck = tmp_path / "plan.pptx"
+    write_pptx(deck)
+    ragdb = Ragdb(tmp_path / "store")
+    ragdb("ingest", str(deck))
+    out = ragdb("query", "telescope refurbishment cost", "--retrieve-only", "-k", "1").stdout
+    assert "slide 2: Budget" in out
+
+
+def test_an_upload_is_judged_by_its_content() -> None:
+    """What `POST /v1/documents` refuses up front (415) and what it takes."""
+    from ragdb.ingest.extract import unsupported_format
+
+    deck = io.BytesIO()
+    pptx.Presentation().save(deck)
+    assert unsupported_format("deck.pptx", deck.getvalue()) is None
+    assert unsupported_format("deck.bin", deck.getvalue()) is None  # by content
+    assert unsupported_format("page.docx", b"<html><p>hi</p></html>") is None
+    locked = unsupported_format("book.xlsx", b"\xd0\xcf\x11\xe0" + b"\0" * 100)
+    assert locked is not None and "password-protected" in locked
+    assert "unsupported format: a Word document (.doc)" in str(
+        unsupported_format("old.doc", b"\xd0\xcf\x11\xe0" + b"\0" * 100)
+    )
