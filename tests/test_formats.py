@@ -235,3 +235,63 @@ def test_an_upload_is_judged_by_its_content() -> None:
     assert "unsupported format: a Word document (.doc)" in str(
         unsupported_format("old.doc", b"\xd0\xcf\x11\xe0" + b"\0" * 100)
     )
+
+
+def scanned(lines: list[str]) -> Any:
+    """A picture of text, as a scanner makes it: black on white, no text layer."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("RGB", (1240, 120 + 70 * len(lines)), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=36)
+    for i, line in enumerate(lines):
+        draw.text((60, 60 + i * 70), line, fill="black", font=font)
+    return image
+
+
+KEEPER = ["The lighthouse keeper counted forty-two ships", "passing the northern cape in 1987."]
+FERRY = ["The night ferry to the islands", "leaves the pier at half past ten."]
+
+
+def test_scanned_pdfs_and_images_are_read_by_ocr(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    scanned(KEEPER).save(docs / "log.pdf")  # a PDF of one image: no text layer
+    first, second = scanned(["Page one is about tides."]), scanned(FERRY)
+    first.save(docs / "timetable.tiff", save_all=True, append_images=[second])
+    scanned([]).save(docs / "blank.png")
+    (docs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    kb = KnowledgeBase(store=tmp_path / "store")
+    warnings: list[str] = []
+    report = kb.ingest([docs], warn=warnings.append)
+    reasons = {Path(s["source"]).name: s["reason"] for s in report.skipped_sources}
+    assert reasons["blank.png"] == "no text found by OCR in the image"
+    assert reasons["broken.png"].startswith("unreadable image")
+    assert report.added == 2, reasons
+    hit = top(kb, "How many ships did the lighthouse keeper count?")
+    assert hit.source == str(docs / "log.pdf") and hit.metadata["page"] == 1
+    assert "forty-two ships" in hit.text and "1987" in hit.text
+    hit = top(kb, "When does the night ferry leave?")
+    assert hit.source == str(docs / "timetable.tiff") and hit.metadata["page"] == 2
+    assert "half past ten" in hit.text
+    assert any("log.pdf: read 1 page by OCR" in w for w in warnings), warnings
+    # Unchanged, nothing is read again.
+    again: list[str] = []
+    assert kb.ingest([docs], warn=again.append).chunks_embedded == 0
+    assert not any("page by OCR" in w or "pages by OCR" in w for w in again), again
+
+
+def test_ocr_can_be_turned_off_or_kept_to_images(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    scanned(KEEPER).save(docs / "log.pdf")
+    scanned(FERRY).save(docs / "ferry.png")
+    ragdb = Ragdb(tmp_path / "store")
+    off = ragdb.json("ingest", str(docs), "--no-ocr", code=1)  # nothing ingested: exit 1
+    reasons = {Path(s["source"]).name: s["reason"] for s in off["skipped_sources"]}
+    assert reasons == {
+        "log.pdf": "PDF has no extractable text (scanned? --ocr on reads it)",
+        "ferry.png": "an image: OCR is off (--ocr on reads its text)",
+    }
+    images = ragdb.json("ingest", str(docs), "--ocr", "images")
+    assert images["added"] == 1 and images["skipped_sources"][0]["source"].endswith("log.pdf")

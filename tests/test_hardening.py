@@ -591,3 +591,25 @@ def test_an_unreadable_subdirectory_is_named(tmp_path: Path) -> None:
         (docs / "locked").chmod(0o755)
     assert [p.name for p in found.files] == ["a.txt"]
     assert any("locked" in n and "Permission denied" in n for n in found.notes), found.notes
+
+
+def test_opening_store_after_store_keeps_file_descriptors_bounded(tmp_path: Path) -> None:
+    """A process that opens many stores (a suite, a service of many knowledge
+    bases) closes the least recently used idle Chroma clients instead of
+    keeping a dozen descriptors open for every store it ever opened."""
+    from ragdb.store.store import MAX_CLIENTS
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    kbs, counts = [], []
+    for i in range(MAX_CLIENTS + 6):
+        doc = tmp_path / f"doc{i}.txt"
+        doc.write_text(f"Lighthouse number {i} stands on a granite cliff.")
+        kb = KnowledgeBase(store=tmp_path / f"store{i}")
+        kb.ingest([doc])
+        kbs.append(kb)
+        counts.append(open_fds())
+    assert counts[-1] - counts[MAX_CLIENTS] <= 4, counts  # flat once the bound is reached
+    # A store whose client was closed opens it again when next used.
+    assert "Lighthouse number 0" in kbs[0].retrieve("granite lighthouse", k=1).hits[0].text

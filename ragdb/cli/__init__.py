@@ -307,6 +307,14 @@ def cli(
     help="Also remove stored files that are gone from the directories or quoted glob "
     "patterns given (or records gone from --records FILE).",
 )
+@click.option(
+    "--ocr",
+    type=click.Choice(["on", "images", "off"]),
+    default="on",
+    show_default=True,
+    help="What OCR reads: images and scanned PDF pages (on), images only, or nothing.",
+)
+@click.option("--no-ocr", is_flag=True, help="Read nothing by OCR (the same as --ocr off).")
 @device_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
@@ -322,6 +330,8 @@ def ingest(
     title_field: str | None,
     meta_fields: tuple[str, ...],
     prune: bool,
+    ocr: str,
+    no_ocr: bool,
     device: str | None,
     as_json: bool,
 ) -> None:
@@ -367,7 +377,8 @@ def ingest(
             click.echo(f"storing standard input as {name!r} (--name sets another)", err=True)
         plan = plan_text(name, data, replace=replace)
     else:
-        plan = plan_paths(list(paths), prune=prune, replace=replace, warn=_warn)
+        ocr = "off" if no_ocr else ocr
+        plan = plan_paths(list(paths), prune=prune, replace=replace, warn=_warn, ocr=ocr)
     kb = _open(ctx, device=device)
     progress = _Bar("embedding", "chunk")
     warn = _Warnings()

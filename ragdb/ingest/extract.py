@@ -42,18 +42,13 @@ UNSUPPORTED = {
     ".rtf": "an RTF document",
     ".msg": "an Outlook message",
     ".mbox": "a mailbox",
-    ".png": "an image",
-    ".jpg": "an image",
-    ".jpeg": "an image",
-    ".tif": "an image",
-    ".tiff": "an image",
     ".zip": "a zip archive",
 }
 
 
 READABLE = (
     "ragdb reads text, Markdown, HTML, PDF, e-mail (.eml), Word (.docx), PowerPoint "
-    "(.pptx), Excel (.xlsx) and EPUB"
+    "(.pptx), Excel (.xlsx), EPUB and images (by OCR)"
 )
 
 
@@ -134,11 +129,11 @@ def extract(inp: Input, data: bytes) -> Document:
             raise Skipped("empty (compressed)")
         name = name.removesuffix(".gz")
     kind = kind_of(name, inp.kind_hint)
-    read = formats.read(name, inp.source, data)
+    read = formats.read(name, inp.source, data, inp.ocr)
     if read is not None:
         return read
     if kind == "pdf" or data.startswith(b"%PDF-"):
-        return _pdf(inp.source, data)
+        return _pdf(inp.source, data, ocr=inp.ocr == "on")
     why = unsupported_format(name, data) if inp.kind_hint is None else None
     if why is not None:
         raise Skipped(why)
@@ -318,7 +313,34 @@ def _email(source: str, data: bytes) -> Document:
     return doc
 
 
-def _pdf(source: str, data: bytes) -> Document:
+def _pdf(source: str, data: bytes, ocr: bool = True) -> Document:
+    """A PDF's text, page by page; pages without any read by OCR (``ocr``)."""
+    pages = _pdf_text(data)
+    notes = []
+    blank = [n for n, text in enumerate(pages) if not text.strip()]
+    if blank and ocr:
+        import time
+
+        from ragdb.ingest.formats.ocr import ocr_note, read_pdf_pages
+
+        started = time.perf_counter()
+        for n, text in read_pdf_pages(data, blank).items():
+            pages[n] = text
+        notes.append(ocr_note(len(blank), started))
+    starts = []
+    offset = 0
+    for text in pages:
+        starts.append(offset)
+        offset += len(text) + 2
+    text = "\n\n".join(pages)
+    if not text.strip():
+        why = "OCR found none either" if ocr else "scanned? --ocr on reads it"
+        raise Skipped(f"PDF has no extractable text ({why})")
+    return Document(source, text, "pdf", page_starts=starts, notes=notes)
+
+
+def _pdf_text(data: bytes) -> list[str]:
+    """The text pypdf extracts from each page ("" for a page of pictures)."""
     import io
     import logging
 
@@ -340,19 +362,8 @@ def _pdf(source: str, data: bytes) -> Document:
                 raise Skipped(f"encrypted PDF (cannot decrypt: {type(exc).__name__})") from None
             if opened == PasswordType.NOT_DECRYPTED:
                 raise Skipped("encrypted PDF (needs a password)")
-        pages = [page.extract_text() or "" for page in reader.pages]
+        return [page.extract_text() or "" for page in reader.pages]
     except Skipped:
         raise
     except (PyPdfError, ValueError, KeyError, TypeError, OSError) as exc:
         raise Skipped(f"corrupt PDF ({type(exc).__name__}: {str(exc)[:80]})") from None
-    starts = []
-    parts = []
-    offset = 0
-    for text in pages:
-        starts.append(offset)
-        parts.append(text)
-        offset += len(text) + 2
-    text = "\n\n".join(parts)
-    if not text.strip():
-        raise Skipped("PDF has no extractable text (scanned?)")
-    return Document(source, text, "pdf", page_starts=starts)

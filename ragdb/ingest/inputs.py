@@ -60,6 +60,9 @@ class Input:
     # A file's bytes read elsewhere (by a CLI sending them to `ragdb serve`): still
     # a file, as if read here.
     from_file: bool = False
+    # What OCR reads: "on" (images and PDF pages without text), "images" (images
+    # only) or "off". Not part of the fingerprint: a file stored is not re-read.
+    ocr: str = "on"
     # Why a file sent from elsewhere could not be read there.
     unreadable: str | None = None
     # Read on someone else's behalf (a request to `ragdb serve`): the file opened
@@ -100,6 +103,7 @@ class Input:
             "title": self.title,
             "meta": [list(pair) for pair in self.meta],
             "origin": self.origin,
+            "ocr": self.ocr,
         }
 
     @classmethod
@@ -123,6 +127,7 @@ class Input:
                 meta=meta,
                 origin=data.get("origin"),
                 from_file=bool(data.get("from_file")),
+                ocr=check_ocr(str(data.get("ocr") or "on")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InputError(f"not an input ({{source, data (base64), ...}}): {exc}") from None
@@ -130,6 +135,16 @@ class Input:
     def describe(self) -> str:
         """What, beside its bytes, decides how this input is stored."""
         return repr((self.kind_hint, self.title, self.meta))
+
+
+OCR_MODES = ("on", "images", "off")
+
+
+def check_ocr(mode: str) -> str:
+    """``mode`` when it is one of :data:`OCR_MODES` (else a ValueError)."""
+    if mode not in OCR_MODES:
+        raise ValueError(f"ocr is one of {', '.join(OCR_MODES)}, not {mode!r}")
+    return mode
 
 
 def read_file(path: Path, roots: tuple[Path, ...] | None = None) -> bytes:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ragdb.errors import InputError, UsageError
-from ragdb.ingest.inputs import Input
+from ragdb.ingest.inputs import Input, check_ocr
 from ragdb.ingest.paths import expand_paths, glob_matcher
 from ragdb.ingest.record_files import read_records
 from ragdb.wire import from_fields
@@ -127,12 +127,18 @@ def plan_paths(
     replace: bool = False,
     roots: Sequence[Path] | None = None,
     warn: Warn | None = None,
+    ocr: str = "on",
 ) -> IngestPlan:
     """The plan to ingest ``paths`` (files, directories, globs), decided where
     the files are: nothing is read yet. With ``roots``, only files under one of
     them (when found and when opened) are read; ``prune`` also removes stored
-    files gone from the directories or glob patterns given."""
+    files gone from the directories or glob patterns given; ``ocr`` says what
+    OCR reads ("on": images and PDF pages without text, "images", "off")."""
     bound = tuple(Path(r) for r in roots) if roots is not None else None
+    try:
+        check_ocr(ocr)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     found = expand_paths([str(p) for p in paths], bound)
     if prune and not found.dirs and not found.patterns:
         raise UsageError(
@@ -146,7 +152,7 @@ def plan_paths(
     if not found.files and not prune:
         raise InputError("nothing to ingest: no files under the paths given")
     return IngestPlan(
-        [Input(source=str(f), path=f, roots=bound) for f in found.files],
+        [Input(source=str(f), path=f, roots=bound, ocr=ocr) for f in found.files],
         prune_dirs=list(found.dirs) if prune else [],
         prune_patterns=list(found.patterns) if prune else [],
         replace=replace,

@@ -8,7 +8,7 @@ Imported only by the service (pydantic comes with FastAPI).
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -111,6 +111,9 @@ class IngestBody(Body):
         default=None, description="a list of glob patterns: no file that matches one"
     )
     prune: bool | None = Field(default=None, description="also remove what left the folders")
+    ocr: Literal["on", "images", "off"] | None = Field(
+        default=None, description="what OCR reads of the paths: images and scanned PDF pages"
+    )
     replace: bool | None = Field(
         default=None, description="replace a stored file or record of a text's name"
     )

@@ -11,6 +11,7 @@ write by moving the store's generation on.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
@@ -124,6 +125,8 @@ class Store:
             self.backend.acquire()
             ok = False
             try:
+                with _clients_lock:  # never closed for want of room while in use
+                    _busy[self.backend.client_key] += 1
                 if self._manifest is None:
                     # Under the lock: another process may be creating the store.
                     self.backend.check_location(create)
@@ -148,6 +151,8 @@ class Store:
                 if self._session is not None:
                     self._session.close()
                 self._session = None
+                with _clients_lock:
+                    _busy[self.backend.client_key] -= 1
                 if not ok:
                     _forget(self.backend.client_key)  # state unknown: open afresh next time
                 self.backend.release()
@@ -291,14 +296,24 @@ class Store:
 
 
 # One client per store and process: Chroma shares its state between clients of
-# one path inside a process, so two would see each other's staleness.
-_clients: dict[str, tuple[Any, int]] = {}
+# one path inside a process, so two would see each other's staleness. A client
+# holds a dozen file descriptors and its index in memory: past MAX_CLIENTS, the
+# least recently used idle ones are closed (a process that opens store after
+# store, a test suite or a service of many knowledge bases, must not run out).
+MAX_CLIENTS = 8
+_clients: collections.OrderedDict[str, tuple[Any, int]] = collections.OrderedDict()
+_busy: collections.Counter[str] = collections.Counter()  # sessions using each client
 _clients_lock = threading.RLock()
 
 
 def _remember(key: str, client: Any, generation: int) -> None:
     with _clients_lock:
         _clients[key] = (client, generation)
+        _clients.move_to_end(key)
+        idle = [k for k in _clients if k != key and _busy[k] <= 0]
+        doomed = idle[: max(0, len(_clients) - MAX_CLIENTS)]
+    for old in doomed:
+        _forget(old)
 
 
 def _forget(key: str) -> None:

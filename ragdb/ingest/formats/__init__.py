@@ -45,6 +45,15 @@ def _zip_names(data: bytes) -> set[str]:
         return set()
 
 
+# The first bytes of the image formats OCR reads.
+IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM", b"GIF8")
+
+
+def _image(data: bytes) -> bool:
+    webp = data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+    return data.startswith(IMAGE_MAGIC) or webp
+
+
 @dataclasses.dataclass(frozen=True)
 class Format:
     """One readable format: its kind, extensions, content test and reader."""
@@ -55,6 +64,7 @@ class Format:
     sniff: Callable[[bytes], bool]
     module: str  # the reader's module under ragdb.ingest.formats
     function: str
+    ocr: bool = False  # read by OCR: skipped when OCR is off
 
     @property
     def name(self) -> str:
@@ -77,6 +87,8 @@ FORMATS = (
            "office", "read_xlsx"),
     Format("epub", "an e-book", (".epub",), _zip_mimetype("application/epub+zip"),
            "epub", "read_epub"),
+    Format("image", "an image", (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp",
+           ".gif"), _image, "ocr", "read_image", ocr=True),
 )  # fmt: skip
 
 
@@ -92,9 +104,7 @@ def _check_expansion(fmt: Format, data: bytes) -> None:
 
 
 def by_content(data: bytes) -> Format | None:
-    """The format ``data`` is, whatever its name says (zip-based formats only)."""
-    if not data.startswith(b"PK\x03\x04"):
-        return None
+    """The format ``data`` is, whatever its name says."""
     return next((f for f in FORMATS if f.sniff(data)), None)
 
 
@@ -122,7 +132,7 @@ def refusal(name: str, data: bytes) -> str | None:
     return None  # text or HTML under an Office name: read as what it is
 
 
-def read(name: str, source: str, data: bytes) -> Document | None:
+def read(name: str, source: str, data: bytes, ocr: str = "on") -> Document | None:
     """The document when ``data`` is one of these formats, by content first;
     None when it is none of them (text, HTML, PDF, e-mail: read elsewhere).
     A name that claims a format its content is not gets a note, or a skip
@@ -131,8 +141,11 @@ def read(name: str, source: str, data: bytes) -> Document | None:
     if why is not None:
         raise Skipped(why)
     claimed, found = by_name(name), by_content(data)
+    if found is not None and found.ocr and ocr == "off":
+        raise Skipped(f"{found.what}: OCR is off (--ocr on reads its text)")
     if found is not None:
-        _check_expansion(found, data)
+        if data.startswith(b"PK\x03\x04"):
+            _check_expansion(found, data)
         doc = found.read(source, data)
         if claimed is not None and claimed is not found:
             doc.notes.append(f"named as {claimed.what} but is {found.what}: read as such")

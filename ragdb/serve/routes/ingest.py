@@ -56,7 +56,7 @@ def plans_of(service: Service, body: IngestBody) -> list[IngestPlan]:
     ]
     if body.paths:
         allowed = [service.allowed(p) for p in body.paths]
-        plan = plan_paths(allowed, prune=bool(body.prune), roots=roots)
+        plan = plan_paths(allowed, prune=bool(body.prune), roots=roots, ocr=body.ocr or "on")
         plans.append(plan.select(body.include or (), body.exclude or ()))
     return plans
 

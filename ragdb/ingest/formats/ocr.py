@@ -1,0 +1,119 @@
+"""Text from pictures of text: images (PNG, JPEG, TIFF and the like, each frame
+of a multi-page TIFF a page) and the pages of a scanned PDF, read by
+`RapidOCR <https://github.com/RapidAI/RapidOCR>`_ (PP-OCR's detection and
+recognition models, shipped inside its wheel and run by onnxruntime: nothing is
+downloaded). OCR costs about a second a page on a CPU; it runs in the ingest
+pipeline's reading thread, beside the encoder, and an unchanged file is never
+read again."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ragdb.ingest.inputs import Document, Skipped
+
+# PDF pages are rendered at this resolution for OCR (dots per inch), the longest
+# side bounded (a poster-sized page would cost minutes at 200 dpi).
+RENDER_DPI = 200
+MAX_SIDE = 3000
+
+_engine: Any = None
+_loading = threading.Lock()
+_running = threading.Lock()  # one engine, one page at a time
+
+
+def _ocr() -> Any:
+    """The OCR engine, loaded once (its models take about half a second)."""
+    global _engine
+    with _loading:
+        if _engine is None:
+            import logging
+
+            from rapidocr_onnxruntime import RapidOCR
+
+            logging.getLogger("RapidOCR").setLevel(logging.ERROR)
+            _engine = RapidOCR()
+    return _engine
+
+
+def recognise(image: Any) -> str:
+    """The text in a PIL image, line by line in reading order."""
+    import numpy as np
+
+    engine = _ocr()
+    with _running:
+        found, _ = engine(np.asarray(image.convert("RGB")))
+    return "\n".join(_lines(found or []))
+
+
+def _lines(found: Sequence[Any]) -> Iterable[str]:
+    """Boxes of text joined into lines: top to bottom, then left to right, a box
+    whose middle lies within the current line's height joining it."""
+    boxes = sorted(
+        ((min(p[1] for p in box), max(p[1] for p in box), min(p[0] for p in box), text)
+         for box, text, _score in found),
+    )  # fmt: skip
+    line: list[tuple[float, str]] = []
+    bottom = -1.0
+    for top, low, left, text in boxes:
+        if line and (top + low) / 2 > bottom:
+            yield " ".join(t for _, t in sorted(line))
+            line = []
+        bottom = low if not line else max(bottom, low)
+        line.append((left, text))
+    if line:
+        yield " ".join(t for _, t in sorted(line))
+
+
+def read_image(source: str, data: bytes) -> Document:
+    """An image's text by OCR; each frame of a multi-page TIFF is a page."""
+    from PIL import Image, ImageSequence, UnidentifiedImageError
+
+    started = time.perf_counter()
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            pages = [recognise(frame.copy()) for frame in ImageSequence.Iterator(image)]
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
+        raise Skipped(f"unreadable image ({type(exc).__name__}: {str(exc)[:80]})") from None
+    if not any(p.strip() for p in pages):
+        raise Skipped("no text found by OCR in the image")
+    doc = _paged(source, "image", pages)
+    doc.notes.append(ocr_note(len(pages), started))
+    return doc
+
+
+def read_pdf_pages(data: bytes, numbers: Sequence[int]) -> dict[int, str]:
+    """The text OCR finds on the PDF's pages ``numbers`` (0-based), rendered."""
+    import pypdfium2 as pdfium
+
+    out = {}
+    pdf = pdfium.PdfDocument(data)
+    try:
+        for n in numbers:
+            page = pdf[n]
+            width, height = page.get_size()
+            scale = min(RENDER_DPI / 72, MAX_SIDE / max(width, height, 1))
+            out[n] = recognise(page.render(scale=scale).to_pil())
+    finally:
+        pdf.close()
+    return out
+
+
+def _paged(source: str, kind: str, pages: list[str]) -> Document:
+    starts, offset = [], 0
+    for text in pages:
+        starts.append(offset)
+        offset += len(text) + 2
+    return Document(
+        source, "\n\n".join(pages), kind, page_starts=starts if len(pages) > 1 else None
+    )
+
+
+def ocr_note(pages: int, started: float) -> str:
+    """What a user is told of an OCR read: pages and time."""
+    seconds = time.perf_counter() - started
+    return f"read {pages} page{'' if pages == 1 else 's'} by OCR in {seconds:.1f}s"
