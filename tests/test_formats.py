@@ -295,3 +295,53 @@ def test_ocr_can_be_turned_off_or_kept_to_images(tmp_path: Path) -> None:
     }
     images = ragdb.json("ingest", str(docs), "--ocr", "images")
     assert images["added"] == 1 and images["skipped_sources"][0]["source"].endswith("log.pdf")
+
+
+def write_mbox(path: Path, messages: list[tuple[str | None, str, str]]) -> None:
+    """A real mbox (the standard library writes it) of (Message-ID, subject, body)."""
+    import email.message
+    import mailbox
+
+    box = mailbox.mbox(str(path))
+    for msg_id, subject, body in messages:
+        msg = email.message.EmailMessage()
+        msg["Subject"], msg["From"], msg["To"] = subject, "Kari <kari@example.org>", "team@x.org"
+        msg["Date"] = "Tue, 03 Nov 2026 09:30:00 +0100"
+        if msg_id:
+            msg["Message-ID"] = f"<{msg_id}>"
+        msg.set_content(body)
+        box.add(msg)
+    box.flush()
+    box.close()
+
+
+MAIL = [
+    ("m1@x.org", "Boat trip", "The boat trip to the seal colony is on Saturday at nine."),
+    ("m2@x.org", "Canteen", "From now on the canteen serves soup on Thursdays."),
+    (None, "Parking", "The north car park closes for resurfacing next week."),
+]
+
+
+def test_a_mailbox_is_a_source_per_message_kept_in_step(tmp_path: Path) -> None:
+    box = tmp_path / "inbox.mbox"
+    write_mbox(box, MAIL)
+    with open(box, "ab") as fh:  # a message that is only noise
+        fh.write(b"From nobody Thu Jan  1 00:00:00 2026\n\n\xff\xfe\x00\x01\n\n")
+    kb = KnowledgeBase(store=tmp_path / "store")
+    first = kb.ingest([box])
+    names = sorted(s.source for s in kb.sources())
+    assert names[:2] == [f"{box}#m1@x.org", f"{box}#m2@x.org"] and len(names) == 3
+    assert names[2].startswith(f"{box}#sha1-")
+    assert first.added == 3 and first.skipped == 1  # the noise, named, the rest stored
+    assert first.skipped_sources[0]["source"].startswith(f"{box}#sha1-")
+    hit = top(kb, "When is the boat trip to the seal colony?")
+    assert hit.source == f"{box}#m1@x.org" and hit.text.startswith("Subject: Boat trip")
+    assert hit.metadata["from"] == "Kari <kari@example.org>"
+    assert hit.metadata["date"] == "2026-11-03T09:30:00+01:00"
+    assert "soup on Thursdays" in top(kb, "What does the canteen serve?").text
+    # A message deleted from the mailbox goes; the others are not embedded again.
+    box.unlink()
+    write_mbox(box, [MAIL[0], MAIL[2]])
+    again = kb.ingest([box])
+    assert again.removed == 1 and again.unchanged == 2 and again.chunks_embedded == 0
+    assert f"{box}#m2@x.org" not in {s.source for s in kb.sources()}

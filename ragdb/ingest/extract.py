@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from ragdb.ingest import formats
 from ragdb.ingest.inputs import Document, Input, Skipped
@@ -41,14 +42,13 @@ UNSUPPORTED = {
     ".mobi": "an e-book",
     ".rtf": "an RTF document",
     ".msg": "an Outlook message",
-    ".mbox": "a mailbox",
     ".zip": "a zip archive",
 }
 
 
 READABLE = (
-    "ragdb reads text, Markdown, HTML, PDF, e-mail (.eml), Word (.docx), PowerPoint "
-    "(.pptx), Excel (.xlsx), EPUB and images (by OCR)"
+    "ragdb reads text, Markdown, HTML, PDF, e-mail (.eml, .mbox), Word (.docx), "
+    "PowerPoint (.pptx), Excel (.xlsx), EPUB and images (by OCR)"
 )
 
 
@@ -300,17 +300,37 @@ def _email(source: str, data: bytes) -> Document:
         attached = [p.get_filename() or "unnamed" for p in msg.iter_attachments()]
     except (LookupError, ValueError, TypeError, AttributeError) as exc:
         raise Skipped(f"unreadable e-mail ({type(exc).__name__}: {str(exc)[:80]})") from None
+    if not head:
+        raise Skipped("not an e-mail message (no Subject, From, To or Date header)")
     if not isinstance(content, str):
         content = ""
     if is_html:
         content = _html(source, content).text
     subject = str(msg["Subject"] or "").strip() or None
     doc = Document(source, "\n".join(head) + "\n\n" + content.strip(), "email", title=subject)
+    doc.meta = _headers(msg)
     if attached:
         doc.notes.append(f"attachments not read: {', '.join(attached)}")
     if not content.strip() and not head:
         raise Skipped("no text")
     return doc
+
+
+def _headers(msg: Any) -> dict[str, str | int | float | bool]:
+    """A message's sender, recipients and date (ISO 8601) as chunk metadata."""
+    import email.utils
+
+    meta: dict[str, str | int | float | bool] = {}
+    for key in ("From", "To", "Cc"):
+        if msg[key]:
+            meta[key.lower()] = " ".join(str(msg[key]).split())
+    try:
+        when = email.utils.parsedate_to_datetime(str(msg["Date"])) if msg["Date"] else None
+    except (TypeError, ValueError):
+        when = None
+    if when is not None:
+        meta["date"] = when.isoformat()
+    return meta
 
 
 def _pdf(source: str, data: bytes, ocr: bool = True) -> Document:

@@ -12,6 +12,7 @@ from typing import Any
 
 from ragdb.errors import InputError, UsageError
 from ragdb.ingest.inputs import Input, check_ocr
+from ragdb.ingest.mailboxes import is_mailbox, read_mailbox
 from ragdb.ingest.paths import expand_paths, glob_matcher
 from ragdb.ingest.record_files import read_records
 from ragdb.wire import from_fields
@@ -151,10 +152,18 @@ def plan_paths(
             warn(note)
     if not found.files and not prune:
         raise InputError("nothing to ingest: no files under the paths given")
+    inputs: list[Input] = []
+    for f in found.files:
+        if is_mailbox(f):  # each message a source: read now, like a records file
+            inputs += read_mailbox(f, bound, ocr)
+        else:
+            inputs.append(Input(source=str(f), path=f, roots=bound, ocr=ocr))
     return IngestPlan(
-        [Input(source=str(f), path=f, roots=bound, ocr=ocr) for f in found.files],
+        inputs,
         prune_dirs=list(found.dirs) if prune else [],
         prune_patterns=list(found.patterns) if prune else [],
+        # A mailbox is read whole: the messages deleted from it go.
+        prune_records=any(is_mailbox(f) for f in found.files),
         replace=replace,
     )
 
