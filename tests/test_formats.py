@@ -345,3 +345,57 @@ def test_a_mailbox_is_a_source_per_message_kept_in_step(tmp_path: Path) -> None:
     again = kb.ingest([box])
     assert again.removed == 1 and again.unchanged == 2 and again.chunks_embedded == 0
     assert f"{box}#m2@x.org" not in {s.source for s in kb.sources()}
+
+
+def test_opendocument_text_sheets_and_slides(tmp_path: Path) -> None:
+    from odf import dc, draw, style, table, text
+    from odf.opendocument import (
+        OpenDocumentPresentation,
+        OpenDocumentSpreadsheet,
+        OpenDocumentText,
+    )
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    odt = OpenDocumentText()
+    odt.meta.addElement(dc.Title(text="Garden notes"))
+    odt.text.addElement(text.H(outlinelevel=1, text="Compost"))
+    odt.text.addElement(text.P(text="Turn the compost heap every second week in summer."))
+    odt.save(str(docs / "garden.odt"))
+    ods = OpenDocumentSpreadsheet()
+    sheet = table.Table(name="Birds")
+    for cells in (["Bird", "Seen"], ["wren", "3"], ["kingfisher by the weir", "1"]):
+        row = table.TableRow()
+        for value in cells:
+            cell = table.TableCell()
+            cell.addElement(text.P(text=value))
+            row.addElement(cell)
+        sheet.addElement(row)
+    sheet.addElement(table.TableRow(numberrowsrepeated=1048570))  # the empty tail
+    ods.spreadsheet.addElement(sheet)
+    ods.save(str(docs / "birds.ods"))
+    odp = OpenDocumentPresentation()
+    layout = style.PageLayout(name="L")
+    odp.automaticstyles.addElement(layout)
+    master = style.MasterPage(name="M", pagelayoutname=layout)
+    odp.masterstyles.addElement(master)
+    for title, body in (("Welcome", "Hello all."), ("Ferries", "The ferry runs hourly.")):
+        page = draw.Page(masterpagename=master)
+        for words in (title, body):
+            frame = draw.Frame(width="20cm", height="3cm", x="1cm", y="1cm")
+            box = draw.TextBox()
+            box.addElement(text.P(text=words))
+            frame.addElement(box)
+            page.addElement(frame)
+        odp.presentation.addElement(page)
+    odp.save(str(docs / "talk.odp"))
+    kb = KnowledgeBase(store=tmp_path / "store")
+    assert kb.ingest([docs]).added == 3
+    hit = top(kb, "How often should the compost heap be turned?")
+    assert hit.source.endswith("garden.odt") and hit.metadata["heading"] == "Compost"
+    assert hit.metadata["title"] == "Garden notes"
+    hit = top(kb, "kingfisher by the weir")
+    assert hit.source.endswith("birds.ods") and hit.text.startswith("Bird | Seen\n")
+    assert hit.metadata["section"] == "sheet Birds, rows 2-3"
+    hit = top(kb, "How often does the ferry run?")
+    assert hit.source.endswith("talk.odp") and hit.metadata["section"] == "slide 2: Ferries"

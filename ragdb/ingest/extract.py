@@ -36,9 +36,6 @@ UNSUPPORTED = {
     ".doc": "a Word document",
     ".xls": "an Excel workbook",
     ".ppt": "a PowerPoint deck",
-    ".odt": "an OpenDocument text",
-    ".ods": "an OpenDocument spreadsheet",
-    ".odp": "an OpenDocument presentation",
     ".mobi": "an e-book",
     ".rtf": "an RTF document",
     ".msg": "an Outlook message",
@@ -48,7 +45,7 @@ UNSUPPORTED = {
 
 READABLE = (
     "ragdb reads text, Markdown, HTML, PDF, e-mail (.eml, .mbox), Word (.docx), "
-    "PowerPoint (.pptx), Excel (.xlsx), EPUB and images (by OCR)"
+    "PowerPoint (.pptx), Excel (.xlsx), OpenDocument, EPUB and images (by OCR)"
 )
 
 

@@ -7,6 +7,7 @@ import io
 import re
 import zipfile
 
+from ragdb.ingest.formats.parts import located
 from ragdb.ingest.inputs import Document, Skipped
 
 
@@ -34,21 +35,14 @@ def read_epub(source: str, data: bytes) -> Document:
         author = _first(book.get_metadata("DC", "creator"))
     except (epub.EpubException, zipfile.BadZipFile, KeyError, ValueError, AttributeError) as exc:
         raise Skipped(f"corrupt e-book ({type(exc).__name__}: {str(exc)[:80]})") from None
-    sections: list[tuple[int, str]] = []
-    texts: list[str] = []
-    offset = 0
+    parts: list[tuple[str, str]] = []
     for html in pages:
         heading, body = _chapter(html)
-        if not body.strip():
-            continue
-        label = f"chapter {len(sections) + 1}" + (f": {heading}" if heading else "")
-        sections.append((offset, label))
-        texts.append(body)
-        offset += len(body) + 2
-    if not texts:
-        raise Skipped("no text")
+        if body.strip():
+            label = f"chapter {len(parts) + 1}" + (f": {heading}" if heading else "")
+            parts.append((label, body))
     meta: dict[str, str | int | float | bool] = {"author": author} if author else {}
-    return Document(source, "\n\n".join(texts), "epub", title=title, sections=sections, meta=meta)
+    return located(source, "epub", parts, title, meta)
 
 
 def _first(values: list[tuple[str, dict[str, str]]]) -> str | None:

@@ -11,17 +11,12 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from ragdb.ingest.formats.parts import located, row_groups
 from ragdb.ingest.inputs import Document, Skipped
 
 # What a broken package raises inside these readers (a zip with a missing or
 # malformed part): each becomes a skip reason, never a crash.
 BROKEN = (zipfile.BadZipFile, KeyError, ValueError, TypeError, AttributeError, IndexError)
-
-# A spreadsheet's rows are grouped until a group's text reaches this many
-# characters: with the header, under the default model's 256 tokens even for
-# rows of numbers and dates (about three characters a token), so the chunker
-# does not cut a group and leave a part without its header.
-GROUP_CHARS = 400
 
 
 def _broken(what: str, exc: Exception) -> Skipped:
@@ -97,7 +92,7 @@ def read_pptx(source: str, data: bytes) -> Document:
         raise _broken("PowerPoint deck", exc) from None
     parts = [(f"slide {n}" + (f": {name}" if name else ""), body) for n, (name, body) in
              enumerate(slides, 1) if body.strip()]  # fmt: skip
-    return _located(source, "pptx", parts, title, meta)
+    return located(source, "pptx", parts, title, meta)
 
 
 def _slide(slide: Any) -> tuple[str | None, str]:
@@ -126,28 +121,13 @@ def read_xlsx(source: str, data: bytes) -> Document:
         book.close()
     except BROKEN as exc:
         raise _broken("Excel workbook", exc) from None
-    return _located(source, "xlsx", parts, title, meta)
+    return located(source, "xlsx", parts, title, meta)
 
 
 def _sheet(sheet: Any) -> Iterator[tuple[str, str]]:
     """(label, text) for each group of a sheet's rows, the header on each."""
     rows = ((n, _cells(values)) for n, values in enumerate(sheet.iter_rows(values_only=True), 1))
-    filled = ((n, cells) for n, cells in rows if any(cells))
-    header: str | None = None
-    group: list[tuple[int, str]] = []
-    for n, cells in filled:
-        line = " | ".join(cells)
-        if header is None:
-            header = line
-            continue
-        if group and sum(len(t) for _, t in group) + len(line) > GROUP_CHARS:
-            yield _group(sheet.title, header, group)
-            group = []
-        group.append((n, line))
-    if group and header is not None:
-        yield _group(sheet.title, header, group)
-    elif header is not None:
-        yield f"sheet {sheet.title}", header  # a sheet of one row
+    return row_groups(sheet.title, ((n, cells) for n, cells in rows if any(cells)))
 
 
 def _cells(values: Iterable[Any]) -> list[str]:
@@ -161,29 +141,3 @@ def _cells(values: Iterable[Any]) -> list[str]:
     while out and not out[-1]:
         out.pop()
     return out
-
-
-def _group(sheet: str, header: str, rows: list[tuple[int, str]]) -> tuple[str, str]:
-    first, last = rows[0][0], rows[-1][0]
-    span = f"row {first}" if first == last else f"rows {first}-{last}"
-    return f"sheet {sheet}, {span}", "\n".join([header, *(line for _, line in rows)])
-
-
-def _located(
-    source: str,
-    kind: str,
-    parts: list[tuple[str, str]],
-    title: str | None,
-    meta: dict[str, str | int | float | bool],
-) -> Document:
-    """One document of located parts, each starting where its label says."""
-    if not parts:
-        raise Skipped("no text")
-    sections: list[tuple[int, str]] = []
-    texts: list[str] = []
-    offset = 0
-    for label, body in parts:
-        sections.append((offset, label))
-        texts.append(body)
-        offset += len(body) + 2
-    return Document(source, "\n\n".join(texts), kind, title=title, sections=sections, meta=meta)
