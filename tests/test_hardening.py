@@ -603,7 +603,7 @@ def test_opening_store_after_store_keeps_file_descriptors_bounded(tmp_path: Path
         return len(os.listdir("/proc/self/fd"))
 
     kbs, counts = [], []
-    for i in range(MAX_CLIENTS + 6):
+    for i in range(MAX_CLIENTS + 3):
         doc = tmp_path / f"doc{i}.txt"
         doc.write_text(f"Lighthouse number {i} stands on a granite cliff.")
         kb = KnowledgeBase(store=tmp_path / f"store{i}")

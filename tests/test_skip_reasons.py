@@ -31,7 +31,7 @@ def test_skip_reasons_name_the_real_cause(local_ragdb: Ragdb, tmp_path: Path) ->
     reasons = {Path(s["source"]).name: s["reason"] for s in out["skipped_sources"]}
     assert reasons == {
         "locked.pdf": "encrypted PDF (needs a password)",
-        "scanned.pdf": "PDF has no extractable text (scanned?)",
+        "scanned.pdf": "PDF has no extractable text (OCR found none either)",
     }
 
 
