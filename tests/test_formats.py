@@ -399,3 +399,19 @@ def test_opendocument_text_sheets_and_slides(tmp_path: Path) -> None:
     assert hit.metadata["section"] == "sheet Birds, rows 2-3"
     hit = top(kb, "How often does the ferry run?")
     assert hit.source.endswith("talk.odp") and hit.metadata["section"] == "slide 2: Ferries"
+
+
+@pytest.mark.parametrize("engine", ["tesseract", "rapidocr"])
+def test_each_ocr_engine_reads_print(engine: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tesseract where it is installed (scripts/setup-env installs it), RapidOCR
+    (inside its wheel) where it is not: both read a clear line of print."""
+    import shutil
+
+    from ragdb.ingest.formats import ocr
+
+    if engine == "tesseract" and shutil.which("tesseract") is None:
+        pytest.skip("tesseract is not installed (scripts/setup-env installs it as root)")
+    monkeypatch.setenv("RAGDB_OCR_ENGINE", engine)
+    assert ocr.engine() == engine
+    text = ocr.recognise(scanned(FERRY))
+    assert "ferry" in text.lower() and "half past ten" in text.lower(), text
