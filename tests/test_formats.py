@@ -415,3 +415,16 @@ def test_each_ocr_engine_reads_print(engine: str, monkeypatch: pytest.MonkeyPatc
     assert ocr.engine() == engine
     text = ocr.recognise(scanned(FERRY))
     assert "ferry" in text.lower() and "half past ten" in text.lower(), text
+
+
+def test_a_deleted_mailbox_goes_with_prune(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    write_mbox(docs / "inbox.mbox", MAIL)
+    (docs / "note.txt").write_text("Bring boots to the seal colony.")
+    kb = KnowledgeBase(store=tmp_path / "store")
+    assert kb.ingest([docs]).added == 4
+    (docs / "inbox.mbox").unlink()
+    assert kb.ingest([docs]).removed == 0  # without --prune nothing goes
+    pruned = kb.ingest([docs], prune=True)
+    assert pruned.removed == 3 and [s.source for s in kb.sources()] == [str(docs / "note.txt")]

@@ -316,8 +316,13 @@ class _Run:
         def left(src: str, info: SourceInfo) -> bool:
             if prune_records and info.origin in origins:
                 return True
-            covered = any(_under(src, d) for d in prune_dirs) or any(m.match(src) for m in matchers)
-            return info.origin is None and covered and not Path(src).exists()
+            # A record (of a records file, a message of a mailbox) goes with its
+            # file: when that file is gone from the directories pruned.
+            path = info.origin or src
+            covered = any(_under(path, d) for d in prune_dirs) or any(
+                m.match(path) for m in matchers
+            )
+            return covered and not Path(path).exists()
 
         gone = [src for src, info in self.existing.items() if src not in seen and left(src, info)]
         return gone + [src for src in self.stale if src not in gone]
