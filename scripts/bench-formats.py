@@ -20,12 +20,12 @@ import json
 import re
 import shutil
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
-from tests.proofs.data import SCIFACT  # root on the path: run-python
+from tests.pdfgen import write_pdf  # root on the path: run-python
+from tests.proofs.data import SCIFACT
 
 
 def corpus(n: int) -> list[tuple[str, str]]:
@@ -107,42 +107,6 @@ def ingest(folder: Path, store: Path) -> tuple[Any, float]:
     return report, time.perf_counter() - t0
 
 
-def text_pdf(path: Path, pages: list[str]) -> None:
-    """A PDF with a text layer: each page's text in 11-point Helvetica lines."""
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    kids = []
-    for text in pages:
-        lines = textwrap.wrap(text, 90)
-        safe = [ln.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") for ln in lines]
-        stream = (
-            "BT /F1 11 Tf 14 TL 60 740 Td " + " ".join(f"({ln}) '" for ln in safe) + " ET"
-        ).encode()
-        kids.append(len(objects) + 1)
-        objects.append(
-            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-            f"/Resources << /Font << /F1 3 0 R >> >> /Contents {len(objects) + 2} 0 R >>".encode()
-        )
-        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
-    refs = " ".join(f"{k} 0 R" for k in kids)
-    objects[1] = f"<< /Type /Pages /Kids [{refs}] /Count {len(kids)} >>".encode()
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for n, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += f"{n} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
-    out += (
-        f"trailer << /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    )
-    path.write_bytes(bytes(out))
-
-
 def scan(text_pdf_path: Path, path: Path) -> str:
     """The pages of a text PDF rendered at 200 dpi into a PDF of pictures (a scan
     of it, no text layer); returns the text PDF's own text, to compare with."""
@@ -173,7 +137,7 @@ def bench_ocr(work: Path, n_pages: int) -> dict[str, Any]:
     pages = [" ".join(text.split()[i * 230 : (i + 1) * 230]) for i in range(n_pages)]
     folder = work / "scans"
     folder.mkdir()
-    text_pdf(work / "text.pdf", pages)
+    write_pdf(work / "text.pdf", pages, width=90)
     drawn = scan(work / "text.pdf", folder / "scan.pdf")
     kb = KnowledgeBase(store=work / "store-ocr")
     from PIL import Image

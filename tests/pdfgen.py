@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def write_pdf(path: Path, pages: list[str]) -> None:
+def write_pdf(path: Path, pages: list[str], width: int | None = None) -> None:
+    """A PDF of ``pages`` in Helvetica: each page's text on one line, or with
+    ``width`` wrapped into lines of that many characters (11 point, 14 apart)."""
     objects: list[bytes] = []
     n = len(pages)
     # 1: catalog, 2: pages, 3: font, then a page and a content stream per page.
@@ -19,8 +21,7 @@ def write_pdf(path: Path, pages: list[str]) -> None:
             f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
             f"/Resources << /Font << /F1 3 0 R >> >> /Contents {content_ref} 0 R >>".encode()
         )
-        safe = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-        stream = f"BT /F1 12 Tf 72 720 Td ({safe}) Tj ET".encode()
+        stream = _content(text, width)
         objects.append(
             b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream"
         )
@@ -37,3 +38,15 @@ def write_pdf(path: Path, pages: list[str]) -> None:
         f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
     )
     path.write_bytes(bytes(out))
+
+
+def _content(text: str, width: int | None) -> bytes:
+    def safe(line: str) -> str:
+        return line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+
+    if width is None:
+        return f"BT /F1 12 Tf 72 720 Td ({safe(text)}) Tj ET".encode()
+    import textwrap
+
+    lines = " ".join(f"({safe(line)}) '" for line in textwrap.wrap(text, width))
+    return f"BT /F1 11 Tf 14 TL 60 740 Td {lines} ET".encode()
