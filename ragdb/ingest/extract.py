@@ -103,8 +103,9 @@ def gunzip(data: bytes) -> bytes:
 def unsupported_format(name: str, data: bytes) -> str | None:
     """Why ``data`` (named ``name``) is a format ragdb does not read, or None."""
     suffix = Path(name).suffix.lower()
-    if formats.by_content(data) is not None or formats.by_name(name) is not None:
-        return formats.refusal(name, data)
+    verdict = formats.judge(name, data)
+    if verdict.claimed is not None or verdict.found is not None:
+        return verdict.refusal
     what = UNSUPPORTED.get(suffix)
     if what is None and data.startswith(b"PK\x03\x04"):
         what = "a zip-based document or archive"

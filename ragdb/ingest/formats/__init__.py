@@ -22,34 +22,38 @@ from ragdb.ingest.inputs import Document, Skipped
 OLE = b"\xd0\xcf\x11\xe0"
 
 
-def _zip_member(name: str) -> Callable[[bytes], bool]:
+ZIP = b"PK\x03\x04"
+
+# A content test: the data's first bytes, and a zip's member names (empty when
+# it is not a zip, or one whose directory cannot be read).
+Sniff = Callable[[bytes, set[str]], bool]
+
+
+def _zip_member(name: str) -> Sniff:
     """Recognises an Office Open XML package by the part it must hold."""
-
-    def sniff(data: bytes) -> bool:
-        return data.startswith(b"PK\x03\x04") and name in _zip_names(data)
-
-    return sniff
+    return lambda data, names: name in names
 
 
-def _zip_mimetype(mimetype: str) -> Callable[[bytes], bool]:
+def _zip_mimetype(mimetype: str) -> Sniff:
     """Recognises an OpenDocument or EPUB package by its leading mimetype file."""
     needle = b"mimetype" + mimetype.encode()
-    return lambda data: data.startswith(b"PK\x03\x04") and needle in data[:200]
+    return lambda data, names: data.startswith(ZIP) and needle in data[:200]
 
 
-def _zip_names(data: bytes) -> set[str]:
+def _zip_infos(data: bytes) -> list[zipfile.ZipInfo] | None:
+    """A zip's directory (read once per input), or None when it cannot be read."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return set(archive.namelist())
+            return archive.infolist()
     except (zipfile.BadZipFile, ValueError, OSError):
-        return set()
+        return None
 
 
 # The first bytes of the image formats OCR reads.
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM", b"GIF8")
 
 
-def _image(data: bytes) -> bool:
+def _image(data: bytes, names: set[str]) -> bool:
     webp = data[:4] == b"RIFF" and data[8:12] == b"WEBP"
     return data.startswith(IMAGE_MAGIC) or webp
 
@@ -61,7 +65,7 @@ class Format:
     kind: str
     what: str  # in words, for skip reasons: "a Word document"
     suffixes: tuple[str, ...]
-    sniff: Callable[[bytes], bool]
+    sniff: Sniff
     module: str  # the reader's module under ragdb.ingest.formats
     function: str
     ocr: bool = False  # read by OCR: skipped when OCR is off
@@ -104,56 +108,63 @@ FORMATS = (
 MAX_EXPANDED = 512 * 2**20
 
 
-def _check_expansion(fmt: Format, data: bytes) -> None:
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        size = sum(info.file_size for info in archive.infolist())
-    if size > MAX_EXPANDED:
-        raise Skipped(f"{fmt.what} that expands beyond {MAX_EXPANDED // 2**20} MB: not read")
-
-
-def by_content(data: bytes) -> Format | None:
-    """The format ``data`` is, whatever its name says."""
-    return next((f for f in FORMATS if f.sniff(data)), None)
-
-
 def by_name(name: str) -> Format | None:
     """The format a name's extension claims."""
     suffix = Path(name).suffix.lower()
     return next((f for f in FORMATS if suffix in f.suffixes), None)
 
 
-def refusal(name: str, data: bytes) -> str | None:
-    """Why ``data``, named as one of these formats, cannot be read as one (judged
-    from its first bytes and zip directory alone), or None."""
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """What a name claims, what the content is, and why it cannot be read."""
+
+    claimed: Format | None
+    found: Format | None
+    refusal: str | None
+    expanded: int  # bytes a zip's members take, unpacked (0 when not a zip)
+
+
+def judge(name: str, data: bytes) -> Verdict:
+    """The formats ``name`` claims and ``data`` is (judged from its first bytes
+    and zip directory alone, read once), and why it cannot be read as the one
+    its name claims: legacy or encrypted Office, a damaged zip, the wrong zip.
+    Text or HTML under an Office name is no refusal: it is read as what it is."""
+    infos = _zip_infos(data) if data.startswith(ZIP) else None
+    names = {info.filename for info in infos or ()}
     claimed = by_name(name)
-    if claimed is None or by_content(data) is not None:
-        return None
-    if data.startswith(OLE):
-        return (
-            f"{claimed.what} that is password-protected or in the old binary format: "
-            f"save it unprotected as {claimed.suffixes[0]}"
-        )
-    if data.startswith(b"PK\x03\x04"):
-        if not _zip_names(data):
-            return f"corrupt {claimed.name} (a damaged or truncated zip)"
-        return f"not {claimed.what}: a zip archive without its parts"
-    return None  # text or HTML under an Office name: read as what it is
+    found = next((f for f in FORMATS if f.sniff(data, names)), None)
+    expanded = sum(info.file_size for info in infos or ())
+    why = None
+    if claimed is not None and found is None:
+        if data.startswith(OLE):
+            why = (
+                f"{claimed.what} that is password-protected or in the old binary format: "
+                f"save it unprotected as {claimed.suffixes[0]}"
+            )
+        elif data.startswith(ZIP):
+            why = (
+                f"not {claimed.what}: a zip archive without its parts"
+                if infos
+                else f"corrupt {claimed.name} (a damaged or truncated zip)"
+            )
+    return Verdict(claimed, found, why, expanded)
 
 
 def read(name: str, source: str, data: bytes, ocr: str = "on") -> Document | None:
     """The document when ``data`` is one of these formats, by content first;
     None when it is none of them (text, HTML, PDF, e-mail: read elsewhere).
     A name that claims a format its content is not gets a note, or a skip
-    (see :func:`refusal`)."""
-    why = refusal(name, data)
-    if why is not None:
-        raise Skipped(why)
-    claimed, found = by_name(name), by_content(data)
+    (see :func:`judge`)."""
+    verdict = judge(name, data)
+    claimed, found = verdict.claimed, verdict.found
+    if verdict.refusal is not None:
+        raise Skipped(verdict.refusal)
     if found is not None and found.ocr and ocr == "off":
         raise Skipped(f"{found.what}: OCR is off (--ocr on reads its text)")
     if found is not None:
-        if data.startswith(b"PK\x03\x04"):
-            _check_expansion(found, data)
+        if verdict.expanded > MAX_EXPANDED:
+            limit = MAX_EXPANDED // 2**20
+            raise Skipped(f"{found.what} that expands beyond {limit} MB: not read")
         doc = found.read(source, data)
         if claimed is not None and claimed is not found:
             doc.notes.append(f"named as {claimed.what} but is {found.what}: read as such")
