@@ -296,11 +296,16 @@ def bench_cli(
                     mode,
                 ]
                 times.setdefault(f"{backend}_{mode}", []).append(wall(cmd, 1))
-        floor.append(wall([PY, "-c", textwrap.dedent(FLOOR), str(torch_store), collection], 1))
-    out["floor_s"] = round(statistics.median(floor), 2)
+        # The floor (torch's own import and query) is what a torch store's cold
+        # query is judged against; the other backends have absolute targets.
+        if "torch" in cold:
+            floor.append(wall([PY, "-c", textwrap.dedent(FLOOR), str(torch_store), collection], 1))
     for key, values in times.items():
         out[f"cold_query_{key}_s"] = round(statistics.median(values), 2)
-        out[f"cold_query_{key}_ratio"] = round(statistics.median(values) / out["floor_s"], 3)
+    if floor:
+        out["floor_s"] = round(statistics.median(floor), 2)
+        for key, values in times.items():
+            out[f"cold_query_{key}_ratio"] = round(statistics.median(values) / out["floor_s"], 3)
     return out
 
 
@@ -445,7 +450,8 @@ def main() -> int:
                 f"cold query --retrieve-only, {b} (s)",
                 f"dense {c[f'cold_query_{b}_dense_s']}, "
                 f"hybrid {c.get(f'cold_query_{b}_hybrid_s', '-')}",
-                f"floor {c['floor_s']}; ratio {c[f'cold_query_{b}_dense_ratio']} / "
+                f"floor {c.get('floor_s', '-')}; ratio "
+                f"{c.get(f'cold_query_{b}_dense_ratio', '-')} / "
                 f"{c.get(f'cold_query_{b}_hybrid_ratio', '-')}",
                 "<= 1.5 s" if b != "torch" else "<= 1.2x floor (llm/LangChain 6.2-7.0)",
             )

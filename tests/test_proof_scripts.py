@@ -89,6 +89,7 @@ def test_bench_quick() -> None:
         for row in out[key].values():
             assert row["dense_p50_ms"] > 0 and row["hybrid_p95_ms"] > 0
     assert out["query_large"]["onnx-int8"]["chunks"] >= 1000
-    assert out["cli"]["help_s"] > 0 and out["cli"]["floor_s"] > 0
+    # --quick times no torch cold query, so no floor to judge one against.
+    assert out["cli"]["help_s"] > 0 and "floor_s" not in out["cli"]
     assert out["cli"]["cold_query_onnx-int8_dense_s"] > 0
     assert out["memory"]["chunks"] == 500 and out["memory"]["peak_rss_mb"] > 0
