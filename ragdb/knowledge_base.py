@@ -177,6 +177,8 @@ class KnowledgeBase:
             prune_patterns=plan.prune_patterns,
             replace=plan.replace,
             skip_clashes=plan.skip_clashes,
+            pages=plan.pages,
+            prune_pages=plan.prune_pages,
         )
 
     def check_plan(self, plan: IngestPlan) -> None:

@@ -305,7 +305,41 @@ def cli(
     "--prune",
     is_flag=True,
     help="Also remove stored files that are gone from the directories or quoted glob "
-    "patterns given (or records gone from --records FILE).",
+    "patterns given (or records gone from --records FILE, pages a --crawl no longer "
+    "reaches).",
+)
+@click.option(
+    "--crawl",
+    is_flag=True,
+    help="For a URL: also follow its same-site links (see --depth, --max-pages).",
+)
+@click.option(
+    "--depth",
+    type=click.IntRange(min=1),
+    help="How many links from the URL a crawl follows (implies --crawl).  [default: 2]",
+)
+@click.option(
+    "--max-pages",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="At most this many pages per crawl.",
+)
+@click.option(
+    "--delay",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Wait between a crawl's requests (longer if robots.txt asks).",
+)
+@click.option(
+    "--fetch-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=20.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Give up on a web page after this long (its stored version is kept).",
 )
 @click.option(
     "--ocr",
@@ -330,15 +364,23 @@ def ingest(
     title_field: str | None,
     meta_fields: tuple[str, ...],
     prune: bool,
+    crawl: bool,
+    depth: int | None,
+    max_pages: int,
+    delay: float,
+    fetch_timeout: float,
     ocr: str,
     no_ocr: bool,
     device: str | None,
     as_json: bool,
 ) -> None:
-    """Add files, directories, glob patterns or '-' (stdin) to the knowledge base.
+    """Add files, directories, glob patterns, web pages (URLs) or '-' (stdin)
+    to the knowledge base.
 
     Only new or changed sources are embedded; a changed file's chunks are replaced.
     With --records, each record of a JSONL/CSV file is a source named by its id.
+    A URL is fetched (conditionally, when stored) and its main text stored under
+    it; with --crawl, its same-site links too, as robots.txt allows.
     """
     if records is not None and paths:
         raise UsageError("give either PATHS or --records FILE, not both")
@@ -377,8 +419,16 @@ def ingest(
             click.echo(f"storing standard input as {name!r} (--name sets another)", err=True)
         plan = plan_text(name, data, replace=replace)
     else:
+        from ragdb.ingest.web import WebOptions
+
         ocr = "off" if no_ocr else ocr
-        plan = plan_paths(list(paths), prune=prune, replace=replace, warn=_warn, ocr=ocr)
+        web = WebOptions(
+            depth=depth or (2 if crawl else 0),
+            max_pages=max_pages,
+            delay=delay,
+            timeout=fetch_timeout,
+        )
+        plan = plan_paths(list(paths), prune=prune, replace=replace, warn=_warn, ocr=ocr, web=web)
     kb = _open(ctx, device=device)
     progress = _Bar("embedding", "chunk")
     warn = _Warnings()

@@ -1,7 +1,8 @@
 """The text of one input, by its format.
 
 Office documents and e-books go through :mod:`ragdb.ingest.formats`, HTML
-through BeautifulSoup (visible text only), PDF through pypdf (text per page),
+through BeautifulSoup (visible text only; a web page's main text through
+trafilatura), PDF through pypdf (text per page),
 e-mail through the standard library's parser, Markdown's front matter through
 python-frontmatter; everything else must be text: UTF-8, or an encoding that
 charset-normalizer can tell. Formats ragdb
@@ -143,7 +144,12 @@ def extract(inp: Input, data: bytes) -> Document:
         # As BEIR and MTEB do: the title leads the text it names.
         text = f"{inp.title}\n\n{text}"
         return Document(inp.source, text, kind, title=inp.title)
-    if kind == "html" or (kind == "text" and _looks_like_html(text)):
+    is_html = kind == "html" or (kind == "text" and _looks_like_html(text))
+    if is_html and inp.fetched is not None:
+        from ragdb.ingest.formats.webpage import read_page
+
+        doc = read_page(inp.source, text) or _html(inp.source, text)
+    elif is_html:
         doc = _html(inp.source, text)
     elif kind == "markdown":
         doc = _markdown(inp.source, text)

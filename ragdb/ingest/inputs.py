@@ -45,6 +45,19 @@ class Document:
 
 
 @dataclasses.dataclass(frozen=True)
+class Fetched:
+    """How a web page's bytes were had (see :mod:`ragdb.ingest.web`): its
+    validators for the next conditional request, whether the server said it
+    had not changed (304: no bytes), and whether a failure may pass."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+    not_modified: bool = False
+    # A timeout, a refused connection, a 5xx: the stored version stays, --prune or not.
+    transient: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class Input:
     """One source to ingest: a file on disk, or bytes given directly (stdin, records)."""
 
@@ -68,6 +81,9 @@ class Input:
     # Read on someone else's behalf (a request to `ragdb serve`): the file opened
     # must lie under one of these directories, whatever path led to it.
     roots: tuple[Path, ...] | None = None
+    # A web page (its source is its URL), fetched where the store is: never sent
+    # between processes, so not part of the wire form.
+    fetched: Fetched | None = None
 
     def read_bytes(self) -> bytes:
         """The input's bytes (:class:`Skipped` when they cannot be had)."""
@@ -81,7 +97,10 @@ class Input:
     @property
     def source_type(self) -> str:
         """What kind of thing the source is: a ``file``, a ``record`` of a
-        records file, or ``text`` given directly (standard input, the API)."""
+        records file, a web ``page``, or ``text`` given directly (standard
+        input, the API)."""
+        if self.fetched is not None:
+            return "page"
         if self.origin:
             return "record"
         return "file" if self.path is not None or self.from_file else "text"

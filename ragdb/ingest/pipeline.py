@@ -25,6 +25,7 @@ from ragdb.ingest.extract import extract, reader_version
 from ragdb.ingest.inputs import Document, Input, Skipped
 from ragdb.ingest.paths import glob_matcher
 from ragdb.ingest.plan import IngestInterrupted, IngestReport, Progress, Warn
+from ragdb.ingest.web import WebTarget, gather
 from ragdb.store.manifest import utcnow
 from ragdb.store.records import ChunkRecord, NewVersion, SourceInfo
 from ragdb.store.versions import (
@@ -83,9 +84,13 @@ def run_ingest(
     prune_patterns: Sequence[str] = (),
     replace: bool = False,
     skip_clashes: bool = False,
+    pages: Sequence[WebTarget] = (),
+    prune_pages: bool = False,
 ) -> IngestReport:
-    """Ingest ``inputs`` into ``store``; prune what left ``prune_dirs``, no longer
-    matches ``prune_patterns`` or (``prune_records``) left its records file.
+    """Ingest ``inputs`` and the web ``pages`` into ``store``; prune what left
+    ``prune_dirs``, no longer matches ``prune_patterns``, (``prune_records``)
+    left its records file or mailbox, or (``prune_pages``) is no longer
+    reached by a crawl that saw its whole site.
 
     A source whose name is stored with another type or origin (a file, standard
     input, a record of another records file) is refused before anything is
@@ -112,6 +117,8 @@ def run_ingest(
             prune_patterns,
             replace,
             skip_clashes,
+            pages,
+            prune_pages,
         )
 
 
@@ -128,10 +135,19 @@ def _ingest(
     prune_patterns: Sequence[str],
     replace: bool,
     skip_clashes: bool,
+    pages: Sequence[WebTarget],
+    prune_pages: bool,
 ) -> IngestReport:
     started = time.perf_counter()
-    run = _Run(store, embedder, chunker, warn, bool(prune_dirs or prune_patterns or prune_records))
-    run.look_up(inputs)
+    pruning = bool(prune_dirs or prune_patterns or prune_records or prune_pages)
+    run = _Run(store, embedder, chunker, warn, pruning)
+    # Pages a crawl will find are not known by name yet: look every source up.
+    run.look_up(inputs, everything=pruning or bool(pages))
+    origins = {i.origin for i in inputs if i.origin} if prune_records else set()
+    if pages:
+        fetched = gather(pages, run.existing, warn)
+        inputs = [*inputs, *fetched.inputs]
+        origins |= fetched.whole if prune_pages else set()
     seen = {inp.source for inp in inputs}
     if not replace and not skip_clashes:
         check_collisions(inputs, run.existing)
@@ -142,7 +158,7 @@ def _ingest(
     for item in todo:
         tally.expect(item.size)
     run.embed_and_write(todo, tally, batch_size or embedder.batch_size)
-    gone = run.gone(inputs, seen, prune_dirs, prune_patterns, prune_records)
+    gone = run.gone(seen, prune_dirs, prune_patterns, origins)
     if gone:
         with store.session() as session:
             run.report.chunks_removed += remove_sources(session, gone)
@@ -170,10 +186,10 @@ class _Run:
         # no longer exists, so --prune removes them; without it the warning says so.
         self.stale: list[str] = []
 
-    def look_up(self, inputs: Sequence[Input]) -> None:
-        """What is stored: every source when pruning, else only the inputs' own."""
+    def look_up(self, inputs: Sequence[Input], everything: bool) -> None:
+        """What is stored: every source, or only the inputs' own."""
         with self.store.session() as session:
-            only = None if self.pruning else [i.source for i in inputs]
+            only = None if everything else [i.source for i in inputs]
             self.existing = list_sources(session, only)
 
     def drop_clashes(self, inputs: Sequence[Input]) -> list[Input]:
@@ -192,13 +208,16 @@ class _Run:
             self._say(f"skipped {inp.source}: {clash}")
         return kept
 
-    def skip(self, source: str, reason: str) -> None:
+    def skip(self, source: str, reason: str, keep: bool = False) -> None:
         """Count and report a source that cannot be ingested, saying what
-        becomes of its stored version."""
+        becomes of its stored version (``keep``: it stays, --prune or not)."""
         self.report.skipped += 1
         entry = {"source": source, "reason": reason}
         known = self.existing.get(source)
-        if known is not None:
+        if known is not None and keep:
+            entry["stored_version"] = "kept"
+            reason += "; its stored version is kept (this may pass)"
+        elif known is not None:
             if self.pruning:
                 self.stale.append(source)
                 entry["stored_version"] = "removed (--prune)"
@@ -218,10 +237,14 @@ class _Run:
         chunker's settings against the stored one), read outside the lock."""
         todo: list[_Pending] = []
         for inp in inputs:
+            if inp.fetched is not None and inp.fetched.not_modified:
+                self.report.unchanged += 1  # a 304: asked only of what is stored
+                continue
             try:
                 data = inp.read_bytes()
             except Skipped as exc:
-                self.skip(inp.source, str(exc))
+                # A failure that may pass (a timeout, a 5xx) is no sign the page is gone.
+                self.skip(inp.source, str(exc), keep=bool(inp.fetched and inp.fetched.transient))
                 continue
             if not data:
                 self.skip(inp.source, "empty")
@@ -299,23 +322,24 @@ class _Run:
 
     def gone(
         self,
-        inputs: Sequence[Input],
         seen: set[str],
         prune_dirs: Sequence[Path],
         prune_patterns: Sequence[str],
-        prune_records: bool,
+        origins: set[str],
     ) -> list[str]:
         """4. What to prune: sources no longer under the directories given or
-        matching the patterns given, records no longer in their records files,
-        and stored sources that can no longer be read."""
-        origins = {inp.origin for inp in inputs if inp.origin}
+        matching the patterns given, those of ``origins`` (records files,
+        mailboxes, whole crawls) not found in them this time, and stored
+        sources that can no longer be read."""
         matchers = [glob_matcher(p) for p in prune_patterns]
-        if not (prune_dirs or matchers or (prune_records and origins) or self.stale):
+        if not (prune_dirs or matchers or origins or self.stale):
             return []
 
         def left(src: str, info: SourceInfo) -> bool:
-            if prune_records and info.origin in origins:
+            if info.origin in origins:
                 return True
+            if info.source_type == "page":
+                return False  # only its crawl prunes a page (or a 404, as stale)
             # A record (of a records file, a message of a mailbox) goes with its
             # file: when that file is gone from the directories pruned.
             path = info.origin or src
@@ -347,11 +371,14 @@ def clash_message(inp: Input, existing: dict[str, SourceInfo]) -> str | None:
     known = existing.get(inp.source)
     if known is None or (known.source_type, known.origin) == (inp.source_type, inp.origin):
         return None
+    if known.source_type == inp.source_type == "page":
+        return None  # a page found by another crawl now: the same page
     new = SourceInfo(inp.source, "", 0, "", "", inp.origin, inp.source_type).describe()
     hint = {
         "record": "give its records another --id-prefix",
         "text": "choose another --name",
         "file": "remove the stored one first",
+        "page": "remove the stored one first",
     }[inp.source_type]
     return (
         f"{inp.source!r} is stored as {known.describe()}, and this is {new}: "
@@ -546,6 +573,8 @@ def _record(item: _Pending, index: int, chunk: Chunk, now: str) -> ChunkRecord:
         page=chunk.page,
         section=chunk.section,
         title=item.doc.title,
+        etag=item.inp.fetched.etag if item.inp.fetched else None,
+        last_modified=item.inp.fetched.last_modified if item.inp.fetched else None,
         # The user's own metadata wins over the document's of the same name.
         extra=tuple({**item.doc.meta, **dict(item.inp.meta)}.items()),
     )

@@ -15,6 +15,7 @@ from ragdb.ingest.inputs import Input, check_ocr
 from ragdb.ingest.mailboxes import is_mailbox, read_mailbox
 from ragdb.ingest.paths import expand_paths, glob_matcher
 from ragdb.ingest.record_files import read_records
+from ragdb.ingest.web import WebOptions, WebTarget, is_url
 from ragdb.wire import from_fields
 
 Progress = Callable[[int, int], None]  # (chunks done, chunks in all)
@@ -67,6 +68,9 @@ class IngestPlan:
     prune_dirs: list[Path] = dataclasses.field(default_factory=list)
     prune_patterns: list[str] = dataclasses.field(default_factory=list)
     prune_records: bool = False
+    # Web pages and crawls, fetched where the plan runs.
+    pages: list[WebTarget] = dataclasses.field(default_factory=list)
+    prune_pages: bool = False
     replace: bool = False
     # A name stored as something else is skipped (with a warning) instead of
     # failing the whole ingest: a watched folder keeps syncing around it.
@@ -100,6 +104,8 @@ class IngestPlan:
             "prune_dirs": [str(d) for d in self.prune_dirs],
             "prune_patterns": list(self.prune_patterns),
             "prune_records": self.prune_records,
+            "pages": [t.to_wire() for t in self.pages],
+            "prune_pages": self.prune_pages,
             "replace": self.replace,
         }
 
@@ -108,15 +114,22 @@ class IngestPlan:
         """The plan :meth:`to_wire` described (an :class:`InputError` if not one)."""
         inputs = data.get("inputs")
         dirs, patterns = data.get("prune_dirs"), data.get("prune_patterns")
+        pages = data.get("pages")
         if not isinstance(inputs, list) or not all(
-            isinstance(x, list) for x in (dirs or [], patterns or [])
+            isinstance(x, list) for x in (dirs or [], patterns or [], pages or [])
         ):
-            raise InputError('"inputs", "prune_dirs" and "prune_patterns" must be lists')
+            raise InputError('"inputs", "prune_dirs", "prune_patterns" and "pages" must be lists')
+        try:
+            targets = [WebTarget.from_wire(t) for t in pages or []]
+        except UsageError as exc:
+            raise InputError(str(exc)) from None
         return cls(
             inputs=[Input.from_wire(item) for item in inputs],
             prune_dirs=[Path(str(d)) for d in dirs or []],
             prune_patterns=[str(p) for p in patterns or []],
             prune_records=bool(data.get("prune_records")),
+            pages=targets,
+            prune_pages=bool(data.get("prune_pages")),
             replace=bool(data.get("replace")),
         )
 
@@ -129,19 +142,24 @@ def plan_paths(
     roots: Sequence[Path] | None = None,
     warn: Warn | None = None,
     ocr: str = "on",
+    web: WebOptions | None = None,
 ) -> IngestPlan:
-    """The plan to ingest ``paths`` (files, directories, globs), decided where
-    the files are: nothing is read yet. With ``roots``, only files under one of
-    them (when found and when opened) are read; ``prune`` also removes stored
-    files gone from the directories or glob patterns given; ``ocr`` says what
-    OCR reads ("on": images and PDF pages without text, "images", "off")."""
+    """The plan to ingest ``paths`` (files, directories, globs, web addresses),
+    decided where the files are: nothing is read yet. With ``roots``, only files
+    under one of them (when found and when opened) are read; ``prune`` also
+    removes stored files gone from the directories or glob patterns given, and
+    pages a crawl no longer reaches; ``ocr`` says what OCR reads ("on": images
+    and PDF pages without text, "images", "off"); ``web``, how URLs are fetched
+    (the page alone, or a crawl)."""
     bound = tuple(Path(r) for r in roots) if roots is not None else None
     try:
         check_ocr(ocr)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    found = expand_paths([str(p) for p in paths], bound)
-    if prune and not found.dirs and not found.patterns:
+    urls = [str(p) for p in paths if is_url(str(p))]
+    pages = [(web or WebOptions()).target(url, ocr) for url in urls]
+    found = expand_paths([str(p) for p in paths if not is_url(str(p))], bound)
+    if prune and not found.dirs and not found.patterns and not pages:
         raise UsageError(
             "--prune removes stored files that are gone from the directories or quoted "
             "glob patterns given; files named one by one cover nothing (to prune "
@@ -150,7 +168,7 @@ def plan_paths(
     for note in found.notes:
         if warn:
             warn(note)
-    if not found.files and not prune:
+    if not found.files and not prune and not pages:
         raise InputError("nothing to ingest: no files under the paths given")
     inputs: list[Input] = []
     for f in found.files:
@@ -164,6 +182,8 @@ def plan_paths(
         prune_patterns=list(found.patterns) if prune else [],
         # A mailbox is read whole: the messages deleted from it go.
         prune_records=any(is_mailbox(f) for f in found.files),
+        pages=pages,
+        prune_pages=prune,
         replace=replace,
     )
 

@@ -114,6 +114,16 @@ class IngestBody(Body):
     ocr: Literal["on", "images", "off"] | None = Field(
         default=None, description="what OCR reads of the paths: images and scanned PDF pages"
     )
+    urls: list[str] | None = Field(
+        default=None, description="web pages to fetch (http or https; in paths too)"
+    )
+    depth: int | None = Field(
+        default=None, ge=0, le=20, description="links a crawl follows from each URL (0: none)"
+    )
+    max_pages: int | None = Field(default=None, ge=1, le=100_000, description="pages per crawl")
+    delay: float | None = Field(
+        default=None, ge=0, le=600, description="seconds between a crawl's requests"
+    )
     replace: bool | None = Field(
         default=None, description="replace a stored file or record of a text's name"
     )
@@ -124,6 +134,8 @@ class IngestBody(Body):
     prune_dirs: list[str] | None = None
     prune_patterns: list[str] | None = None
     prune_records: bool | None = None
+    pages: list[dict[str, Any]] | None = None
+    prune_pages: bool | None = None
 
 
 def parse(model: type[M], data: Any) -> M:

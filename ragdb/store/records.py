@@ -29,7 +29,7 @@ REQUIRED = ("source", "chunk_index", "n_chunks", "source_hash")
 _OPTIONAL = ("start", "end", "chunk_hash", "ingested_at", "kind", "source_type")
 
 
-_IF_SET = ("heading", "page", "section", "title", "origin")
+_IF_SET = ("heading", "page", "section", "title", "origin", "etag", "last_modified")
 
 
 Scalar = str | int | float | bool
@@ -59,14 +59,18 @@ class ChunkRecord:
     chunk_hash: str = ""
     ingested_at: str = ""
     kind: str = "text"
-    # "file", "record" or "text" (see ragdb.ingest.inputs.Input.source_type).
+    # "file", "record", "page" or "text" (see ragdb.ingest.inputs.Input.source_type).
     source_type: str = "file"
-    origin: str | None = None  # the records file a record came from
+    # The records file a record came from; the URL a crawl started at.
+    origin: str | None = None
     heading: str | None = None
     page: int | None = None
     # Where in a slide deck, workbook or e-book the chunk lies, in words.
     section: str | None = None
     title: str | None = None
+    # A web page's validators, for the next conditional request.
+    etag: str | None = None
+    last_modified: str | None = None
     # The user's own metadata (records files' --meta-field) and the document's
     # (front matter, document properties), never ragdb's keys.
     extra: tuple[tuple[str, Scalar], ...] = ()
@@ -122,6 +126,8 @@ class ChunkRecord:
             page=int(meta["page"]) if meta.get("page") is not None else None,
             section=str(meta["section"]) if meta.get("section") else None,
             title=str(meta["title"]) if meta.get("title") else None,
+            etag=str(meta["etag"]) if meta.get("etag") else None,
+            last_modified=str(meta["last_modified"]) if meta.get("last_modified") else None,
             extra=tuple((k, v) for k, v in meta.items() if k not in known),
             id=id,
         )
@@ -164,9 +170,12 @@ class SourceInfo:
     kind: str
     origin: str | None = None
     source_type: str = "file"
+    etag: str | None = None
+    last_modified: str | None = None
 
     @classmethod
     def of(cls, record: ChunkRecord) -> SourceInfo:
+        """The source whose chunk ``record`` is."""
         return cls(
             record.source,
             record.source_hash,
@@ -175,6 +184,8 @@ class SourceInfo:
             record.kind,
             record.origin,
             record.source_type,
+            record.etag,
+            record.last_modified,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -190,6 +201,8 @@ class SourceInfo:
         """The source's type and origin, in words."""
         if self.source_type == "record":
             return f"a record of {self.origin}"
+        if self.source_type == "page":
+            return "a web page"
         return "a file" if self.source_type == "file" else "text given directly"
 
 

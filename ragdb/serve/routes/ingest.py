@@ -15,6 +15,7 @@ from starlette.responses import Response
 from ragdb.errors import UnsupportedFormatError, UsageError
 from ragdb.ingest.extract import unsupported_format
 from ragdb.ingest.plan import IngestPlan, plan_paths, plan_text
+from ragdb.ingest.web import WebOptions, check_url, is_url
 from ragdb.serve.deps import Service, ServiceDep
 from ragdb.serve.errors import Problem
 from ragdb.serve.jobs import Job
@@ -47,16 +48,26 @@ def plans_of(service: Service, body: IngestBody) -> list[IngestPlan]:
     if body.inputs is not None:
         # A plan made where the files are (the CLI's own ingest, sent here).
         return [IngestPlan.from_wire(body.model_dump(exclude_none=True))]
-    if not (body.texts or body.paths):
-        raise UsageError('give "texts": [{"name", "text"}], "paths": [...] or "inputs"')
+    if not (body.texts or body.paths or body.urls):
+        raise UsageError('give "texts": [{"name", "text"}], "paths", "urls" or "inputs"')
     # A text never silently replaces a stored file or record of its name.
     plans = [
         plan_text(t.name, t.text, replace=bool(body.replace), metadata=t.metadata)
         for t in body.texts or []
     ]
-    if body.paths:
-        allowed = [service.allowed(p) for p in body.paths]
-        plan = plan_paths(allowed, prune=bool(body.prune), roots=roots, ocr=body.ocr or "on")
+    # Web pages are fetched by this server for the client (who holds its key).
+    urls = [*map(check_url, body.urls or ()), *(p for p in body.paths or () if is_url(p))]
+    paths = [p for p in body.paths or () if not is_url(p)]
+    if paths or urls:
+        web = WebOptions(
+            depth=body.depth or 0,
+            max_pages=body.max_pages or 50,
+            delay=1.0 if body.delay is None else body.delay,
+        )
+        allowed = [*(service.allowed(p) for p in paths), *urls]
+        plan = plan_paths(
+            allowed, prune=bool(body.prune), roots=roots, ocr=body.ocr or "on", web=web
+        )
         plans.append(plan.select(body.include or (), body.exclude or ()))
     return plans
 
