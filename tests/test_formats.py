@@ -428,3 +428,47 @@ def test_a_deleted_mailbox_goes_with_prune(tmp_path: Path) -> None:
     assert kb.ingest([docs]).removed == 0  # without --prune nothing goes
     pruned = kb.ingest([docs], prune=True)
     assert pruned.removed == 3 and [s.source for s in kb.sources()] == [str(docs / "note.txt")]
+
+
+def write_xls(path: Path) -> None:
+    import xlwt
+
+    book = xlwt.Workbook()
+    sheet = book.add_sheet("Tides")
+    day = xlwt.easyxf(num_format_str="YYYY-MM-DD")
+    for col, name in enumerate(("Harbour", "Date", "High water (m)")):
+        sheet.write(0, col, name)
+    for row in range(1, 31):
+        sheet.write(row, 0, "Kestrel Bay" if row == 23 else f"Harbour {row}")
+        sheet.write(row, 1, dt.date(2026, 3, row), day)
+        sheet.write(row, 2, 3 + row / 10)
+    book.save(str(path))
+
+
+RTF = (
+    r"{\rtf1\ansi\deff0{\fonttbl{\f0\fswiss Helvetica;}}\f0\pard"
+    r" The ferry to Skerry Island leaves at {\b seven} each morning from the caf\'e9 pier.\par"
+    r" Tickets are sold on board.\par}"
+)
+
+
+def test_legacy_workbooks_and_rtf_documents(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    write_xls(docs / "tides.xls")
+    (docs / "ferry.rtf").write_text(RTF, encoding="ascii")
+    (docs / "broken.xls").write_bytes((docs / "tides.xls").read_bytes()[:3000])
+    kb = KnowledgeBase(store=tmp_path / "store")
+    report = kb.ingest([docs])
+    assert report.added == 2
+    [skip] = report.skipped_sources
+    assert skip["reason"] == "corrupt Excel 97-2003 workbook (its streams cannot be read)"
+    hit = top(kb, "Kestrel Bay high water")
+    assert hit.source == str(docs / "tides.xls") and "Kestrel Bay | 2026-03-23 | 5.3" in hit.text
+    assert hit.text.startswith("Harbour | Date | High water (m)\n")
+    first, last = map(int, hit.metadata["section"].rsplit(" ", 1)[1].split("-"))
+    assert hit.metadata["section"].startswith("sheet Tides, rows ") and first <= 24 <= last
+    hit = top(kb, "When does the ferry to Skerry Island leave?")
+    assert hit.source == str(docs / "ferry.rtf")
+    assert "leaves at seven each morning from the café pier" in hit.text
+    assert "fonttbl" not in hit.text and "Helvetica" not in hit.text

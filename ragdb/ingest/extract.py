@@ -35,10 +35,8 @@ EMAIL_SUFFIXES = {".eml"}
 # instead of "binary file", so nobody wonders what went wrong.
 UNSUPPORTED = {
     ".doc": "a Word document",
-    ".xls": "an Excel workbook",
     ".ppt": "a PowerPoint deck",
     ".mobi": "an e-book",
-    ".rtf": "an RTF document",
     ".msg": "an Outlook message",
     ".zip": "a zip archive",
 }
@@ -46,7 +44,7 @@ UNSUPPORTED = {
 
 READABLE = (
     "ragdb reads text, Markdown, HTML, PDF, e-mail (.eml, .mbox), Word (.docx), "
-    "PowerPoint (.pptx), Excel (.xlsx), OpenDocument, EPUB and images (by OCR)"
+    "PowerPoint (.pptx), Excel (.xlsx, .xls), OpenDocument, EPUB, RTF and images (by OCR)"
 )
 
 
@@ -110,8 +108,8 @@ def unsupported_format(name: str, data: bytes) -> str | None:
     what = UNSUPPORTED.get(suffix)
     if what is None and data.startswith(b"PK\x03\x04"):
         what = "a zip-based document or archive"
-    if what is None and data.startswith((b"\xd0\xcf\x11\xe0", b"{\\rtf")):
-        what = "an Office document" if data[0] == 0xD0 else "an RTF document"
+    if what is None and data.startswith(b"\xd0\xcf\x11\xe0"):
+        what = "an Office document"
     if what is None:
         return None
     return f"unsupported format: {what} ({suffix or 'no extension'}); {READABLE}"

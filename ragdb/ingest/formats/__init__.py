@@ -24,8 +24,9 @@ OLE = b"\xd0\xcf\x11\xe0"
 
 ZIP = b"PK\x03\x04"
 
-# A content test: the data's first bytes, and a zip's member names (empty when
-# it is not a zip, or one whose directory cannot be read).
+# A content test: the data's first bytes, and a zip's member names or a
+# Compound File's stream names (empty when it is neither, or one whose
+# directory cannot be read).
 Sniff = Callable[[bytes, set[str]], bool]
 
 
@@ -38,6 +39,27 @@ def _zip_mimetype(mimetype: str) -> Sniff:
     """Recognises an OpenDocument or EPUB package by its leading mimetype file."""
     needle = b"mimetype" + mimetype.encode()
     return lambda data, names: data.startswith(ZIP) and needle in data[:200]
+
+
+def _ole_stream(*names: str) -> Sniff:
+    """Recognises a Compound File Binary document by a stream it must hold."""
+    return lambda data, streams: data.startswith(OLE) and any(n in streams for n in names)
+
+
+def _rtf(data: bytes, names: set[str]) -> bool:
+    return data.startswith(b"{\\rtf")
+
+
+def _ole_streams(data: bytes) -> set[str]:
+    """A Compound File Binary document's stream names ("a/b" below storages);
+    empty when it is not one or cannot be read."""
+    import olefile
+
+    try:
+        with olefile.OleFileIO(data) as ole:
+            return {"/".join(entry) for entry in ole.listdir(streams=True, storages=False)}
+    except (OSError, ValueError, IndexError, TypeError):
+        return set()
 
 
 def _zip_infos(data: bytes) -> list[zipfile.ZipInfo] | None:
@@ -69,6 +91,7 @@ class Format:
     module: str  # the reader's module under ragdb.ingest.formats
     function: str
     ocr: bool = False  # read by OCR: skipped when OCR is off
+    ole: bool = False  # a Compound File Binary format (legacy Office)
 
     @property
     def name(self) -> str:
@@ -99,6 +122,9 @@ FORMATS = (
     Format("odp", "an OpenDocument presentation", (".odp",),
            _zip_mimetype("application/vnd.oasis.opendocument.presentation"), "opendocument",
            "read_odp"),
+    Format("xls", "an Excel 97-2003 workbook", (".xls",), _ole_stream("Workbook", "Book"),
+           "legacy", "read_xls", ole=True),
+    Format("rtf", "an RTF document", (".rtf",), _rtf, "legacy", "read_rtf"),
     Format("image", "an image", (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp",
            ".gif"), _image, "ocr", "read_image", ocr=True),
 )  # fmt: skip
@@ -131,12 +157,16 @@ def judge(name: str, data: bytes) -> Verdict:
     Text or HTML under an Office name is no refusal: it is read as what it is."""
     infos = _zip_infos(data) if data.startswith(ZIP) else None
     names = {info.filename for info in infos or ()}
+    if data.startswith(OLE):
+        names = _ole_streams(data)
     claimed = by_name(name)
     found = next((f for f in FORMATS if f.sniff(data, names)), None)
     expanded = sum(info.file_size for info in infos or ())
     why = None
     if claimed is not None and found is None:
-        if data.startswith(OLE):
+        if data.startswith(OLE) and claimed.ole:
+            why = f"corrupt {claimed.name} (its streams cannot be read)"
+        elif data.startswith(OLE):
             why = (
                 f"{claimed.what} that is password-protected or in the old binary format: "
                 f"save it unprotected as {claimed.suffixes[0]}"
