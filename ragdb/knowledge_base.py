@@ -165,21 +165,7 @@ class KnowledgeBase:
     ) -> IngestReport:
         """Carry out ``plan`` (made here, or by :mod:`ragdb.ingest.plan` elsewhere)."""
         store = self.store(create=True)
-        return run_ingest(
-            store,
-            self.embedder,
-            self.chunker(),
-            plan.inputs,
-            plan.prune_dirs,
-            progress=progress,
-            warn=warn,
-            prune_records=plan.prune_records,
-            prune_patterns=plan.prune_patterns,
-            replace=plan.replace,
-            skip_clashes=plan.skip_clashes,
-            pages=plan.pages,
-            prune_pages=plan.prune_pages,
-        )
+        return run_ingest(store, self.embedder, self.chunker(), plan, progress=progress, warn=warn)
 
     def check_plan(self, plan: IngestPlan) -> None:
         """Refuse ``plan`` before it runs when it would overwrite a source stored

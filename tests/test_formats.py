@@ -472,3 +472,49 @@ def test_legacy_workbooks_and_rtf_documents(tmp_path: Path) -> None:
     assert hit.source == str(docs / "ferry.rtf")
     assert "leaves at seven each morning from the café pier" in hit.text
     assert "fonttbl" not in hit.text and "Helvetica" not in hit.text
+
+
+def write_eml(path: Path, attach: dict[str, bytes]) -> None:
+    import email.message
+
+    msg = email.message.EmailMessage()
+    msg["Subject"], msg["From"], msg["To"] = "Harbour report", "ines@x.org", "board@x.org"
+    msg["Date"] = "Wed, 04 Nov 2026 10:00:00 +0100"
+    msg.set_content("Attached is this year's harbour report, and the raw survey data.")
+    for name, data in attach.items():
+        msg.add_attachment(data, maintype="application", subtype="octet-stream", filename=name)
+    path.write_bytes(bytes(msg))
+
+
+def test_attachments_are_sources_named_under_their_message(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    write_docx(tmp_path / "report.docx")
+    report = (tmp_path / "report.docx").read_bytes()
+    # Filenames as a sender may write them: a path is never part of the name.
+    write_eml(docs / "note.eml", {"C:\\Users\\ines\\report.docx": report, "survey.bin": b"\0" * 99})
+    write_pptx(tmp_path / "plan.pptx")
+    box = docs / "inbox.mbox"
+    write_mbox(box, MAIL[:1])
+    with open(box, "ab") as fh:  # a second message, with a deck attached
+        fh.write(b"From kari Tue Nov  3 09:30:00 2026\n")
+        msg = tmp_path / "deck.eml"
+        write_eml(msg, {"plan.pptx": (tmp_path / "plan.pptx").read_bytes()})
+        fh.write(msg.read_bytes().replace(b"Subject:", b"Message-ID: <m9@x.org>\nSubject:", 1))
+    kb = KnowledgeBase(store=tmp_path / "store")
+    warnings: list[str] = []
+    first = kb.ingest([docs], warn=warnings.append)
+    names = {s.source for s in kb.sources()}
+    assert {f"{docs}/note.eml#report.docx", f"{box}#m9@x.org/plan.pptx"} <= names, names
+    assert first.added == len(names) == 5 and first.skipped == 0
+    assert any("attachments not read (not a format ragdb reads): survey.bin" in w for w in warnings)
+    hit = top(kb, "How deep was the harbour channel dredged?")
+    assert hit.source == f"{docs}/note.eml#report.docx" and "fourteen metres" in hit.text
+    hit = top(kb, "What does the telescope refurbishment cost?")
+    assert hit.source == f"{box}#m9@x.org/plan.pptx"
+    assert hit.metadata["section"] == "slide 2: Budget"
+    # The attachment taken off the message goes with it; the message stays a file.
+    write_eml(docs / "note.eml", {})
+    again = kb.ingest([docs])
+    assert (again.removed, again.updated, again.unchanged) == (1, 1, 3), again
+    assert f"{docs}/note.eml#report.docx" not in {s.source for s in kb.sources()}

@@ -484,7 +484,7 @@ def test_mail_latin1_and_office_files_are_read_or_named(local_ragdb: Ragdb, tmp_
     result = local_ragdb("ingest", str(docs))
     assert "note.txt: not UTF-8: read as cp1252 (guessed)" in result.stderr
     assert "report.docx: corrupt Word document (a damaged or truncated zip)" in result.stderr
-    assert "attachments not read: slides.bin" in result.stderr
+    assert "attachments not read (not a format ragdb reads): slides.bin" in result.stderr
     texts = {Path(c["source"]).name: c["text"] for c in local_ragdb.chunks()}
     assert "naïve café in München" in texts["note.txt"]
     mail = texts["meeting.eml"]

@@ -18,6 +18,7 @@ from typing import Any
 
 from ragdb.ingest import formats
 from ragdb.ingest.inputs import Document, Input, Skipped
+from ragdb.ingest.mailboxes import attached, readable_attachment
 
 MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdown", ".mkd"}
 
@@ -289,7 +290,7 @@ def _scalar(value: object) -> str | int | float | bool | None:
 
 def _email(source: str, data: bytes) -> Document:
     """An e-mail message (.eml): its headers that matter, then its text body
-    (HTML turned into text), MIME decoded; attachments are named, not read."""
+    (HTML turned into text), MIME decoded; attachments ragdb cannot read are named."""
     import email
     import email.policy
 
@@ -299,7 +300,6 @@ def _email(source: str, data: bytes) -> Document:
         body = msg.get_body(preferencelist=("plain", "html"))
         content = body.get_content() if body is not None else ""
         is_html = body is not None and body.get_content_subtype() == "html"
-        attached = [p.get_filename() or "unnamed" for p in msg.iter_attachments()]
     except (LookupError, ValueError, TypeError, AttributeError) as exc:
         raise Skipped(f"unreadable e-mail ({type(exc).__name__}: {str(exc)[:80]})") from None
     if not head:
@@ -311,8 +311,10 @@ def _email(source: str, data: bytes) -> Document:
     subject = str(msg["Subject"] or "").strip() or None
     doc = Document(source, "\n".join(head) + "\n\n" + content.strip(), "email", title=subject)
     doc.meta = _headers(msg)
-    if attached:
-        doc.notes.append(f"attachments not read: {', '.join(attached)}")
+    # Those in formats ragdb reads are sources of their own (ragdb.ingest.mailboxes).
+    unread = [name for name, part in attached(data) if not readable_attachment(name, part)]
+    if unread:
+        doc.notes.append(f"attachments not read (not a format ragdb reads): {', '.join(unread)}")
     if not content.strip() and not head:
         raise Skipped("no text")
     return doc

@@ -1,22 +1,47 @@
-"""Mailboxes (``.mbox``): each message a source of its own, named by the
-mailbox and the message's Message-ID (``mail.mbox#<id@host>``), so that
-ingesting the mailbox again embeds only new and changed messages and prunes
-the messages deleted from it (they are records of the mailbox, as records are
-of a records file)."""
+"""Mail read at plan time, as records files are: a mailbox (``.mbox``) is a
+source per message, named by the mailbox and the message's Message-ID
+(``mail.mbox#<id@host>``), so that ingesting it again embeds only new and
+changed messages and prunes the messages deleted from it; and the attachments
+of a message (``.eml``, or one of a mailbox) in formats ragdb reads are
+sources of their own, named under it (``note.eml#report.docx``,
+``mail.mbox#<id@host>/report.docx``). All of them have the file as their
+origin, and go with it."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from pathlib import Path
+from typing import Any
 
-from ragdb.ingest.inputs import Input, read_file
+from ragdb.ingest.inputs import Input, Skipped, read_file
 
 SUFFIXES = (".mbox",)
+
+
+MESSAGE_SUFFIXES = (".eml",)
+
+
 # A message starts at a "From " line at the start of the file or after a line
 # break (mbox's own separator; a body's "From " lines are quoted as ">From ").
 _SEPARATOR = re.compile(rb"(?:\A|\n)From [^\n]*\n")
 _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*<?([^>\r\n]+)>?", re.IGNORECASE | re.MULTILINE)
+
+
+# Attachments read as sources: what formats.judge recognises, and these.
+_TEXT_SUFFIXES = {
+    ".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf", ".eml", ".csv", ".json",
+}  # fmt: skip
+
+
+@dataclasses.dataclass
+class Mail:
+    """What a mail file holds, as inputs; ``whole`` when all of it was read
+    (so that what is stored of it and not among them is gone from it)."""
+
+    inputs: list[Input]
+    whole: bool
 
 
 def is_mailbox(path: Path) -> bool:
@@ -24,31 +49,37 @@ def is_mailbox(path: Path) -> bool:
     return path.suffix.lower() in SUFFIXES
 
 
-def read_mailbox(path: Path, roots: tuple[Path, ...] | None, ocr: str = "on") -> list[Input]:
-    """One input per message of the mailbox at ``path`` (read now, under
-    ``roots`` when given); an unreadable mailbox is one input that says why."""
-    from ragdb.ingest.inputs import Skipped
-
+def read_mail(path: Path, roots: tuple[Path, ...] | None, ocr: str = "on") -> Mail | None:
+    """The inputs of a mailbox or a message with attachments at ``path`` (read
+    now, under ``roots`` when given); None for a file that is neither (a
+    message without attachments is read as a file, when its turn comes)."""
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES + MESSAGE_SUFFIXES:
+        return None
     try:
         data = read_file(path, roots)
     except Skipped as exc:
-        return [Input(source=str(path), path=path, roots=roots, unreadable=str(exc))]
+        return Mail([Input(source=str(path), path=path, roots=roots, unreadable=str(exc))], False)
+    if suffix in MESSAGE_SUFFIXES:
+        # The message itself stays a file; its attachments are its records.
+        message = Input(source=str(path), path=path, roots=roots, ocr=ocr)
+        return Mail([message, *attachments(data, f"{path}#", str(path), ocr)], True)
     inputs: list[Input] = []
     taken: set[str] = set()
-    for message in _SEPARATOR.split(data):
-        if not message.strip():
+    for message_bytes in _SEPARATOR.split(data):
+        if not message_bytes.strip():
             continue
         # The same message whatever its place: the last one in a file ends
         # without the blank line that precedes the next "From ".
-        message = message.rstrip(b"\r\n") + b"\n"
-        name = _name(message, taken)
+        message_bytes = message_bytes.rstrip(b"\r\n") + b"\n"
+        name = _name(message_bytes, taken)
         taken.add(name)
+        source = f"{path}#{name}"
         inputs.append(
-            Input(
-                source=f"{path}#{name}", data=message, kind_hint="email", origin=str(path), ocr=ocr
-            )
+            Input(source=source, data=message_bytes, kind_hint="email", origin=str(path), ocr=ocr)
         )
-    return inputs
+        inputs += attachments(message_bytes, source + "/", str(path), ocr)
+    return Mail(inputs, True)
 
 
 def _name(message: bytes, taken: set[str]) -> str:
@@ -59,8 +90,60 @@ def _name(message: bytes, taken: set[str]) -> str:
         base = found.group(1).decode("ascii", "replace").strip()
     else:
         base = "sha1-" + hashlib.sha1(message).hexdigest()[:16]
+    return _unique(base, taken)
+
+
+def _unique(base: str, taken: set[str]) -> str:
     name, n = base, 1
     while name in taken:
         n += 1
         name = f"{base}~{n}"
     return name
+
+
+def attachments(message: bytes, prefix: str, origin: str, ocr: str) -> list[Input]:
+    """The attachments of ``message`` that ragdb reads, as inputs named
+    ``prefix`` + their file name, of ``origin``; a message that cannot be
+    parsed has none (its own skip says why)."""
+    out: list[Input] = []
+    taken: set[str] = set()
+    for name, data in attached(message):
+        if readable_attachment(name, data):
+            name = _unique(name, taken)
+            taken.add(name)
+            out.append(Input(source=prefix + name, data=data, origin=origin, ocr=ocr))
+    return out
+
+
+def attached(message: bytes) -> list[tuple[str, bytes]]:
+    """(file name, bytes) of each attachment of ``message`` with a body."""
+    import email
+    import email.policy
+
+    try:
+        msg: Any = email.message_from_bytes(message, policy=email.policy.default)
+        parts = list(msg.iter_attachments())
+    except (LookupError, ValueError, TypeError, AttributeError):
+        return []
+    out = []
+    for part in parts:
+        try:
+            data = part.get_payload(decode=True)
+        except (LookupError, ValueError, TypeError, AttributeError):
+            continue
+        if isinstance(data, bytes) and data:
+            # Only the name: a sender's path never becomes part of a source name.
+            name = Path(str(part.get_filename() or "unnamed").replace("\\", "/")).name
+            out.append((name.replace("#", "_") or "unnamed", data))
+    return out
+
+
+def readable_attachment(name: str, data: bytes) -> bool:
+    """Whether an attachment is a format ragdb reads (by content or by name),
+    so that it is worth a source of its own."""
+    from ragdb.ingest import formats
+
+    if Path(name).suffix.lower() in _TEXT_SUFFIXES or data.startswith(b"%PDF-"):
+        return True
+    verdict = formats.judge(name, data)
+    return verdict.found is not None and verdict.refusal is None

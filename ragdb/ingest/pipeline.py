@@ -24,8 +24,8 @@ from ragdb.ingest.chunking import Chunk, Chunker
 from ragdb.ingest.extract import extract, reader_version
 from ragdb.ingest.inputs import Document, Input, Skipped
 from ragdb.ingest.paths import glob_matcher
-from ragdb.ingest.plan import IngestInterrupted, IngestReport, Progress, Warn
-from ragdb.ingest.web import WebTarget, gather
+from ragdb.ingest.plan import IngestInterrupted, IngestPlan, IngestReport, Progress, Warn
+from ragdb.ingest.web import gather
 from ragdb.store.manifest import utcnow
 from ragdb.store.records import ChunkRecord, NewVersion, SourceInfo
 from ragdb.store.versions import (
@@ -75,26 +75,18 @@ def run_ingest(
     store: Store,
     embedder: Embedder,
     chunker: Chunker,
-    inputs: Sequence[Input],
-    prune_dirs: Sequence[Path] = (),
+    plan: IngestPlan,
     progress: Progress | None = None,
     warn: Warn | None = None,
     batch_size: int | None = None,
-    prune_records: bool = False,
-    prune_patterns: Sequence[str] = (),
-    replace: bool = False,
-    skip_clashes: bool = False,
-    pages: Sequence[WebTarget] = (),
-    prune_pages: bool = False,
 ) -> IngestReport:
-    """Ingest ``inputs`` and the web ``pages`` into ``store``; prune what left
-    ``prune_dirs``, no longer matches ``prune_patterns``, (``prune_records``)
-    left its records file or mailbox, or (``prune_pages``) is no longer
-    reached by a crawl that saw its whole site.
+    """Carry out ``plan`` on ``store``: ingest its inputs and web pages, and
+    prune what it says to (see :class:`~ragdb.ingest.plan.IngestPlan`).
 
     A source whose name is stored with another type or origin (a file, standard
     input, a record of another records file) is refused before anything is
-    written, unless ``replace``; with ``skip_clashes`` it alone is skipped.
+    written, unless ``plan.replace``; with ``plan.skip_clashes`` it alone is
+    skipped.
 
     One ingest runs at a time per local store: a second one waits for the first
     (saying so through ``warn``), then finds its work done."""
@@ -104,61 +96,41 @@ def run_ingest(
             warn(f"waiting for {holder} to finish its ingest into this store")
 
     with store.ingest_turn(waiting):
-        return _ingest(
-            store,
-            embedder,
-            chunker,
-            inputs,
-            prune_dirs,
-            progress,
-            warn,
-            batch_size,
-            prune_records,
-            prune_patterns,
-            replace,
-            skip_clashes,
-            pages,
-            prune_pages,
-        )
+        return _ingest(store, embedder, chunker, plan, progress, warn, batch_size)
 
 
 def _ingest(
     store: Store,
     embedder: Embedder,
     chunker: Chunker,
-    inputs: Sequence[Input],
-    prune_dirs: Sequence[Path],
+    plan: IngestPlan,
     progress: Progress | None,
     warn: Warn | None,
     batch_size: int | None,
-    prune_records: bool,
-    prune_patterns: Sequence[str],
-    replace: bool,
-    skip_clashes: bool,
-    pages: Sequence[WebTarget],
-    prune_pages: bool,
 ) -> IngestReport:
     started = time.perf_counter()
-    pruning = bool(prune_dirs or prune_patterns or prune_records or prune_pages)
-    run = _Run(store, embedder, chunker, warn, pruning)
+    run = _Run(store, embedder, chunker, warn, plan.pruning)
+    inputs: Sequence[Input] = plan.inputs
     # Pages a crawl will find are not known by name yet: look every source up.
-    run.look_up(inputs, everything=pruning or bool(pages))
-    origins = {i.origin for i in inputs if i.origin} if prune_records else set()
-    if pages:
-        fetched = gather(pages, run.existing, warn)
+    run.look_up(inputs, everything=plan.pruning or bool(plan.pages or plan.complete_origins))
+    origins = set(plan.complete_origins)
+    if plan.prune_records:
+        origins |= {i.origin for i in inputs if i.origin}
+    if plan.pages:
+        fetched = gather(plan.pages, run.existing, warn)
         inputs = [*inputs, *fetched.inputs]
-        origins |= fetched.whole if prune_pages else set()
+        origins |= fetched.whole if plan.prune_pages else set()
     seen = {inp.source for inp in inputs}
-    if not replace and not skip_clashes:
+    if not plan.replace and not plan.skip_clashes:
         check_collisions(inputs, run.existing)
-    elif not replace:
+    elif not plan.replace:
         inputs = run.drop_clashes(inputs)
     todo = run.fingerprint(inputs)
     tally = _Tally(progress, chunker)
     for item in todo:
         tally.expect(item.size)
     run.embed_and_write(todo, tally, batch_size or embedder.batch_size)
-    gone = run.gone(seen, prune_dirs, prune_patterns, origins)
+    gone = run.gone(seen, plan.prune_dirs, plan.prune_patterns, origins)
     if gone:
         with store.session() as session:
             run.report.chunks_removed += remove_sources(session, gone)

@@ -12,7 +12,7 @@ from typing import Any
 
 from ragdb.errors import InputError, UsageError
 from ragdb.ingest.inputs import Input, check_ocr
-from ragdb.ingest.mailboxes import is_mailbox, read_mailbox
+from ragdb.ingest.mailboxes import read_mail
 from ragdb.ingest.paths import expand_paths, glob_matcher
 from ragdb.ingest.record_files import read_records
 from ragdb.ingest.web import WebOptions, WebTarget, is_url
@@ -67,7 +67,11 @@ class IngestPlan:
     inputs: list[Input]
     prune_dirs: list[Path] = dataclasses.field(default_factory=list)
     prune_patterns: list[str] = dataclasses.field(default_factory=list)
+    # Records gone from their records file (the origin of an input) go.
     prune_records: bool = False
+    # Files read whole (mailboxes, messages with attachments): what is stored of
+    # them (as its origin) and not among the inputs went from them, and goes.
+    complete_origins: list[str] = dataclasses.field(default_factory=list)
     # Web pages and crawls, fetched where the plan runs.
     pages: list[WebTarget] = dataclasses.field(default_factory=list)
     prune_pages: bool = False
@@ -75,6 +79,14 @@ class IngestPlan:
     # A name stored as something else is skipped (with a warning) instead of
     # failing the whole ingest: a watched folder keeps syncing around it.
     skip_clashes: bool = False
+
+    @property
+    def pruning(self) -> bool:
+        """Whether the user asked to prune (``--prune``): then a stored source
+        that can no longer be read goes too."""
+        return bool(
+            self.prune_dirs or self.prune_patterns or self.prune_records or self.prune_pages
+        )
 
     def select(self, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> IngestPlan:
         """The plan with only the inputs that match an ``include`` glob (when any
@@ -104,6 +116,7 @@ class IngestPlan:
             "prune_dirs": [str(d) for d in self.prune_dirs],
             "prune_patterns": list(self.prune_patterns),
             "prune_records": self.prune_records,
+            "complete_origins": list(self.complete_origins),
             "pages": [t.to_wire() for t in self.pages],
             "prune_pages": self.prune_pages,
             "replace": self.replace,
@@ -114,11 +127,14 @@ class IngestPlan:
         """The plan :meth:`to_wire` described (an :class:`InputError` if not one)."""
         inputs = data.get("inputs")
         dirs, patterns = data.get("prune_dirs"), data.get("prune_patterns")
-        pages = data.get("pages")
+        pages, complete = data.get("pages"), data.get("complete_origins")
         if not isinstance(inputs, list) or not all(
-            isinstance(x, list) for x in (dirs or [], patterns or [], pages or [])
+            isinstance(x, list) for x in (dirs or [], patterns or [], pages or [], complete or [])
         ):
-            raise InputError('"inputs", "prune_dirs", "prune_patterns" and "pages" must be lists')
+            raise InputError(
+                '"inputs", "prune_dirs", "prune_patterns", "complete_origins" and "pages" '
+                "must be lists"
+            )
         try:
             targets = [WebTarget.from_wire(t) for t in pages or []]
         except UsageError as exc:
@@ -128,6 +144,7 @@ class IngestPlan:
             prune_dirs=[Path(str(d)) for d in dirs or []],
             prune_patterns=[str(p) for p in patterns or []],
             prune_records=bool(data.get("prune_records")),
+            complete_origins=[str(o) for o in complete or []],
             pages=targets,
             prune_pages=bool(data.get("prune_pages")),
             replace=bool(data.get("replace")),
@@ -171,17 +188,22 @@ def plan_paths(
     if not found.files and not prune and not pages:
         raise InputError("nothing to ingest: no files under the paths given")
     inputs: list[Input] = []
+    complete: list[str] = []
     for f in found.files:
-        if is_mailbox(f):  # each message a source: read now, like a records file
-            inputs += read_mailbox(f, bound, ocr)
-        else:
+        # Mail is read now, like a records file: each message of a mailbox and
+        # each attachment a source of its own, all of which the file holds.
+        mail = read_mail(f, bound, ocr)
+        if mail is None:
             inputs.append(Input(source=str(f), path=f, roots=bound, ocr=ocr))
+            continue
+        inputs += mail.inputs
+        if mail.whole:
+            complete.append(str(f))
     return IngestPlan(
         inputs,
         prune_dirs=list(found.dirs) if prune else [],
         prune_patterns=list(found.patterns) if prune else [],
-        # A mailbox is read whole: the messages deleted from it go.
-        prune_records=any(is_mailbox(f) for f in found.files),
+        complete_origins=complete,
         pages=pages,
         prune_pages=prune,
         replace=replace,
