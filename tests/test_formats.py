@@ -518,3 +518,26 @@ def test_attachments_are_sources_named_under_their_message(tmp_path: Path) -> No
     again = kb.ingest([docs])
     assert (again.removed, again.updated, again.unchanged) == (1, 1, 3), again
     assert f"{docs}/note.eml#report.docx" not in {s.source for s in kb.sources()}
+
+
+def test_outlook_messages_and_their_attachments(tmp_path: Path) -> None:
+    from .msggen import write_msg
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    write_xls(tmp_path / "tides.xls")
+    attach = {"tides.xls": (tmp_path / "tides.xls").read_bytes(), "blob.bin": b"\0" * 64}
+    sent = dt.datetime(2026, 11, 4, 9, 0)
+    body = "The dredger arrives on Monday and works the north channel for nine days."
+    write_msg(docs / "dredging.msg", "Dredging schedule", "Ines Varga", body, attach, sent)
+    (docs / "broken.msg").write_bytes((docs / "dredging.msg").read_bytes()[:1500])
+    kb = KnowledgeBase(store=tmp_path / "store")
+    report = kb.ingest([docs])
+    assert report.added == 2, report
+    [skip] = report.skipped_sources
+    assert skip["source"].endswith("broken.msg") and skip["reason"].startswith("corrupt Outlook")
+    hit = top(kb, "How long does the dredger work the north channel?")
+    assert hit.source == str(docs / "dredging.msg") and hit.text.startswith("Subject: Dredging")
+    assert hit.metadata["from"] == "Ines Varga" and hit.metadata["date"].startswith("2026-11-04")
+    hit = top(kb, "Kestrel Bay high water")
+    assert hit.source == f"{docs}/dredging.msg#tides.xls" and "Kestrel Bay" in hit.text

@@ -38,13 +38,12 @@ UNSUPPORTED = {
     ".doc": "a Word document",
     ".ppt": "a PowerPoint deck",
     ".mobi": "an e-book",
-    ".msg": "an Outlook message",
     ".zip": "a zip archive",
 }
 
 
 READABLE = (
-    "ragdb reads text, Markdown, HTML, PDF, e-mail (.eml, .mbox), Word (.docx), "
+    "ragdb reads text, Markdown, HTML, PDF, e-mail (.eml, .mbox, .msg), Word (.docx), "
     "PowerPoint (.pptx), Excel (.xlsx, .xls), OpenDocument, EPUB, RTF and images (by OCR)"
 )
 

@@ -2,7 +2,7 @@
 source per message, named by the mailbox and the message's Message-ID
 (``mail.mbox#<id@host>``), so that ingesting it again embeds only new and
 changed messages and prunes the messages deleted from it; and the attachments
-of a message (``.eml``, or one of a mailbox) in formats ragdb reads are
+of a message (``.eml``, Outlook's ``.msg``, or one of a mailbox) in formats ragdb reads are
 sources of their own, named under it (``note.eml#report.docx``,
 ``mail.mbox#<id@host>/report.docx``). All of them have the file as their
 origin, and go with it."""
@@ -20,7 +20,7 @@ from ragdb.ingest.inputs import Input, Skipped, read_file
 SUFFIXES = (".mbox",)
 
 
-MESSAGE_SUFFIXES = (".eml",)
+MESSAGE_SUFFIXES = (".eml", ".msg")
 
 
 # A message starts at a "From " line at the start of the file or after a line
@@ -63,7 +63,8 @@ def read_mail(path: Path, roots: tuple[Path, ...] | None, ocr: str = "on") -> Ma
     if suffix in MESSAGE_SUFFIXES:
         # The message itself stays a file; its attachments are its records.
         message = Input(source=str(path), path=path, roots=roots, ocr=ocr)
-        return Mail([message, *attachments(data, f"{path}#", str(path), ocr)], True)
+        found = outlook_attachments(data) if suffix == ".msg" else attached(data)
+        return Mail([message, *attachments(found, f"{path}#", str(path), ocr)], True)
     inputs: list[Input] = []
     taken: set[str] = set()
     for message_bytes in _SEPARATOR.split(data):
@@ -78,7 +79,7 @@ def read_mail(path: Path, roots: tuple[Path, ...] | None, ocr: str = "on") -> Ma
         inputs.append(
             Input(source=source, data=message_bytes, kind_hint="email", origin=str(path), ocr=ocr)
         )
-        inputs += attachments(message_bytes, source + "/", str(path), ocr)
+        inputs += attachments(attached(message_bytes), source + "/", str(path), ocr)
     return Mail(inputs, True)
 
 
@@ -101,13 +102,14 @@ def _unique(base: str, taken: set[str]) -> str:
     return name
 
 
-def attachments(message: bytes, prefix: str, origin: str, ocr: str) -> list[Input]:
-    """The attachments of ``message`` that ragdb reads, as inputs named
-    ``prefix`` + their file name, of ``origin``; a message that cannot be
-    parsed has none (its own skip says why)."""
+def attachments(found: list[tuple[str, bytes]], prefix: str, origin: str, ocr: str) -> list[Input]:
+    """The attachments ``found`` (name, bytes) that ragdb reads, as inputs
+    named ``prefix`` + their file name (never a path), of ``origin``."""
     out: list[Input] = []
     taken: set[str] = set()
-    for name, data in attached(message):
+    for name, data in found:
+        # Only the name: a sender's path never becomes part of a source name.
+        name = Path(name.replace("\\", "/")).name.replace("#", "_") or "unnamed"
         if readable_attachment(name, data):
             name = _unique(name, taken)
             taken.add(name)
@@ -115,8 +117,20 @@ def attachments(message: bytes, prefix: str, origin: str, ocr: str) -> list[Inpu
     return out
 
 
+def outlook_attachments(data: bytes) -> list[tuple[str, bytes]]:
+    """(file name, bytes) of each file attached to an Outlook message; none
+    when it cannot be read (its own skip says why)."""
+    from ragdb.ingest.formats.outlook import msg_attachments
+
+    try:
+        return msg_attachments(data)
+    except Skipped:
+        return []
+
+
 def attached(message: bytes) -> list[tuple[str, bytes]]:
-    """(file name, bytes) of each attachment of ``message`` with a body."""
+    """(file name, bytes) of each attachment of an e-mail ``message`` with a
+    body; none when it cannot be parsed (its own skip says why)."""
     import email
     import email.policy
 
@@ -132,9 +146,7 @@ def attached(message: bytes) -> list[tuple[str, bytes]]:
         except (LookupError, ValueError, TypeError, AttributeError):
             continue
         if isinstance(data, bytes) and data:
-            # Only the name: a sender's path never becomes part of a source name.
-            name = Path(str(part.get_filename() or "unnamed").replace("\\", "/")).name
-            out.append((name.replace("#", "_") or "unnamed", data))
+            out.append((str(part.get_filename() or "unnamed"), data))
     return out
 
 

@@ -124,6 +124,8 @@ FORMATS = (
            "read_odp"),
     Format("xls", "an Excel 97-2003 workbook", (".xls",), _ole_stream("Workbook", "Book"),
            "legacy", "read_xls", ole=True),
+    Format("msg", "an Outlook message", (".msg",), _ole_stream("__properties_version1.0"),
+           "outlook", "read_msg", ole=True),
     Format("rtf", "an RTF document", (".rtf",), _rtf, "legacy", "read_rtf"),
     Format("image", "an image", (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp",
            ".gif"), _image, "ocr", "read_image", ocr=True),
