@@ -275,10 +275,18 @@ def test_scanned_pdfs_and_images_are_read_by_ocr(tmp_path: Path) -> None:
     assert hit.source == str(docs / "timetable.tiff") and hit.metadata["page"] == 2
     assert "half past ten" in hit.text
     assert any("log.pdf: read 1 page by OCR" in w for w in warnings), warnings
-    # Unchanged, nothing is read again.
+    # Unchanged, nothing is read again: neither what was stored nor the blank
+    # image OCR found nothing in (remembered, skipped as before, said so).
     again: list[str] = []
-    assert kb.ingest([docs], warn=again.append).chunks_embedded == 0
+    second = kb.ingest([docs], warn=again.append)
+    assert second.chunks_embedded == 0 and second.skipped == 2
     assert not any("page by OCR" in w or "pages by OCR" in w for w in again), again
+    blank = next(s for s in second.skipped_sources if s["source"].endswith("blank.png"))
+    assert blank["reason"] == (
+        "no text found by OCR in the image (unchanged since it was read; not read again)"
+    )
+    scanned(["A new notice: the pier is closed."]).save(docs / "blank.png")  # now it has text
+    assert kb.ingest([docs]).added == 1
 
 
 def test_ocr_can_be_turned_off_or_kept_to_images(tmp_path: Path) -> None:
@@ -541,3 +549,43 @@ def test_outlook_messages_and_their_attachments(tmp_path: Path) -> None:
     assert hit.metadata["from"] == "Ines Varga" and hit.metadata["date"].startswith("2026-11-04")
     hit = top(kb, "Kestrel Bay high water")
     assert hit.source == f"{docs}/dredging.msg#tides.xls" and "Kestrel Bay" in hit.text
+
+
+def test_packages_and_images_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ragdb.ingest import formats
+    from ragdb.ingest.formats import ocr
+
+    # The bounds made small, so that the test need not build a real bomb.
+    monkeypatch.setattr(formats, "MAX_EXPANDED", 2**20)
+    monkeypatch.setattr(ocr, "MAX_FRAMES", 1)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    write_docx(docs / "bomb.docx")
+    with zipfile.ZipFile(docs / "bomb.docx", "a", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("word/media/zeros.bin", b"\0" * (2 * 2**20))  # 2 MB, a few KB packed
+    assert (docs / "bomb.docx").stat().st_size < 100_000
+    first, second = scanned(["Page one is about tides."]), scanned(FERRY)
+    first.save(docs / "timetable.tiff", save_all=True, append_images=[second])
+    kb = KnowledgeBase(store=tmp_path / "store")
+    warnings: list[str] = []
+    report = kb.ingest([docs], warn=warnings.append)
+    [skip] = report.skipped_sources
+    assert skip["reason"] == "a Word document that expands beyond 1 MB: not read"
+    assert any("read the first 1 of its 2 frames" in w for w in warnings), warnings
+    text = " ".join(c.text for c in kb.chunks(str(docs / "timetable.tiff")))
+    assert "tides" in text and "ferry" not in text
+
+
+def test_the_skip_memory_is_a_cache_that_never_misleads(tmp_path: Path) -> None:
+    from ragdb.ingest.skips import SkipMemory
+
+    path = tmp_path / "skips.json"
+    memory = SkipMemory(path)
+    memory.remember("a.png", "k1", "no text found by OCR in the image")
+    memory.save()
+    again = SkipMemory(path)
+    assert again.recall("a.png", "k1") == "no text found by OCR in the image"
+    assert again.recall("a.png", "k2") is None  # changed: read again, and forgotten
+    assert again.recall("a.png", "k1") is None
+    path.write_text("{not json")  # damaged: as if empty
+    assert SkipMemory(path).recall("a.png", "k1") is None

@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ragdb.errors import SourceConflictError
 from ragdb.ingest.chunking import Chunk, Chunker
 from ragdb.ingest.extract import extract, reader_version
+from ragdb.ingest.formats.ocr import signature as ocr_signature
 from ragdb.ingest.inputs import Document, Input, Skipped
 from ragdb.ingest.paths import glob_matcher
 from ragdb.ingest.plan import IngestInterrupted, IngestPlan, IngestReport, Progress, Warn
+from ragdb.ingest.skips import SkipMemory
 from ragdb.ingest.web import gather
 from ragdb.store.manifest import utcnow
 from ragdb.store.records import ChunkRecord, NewVersion, SourceInfo
@@ -135,6 +137,7 @@ def _ingest(
         with store.session() as session:
             run.report.chunks_removed += remove_sources(session, gone)
         run.report.removed += len(gone)
+    run.memory.save()
     run.report.seconds = round(time.perf_counter() - started, 3)
     return run.report
 
@@ -157,6 +160,12 @@ class _Run:
         # Sources that can no longer be read but have a stored version: their text
         # no longer exists, so --prune removes them; without it the warning says so.
         self.stale: list[str] = []
+        self.memory = SkipMemory.for_store(store.location, store.manifest["collection"])
+        self.ocr = ocr_signature()
+
+    def _memo(self, inp: Input, digest: str) -> str:
+        """What decides whether ``inp`` yields text: its bytes and reading, and OCR."""
+        return f"{digest}:{inp.ocr}:{self.ocr if inp.ocr != 'off' else ''}"
 
     def look_up(self, inputs: Sequence[Input], everything: bool) -> None:
         """What is stored: every source, or only the inputs' own."""
@@ -222,6 +231,10 @@ class _Run:
                 self.skip(inp.source, "empty")
                 continue
             digest = source_hash(data, self.chunker, inp.describe() + reader_version(inp))
+            known_skip = self.memory.recall(inp.source, self._memo(inp, digest))
+            if known_skip is not None:
+                self.skip(inp.source, f"{known_skip} (unchanged since it was read; not read again)")
+                continue
             known = self.existing.get(inp.source)
             if known is not None and known.source_hash == digest:
                 self.report.unchanged += 1
@@ -248,9 +261,17 @@ class _Run:
 
     def _split(self, item: _Pending, tally: _Tally) -> bool:
         try:
-            item.doc = extract(item.inp, item.inp.read_bytes())
+            data = item.inp.read_bytes()
         except Skipped as exc:
             tally.chunked(item.size, 0)
+            self.skip(item.inp.source, str(exc))
+            return False
+        try:
+            item.doc = extract(item.inp, data)
+        except Skipped as exc:
+            tally.chunked(item.size, 0)
+            # What these bytes hold, read this way: not worth reading twice.
+            self.memory.remember(item.inp.source, self._memo(item.inp, item.source_hash), str(exc))
             self.skip(item.inp.source, str(exc))
             return False
         for note in item.doc.notes:

@@ -27,6 +27,10 @@ from ragdb.ingest.inputs import Document, Skipped
 RENDER_DPI = 200
 MAX_SIDE = 3000
 
+# A multi-page image's frames beyond this are left out (with a note): a file of
+# a million tiny frames would otherwise cost days of OCR within the size bound.
+MAX_FRAMES = 1000
+
 _engine: Any = None
 _loading = threading.Lock()
 _running = threading.Lock()  # one engine, one page at a time
@@ -60,6 +64,16 @@ def engine() -> str:
     if chosen in ENGINES:
         return chosen
     return "tesseract" if shutil.which("tesseract") else "rapidocr"
+
+
+def signature() -> str:
+    """What decides what OCR reads: the engine, and Tesseract's languages."""
+    import os
+
+    chosen = engine()
+    if chosen == "tesseract":
+        return f"tesseract/{os.environ.get('RAGDB_OCR_LANG', DEFAULT_LANG)}"
+    return chosen
 
 
 def recognise(image: Any) -> str:
@@ -113,18 +127,26 @@ def _lines(found: Sequence[Any]) -> Iterable[str]:
 
 def read_image(source: str, data: bytes) -> Document:
     """An image's text by OCR; each frame of a multi-page TIFF is a page."""
+    import itertools
+
     from PIL import Image, ImageSequence, UnidentifiedImageError
 
     started = time.perf_counter()
     try:
         with Image.open(io.BytesIO(data)) as image:
-            pages = [recognise(frame.copy()) for frame in ImageSequence.Iterator(image)]
+            frames = getattr(image, "n_frames", 1)
+            pages = [
+                recognise(frame.copy())
+                for frame in itertools.islice(ImageSequence.Iterator(image), MAX_FRAMES)
+            ]
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
         raise Skipped(f"unreadable image ({type(exc).__name__}: {str(exc)[:80]})") from None
     if not any(p.strip() for p in pages):
         raise Skipped("no text found by OCR in the image")
     doc = _paged(source, "image", pages)
     doc.notes.append(ocr_note(len(pages), started))
+    if frames > len(pages):
+        doc.notes.append(f"read the first {len(pages)} of its {frames} frames (the rest left out)")
     return doc
 
 
