@@ -137,6 +137,7 @@ class RemoteKnowledgeBase:
         """Run ``plan`` (every file's bytes sent) as a job of the server's,
         following its events. Ctrl-C cancels the job (what was embedded before
         stays) and propagates."""
+        from ragdb.ingest.inputs import Note
         from ragdb.ingest.plan import IngestReport
 
         job = self._json("POST", "/v1/ingest", plan.to_wire())
@@ -147,6 +148,8 @@ class RemoteKnowledgeBase:
                     progress(int(event["chunks_done"]), int(event["chunks_total"]))
                 elif kind == "source_error" and warn is not None:
                     warn(str(event.get("message") or event.get("reason")))
+                elif kind == "note" and warn is not None:
+                    warn(Note(str(event.get("message"))))
                 elif kind == "done":
                     return IngestReport.from_dict(_finished(event))
         except KeyboardInterrupt:

@@ -253,7 +253,13 @@ KEEPER = ["The lighthouse keeper counted forty-two ships", "passing the northern
 FERRY = ["The night ferry to the islands", "leaves the pier at half past ten."]
 
 
-def test_scanned_pdfs_and_images_are_read_by_ocr(tmp_path: Path) -> None:
+def test_scanned_pdfs_and_images_are_read_by_ocr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ragdb.ingest import pipeline
+    from ragdb.ingest.inputs import Note
+
+    monkeypatch.setattr(pipeline, "OCR_EVERY", 0.0)  # a note for every page
     docs = tmp_path / "docs"
     docs.mkdir()
     scanned(KEEPER).save(docs / "log.pdf")  # a PDF of one image: no text layer
@@ -275,6 +281,9 @@ def test_scanned_pdfs_and_images_are_read_by_ocr(tmp_path: Path) -> None:
     assert hit.source == str(docs / "timetable.tiff") and hit.metadata["page"] == 2
     assert "half past ten" in hit.text
     assert any("log.pdf: read 1 page by OCR" in w for w in warnings), warnings
+    # A long read says how it goes, page by page, as notes (not warnings).
+    [page] = [w for w in warnings if "timetable.tiff: read page" in w]
+    assert page.endswith("read page 1 of 2 by OCR") and isinstance(page, Note)
     # Unchanged, nothing is read again: neither what was stored nor the blank
     # image OCR found nothing in (remembered, skipped as before, said so).
     again: list[str] = []

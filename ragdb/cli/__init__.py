@@ -166,6 +166,11 @@ class _Warnings:
         self.skips = 0
 
     def __call__(self, message: str) -> None:
+        from ragdb.ingest.inputs import Note
+
+        if isinstance(message, Note):  # how it goes, not what went wrong
+            click.echo(message, err=True)
+            return
         if message.startswith("skipped "):
             self.skips += 1
             if self.skips > self.SHOWN:

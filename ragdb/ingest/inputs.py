@@ -24,6 +24,11 @@ class Skipped(Exception):
     """An input that cannot be ingested; the message says why."""
 
 
+class Note(str):
+    """A message of an ingest that tells how it goes (OCR's pages), not of
+    anything wrong: shown as it is, never as a warning or a source's error."""
+
+
 @dataclasses.dataclass
 class Document:
     source: str

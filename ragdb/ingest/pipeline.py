@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ragdb.errors import SourceConflictError
 from ragdb.ingest.chunking import Chunk, Chunker
 from ragdb.ingest.extract import extract, reader_version
+from ragdb.ingest.formats.ocr import reporting as ocr_reporting
 from ragdb.ingest.formats.ocr import signature as ocr_signature
-from ragdb.ingest.inputs import Document, Input, Skipped
+from ragdb.ingest.inputs import Document, Input, Note, Skipped
 from ragdb.ingest.paths import glob_matcher
 from ragdb.ingest.plan import IngestInterrupted, IngestPlan, IngestReport, Progress, Warn
 from ragdb.ingest.skips import SkipMemory
@@ -50,6 +51,10 @@ WRITE_SECONDS = 5.0
 
 
 WRITE_MIN, WRITE_FIRST, WRITE_MAX = 16, 64, 1024
+
+
+# Seconds between notes of a long OCR read's progress (pages take seconds each).
+OCR_EVERY = 2.0
 
 
 T = TypeVar("T")
@@ -267,7 +272,8 @@ class _Run:
             self.skip(item.inp.source, str(exc))
             return False
         try:
-            item.doc = extract(item.inp, data)
+            with ocr_reporting(self._pages_of(item.inp.source)):
+                item.doc = extract(item.inp, data)
         except Skipped as exc:
             tally.chunked(item.size, 0)
             # What these bytes hold, read this way: not worth reading twice.
@@ -275,7 +281,8 @@ class _Run:
             self.skip(item.inp.source, str(exc))
             return False
         for note in item.doc.notes:
-            self._say(f"{item.inp.source}: {note}")
+            said = f"{item.inp.source}: {note}"
+            self._say(Note(said) if isinstance(note, Note) else said)
         item.chunks = self.chunker.split(
             item.doc.text,
             markdown=item.doc.markdown or item.doc.kind == "markdown",
@@ -287,6 +294,19 @@ class _Run:
             self.skip(item.inp.source, "no text")
             return False
         return True
+
+    def _pages_of(self, source: str) -> Callable[[int, int], None]:
+        """What says how OCR of ``source`` goes, page by page: a note at most
+        every :data:`OCR_EVERY` seconds (a one-page scan says nothing)."""
+        said = [time.monotonic()]
+
+        def on_page(done: int, total: int) -> None:
+            now = time.monotonic()
+            if total > 1 and done < total and now - said[0] >= OCR_EVERY:
+                said[0] = now
+                self._say(Note(f"{source}: read page {done} of {total} by OCR"))
+
+        return on_page
 
     def embed_and_write(self, todo: list[_Pending], tally: _Tally, batch_size: int) -> None:
         """2-3. A pipeline: a thread extracts and chunks the next sources while

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ragdb.errors import RagdbError
+from ragdb.ingest.inputs import Note
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 # Finished jobs kept for their readers, newest last.
@@ -122,7 +123,11 @@ class Job:
             self.emit({"event": "progress", "chunks_done": done, "chunks_total": total})
 
     def warn(self, message: str) -> None:
-        """The ingest's warnings: a source that could not be read."""
+        """The ingest's warnings (a source that could not be read), and its
+        notes of how it goes (OCR's pages), which are no error."""
+        if isinstance(message, Note):
+            self.emit({"event": "note", "message": str(message)})
+            return
         source, _, reason = message.removeprefix("skipped ").partition(": ")
         self.errors.append({"source": source, "reason": reason or message})
         self.emit(

@@ -13,14 +13,15 @@ an unchanged file is never read again."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from ragdb.ingest.inputs import Document, Skipped
+from ragdb.ingest.inputs import Document, Note, Skipped
 
 # PDF pages are rendered at this resolution for OCR (dots per inch), the longest
 # side bounded (a poster-sized page would cost minutes at 200 dpi).
@@ -30,6 +31,28 @@ MAX_SIDE = 3000
 # A multi-page image's frames beyond this are left out (with a note): a file of
 # a million tiny frames would otherwise cost days of OCR within the size bound.
 MAX_FRAMES = 1000
+
+# Who hears of each page read (see reporting): per thread, as each ingest reads
+# its documents in a thread of its own.
+_listener = threading.local()
+
+
+@contextlib.contextmanager
+def reporting(on_page: Callable[[int, int], None]) -> Iterator[None]:
+    """Within the block, ``on_page(done, total)`` hears of each page this
+    thread reads by OCR."""
+    _listener.on_page = on_page
+    try:
+        yield
+    finally:
+        _listener.on_page = None
+
+
+def _page_read(done: int, total: int) -> None:
+    on_page = getattr(_listener, "on_page", None)
+    if on_page is not None:
+        on_page(done, total)
+
 
 _engine: Any = None
 _loading = threading.Lock()
@@ -135,10 +158,10 @@ def read_image(source: str, data: bytes) -> Document:
     try:
         with Image.open(io.BytesIO(data)) as image:
             frames = getattr(image, "n_frames", 1)
-            pages = [
-                recognise(frame.copy())
-                for frame in itertools.islice(ImageSequence.Iterator(image), MAX_FRAMES)
-            ]
+            pages = []
+            for frame in itertools.islice(ImageSequence.Iterator(image), MAX_FRAMES):
+                pages.append(recognise(frame.copy()))
+                _page_read(len(pages), min(frames, MAX_FRAMES))
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
         raise Skipped(f"unreadable image ({type(exc).__name__}: {str(exc)[:80]})") from None
     if not any(p.strip() for p in pages):
@@ -162,6 +185,7 @@ def read_pdf_pages(data: bytes, numbers: Sequence[int]) -> dict[int, str]:
             width, height = page.get_size()
             scale = min(RENDER_DPI / 72, MAX_SIDE / max(width, height, 1))
             out[n] = recognise(page.render(scale=scale).to_pil())
+            _page_read(len(out), len(numbers))
     finally:
         pdf.close()
     return out
@@ -180,4 +204,6 @@ def _paged(source: str, kind: str, pages: list[str]) -> Document:
 def ocr_note(pages: int, started: float) -> str:
     """What a user is told of an OCR read: pages, engine and time."""
     seconds = time.perf_counter() - started
-    return f"read {pages} page{'' if pages == 1 else 's'} by OCR ({engine()}) in {seconds:.1f}s"
+    return Note(
+        f"read {pages} page{'' if pages == 1 else 's'} by OCR ({engine()}) in {seconds:.1f}s"
+    )
