@@ -3,8 +3,10 @@
     scripts/bench formats [--docs 60] [--pages 4] [--json]
 
 The first ``--docs`` SciFact documents are written as .txt, .md, .docx, .pptx
-(a slide per paragraph), .xlsx (a row per sentence) and .epub (a chapter per
-paragraph) and each set is ingested into a fresh store by one warm process:
+(a slide per paragraph), .xlsx and .xls (a row per sentence), .rtf and .epub (a
+chapter per paragraph), and served as web pages by a loopback server (a crawl
+from an index page, no delay), and each set is ingested into a fresh store by
+one warm process:
 chunks/s and documents/s, and the ratio to plain text. Then ``--pages`` pages
 of SciFact text are written into a text PDF (11-point Helvetica), its pages
 rendered at 200 dpi into a PDF of pictures (a scan, no text layer), ingested
@@ -24,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ragdb.ingest.plan import plan_paths
 from tests.pdfgen import write_pdf  # root on the path: run-python
 from tests.proofs.data import SCIFACT
 
@@ -80,6 +83,17 @@ def write_all(kind: str, folder: Path, docs: list[tuple[str, str]]) -> None:
             for n, s in enumerate(sentences(text), 1):
                 sheet.append([n, s])
             book.save(str(path))
+        elif kind == "xls":
+            import xlwt
+
+            workbook = xlwt.Workbook()
+            ws = workbook.add_sheet("Sentences")
+            for n, s in enumerate(["sentence", *sentences(text)]):
+                ws.write(n, 0, s)
+            workbook.save(str(path))
+        elif kind == "rtf":
+            body = "".join(f"{_rtf(s)}\\par " for s in [title, *sentences(text)])
+            path.write_text("{\\rtf1\\ansi " + body + "}", encoding="ascii")
         elif kind == "epub":
             book = epub.EpubBook()
             book.set_identifier(f"doc{i}")
@@ -159,6 +173,40 @@ def bench_ocr(work: Path, n_pages: int) -> dict[str, Any]:
     }
 
 
+def _rtf(text: str) -> str:
+    """``text`` escaped for RTF: braces and backslashes, and non-ASCII as \\uN?."""
+    out = []
+    for ch in text:
+        if ch in "\\{}":
+            out.append("\\" + ch)
+        elif ord(ch) > 127:
+            out.append(f"\\u{ord(ch) if ord(ch) < 32768 else ord(ch) - 65536}?")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def bench_web(work: Path, docs: list[tuple[str, str]]) -> tuple[Any, float]:
+    """The documents as pages of a site on a loopback server, crawled (no delay)."""
+    from html import escape
+
+    from ragdb import KnowledgeBase
+    from ragdb.ingest.web import WebOptions
+    from tests.site import Site, serve_site
+
+    site = Site()
+    links = "".join(f'<a href="/doc{i}.html">{escape(t)}</a> ' for i, (t, _) in enumerate(docs))
+    site.html("/", "Index", f"<p>All documents.</p>{links}")
+    for i, (title, text) in enumerate(docs):
+        site.html(f"/doc{i}.html", escape(title), f"<p>{escape(text)}</p>")
+    kb = KnowledgeBase(store=work / "store-web")
+    with serve_site(site):
+        web = WebOptions(depth=1, max_pages=len(docs) + 1, delay=0)
+        t0 = time.perf_counter()
+        report = kb.ingest_plan(plan_paths([f"{site.url}/"], web=web))
+        return report, time.perf_counter() - t0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--docs", type=int, default=60)
@@ -172,9 +220,12 @@ def main() -> int:
     try:
         docs = corpus(opts.docs)
         KnowledgeBase(store=work / "warm").ingest_text("warm", "warm up")  # the model loaded once
-        for kind in ("txt", "md", "docx", "pptx", "xlsx", "epub"):
-            write_all(kind, work / kind, docs)
-            report, seconds = ingest(work / kind, work / f"store-{kind}")
+        for kind in ("txt", "md", "docx", "pptx", "xlsx", "xls", "rtf", "epub", "web"):
+            if kind == "web":  # a site crawled from a loopback server
+                report, seconds = bench_web(work, docs)
+            else:
+                write_all(kind, work / kind, docs)
+                report, seconds = ingest(work / kind, work / f"store-{kind}")
             results["formats"][kind] = {
                 "chunks": report.chunks_embedded,
                 "chunks_per_s": round(report.chunks_embedded / seconds, 1),

@@ -355,7 +355,7 @@ def main() -> int:
     opts = parser.parse_args()
     quick = opts.quick
     # --quick checks the harness in the suite: every part runs, as small as it can.
-    docs = opts.docs or (30 if quick else None)
+    docs = opts.docs or (12 if quick else None)
     scale = opts.scale or (1000 if quick else 100_000)
     mem_chunks = opts.memory_chunks or (500 if quick else 100_000)
     nq = 10 if quick else 300

@@ -91,11 +91,17 @@ def _handler(site: Site) -> type[http.server.BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that hung up on a kept-alive connection is no news
+
+
 @contextlib.contextmanager
 def serve_site(site: Site) -> Iterator[Site]:
     """``site`` served on a free loopback port (its ``url`` set) until the block ends."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(site))
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", 0), _handler(site))
     site.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -30,7 +30,7 @@ def run_script(name: str, *args: str, timeout: float = 600) -> dict:
 
 
 def test_stress_embedded() -> None:
-    out = run_script("tests.proofs.stress", "--writers", "2", "--readers", "2", "--seconds", "5")
+    out = run_script("tests.proofs.stress", "--writers", "2", "--readers", "2", "--seconds", "3")
     assert out["errors"] == out["lost_chunks"] == out["duplicated_chunks"] == 0
     assert out["write_ops"] > 0 and out["queries"] > 0
 
@@ -48,7 +48,7 @@ def test_stress_server(chroma_server: str) -> None:
         "2",
         "--machines",
         "--seconds",
-        "6",
+        "4",
         "--chroma-url",
         chroma_server,
     )
@@ -81,7 +81,7 @@ def test_bench_quick() -> None:
     assert 0 < ingest["ingest_ratio"] < 5
     assert set(ingest["backends"]) == {"torch", "onnx-int8"}  # --quick leaves out onnx
     assert ingest["default_backend"] == "onnx-int8"
-    # Measured, not judged: with 30 documents a fresh process's start-up is most of
+    # Measured, not judged: with 12 documents a fresh process's start-up is most of
     # a re-ingest, and the ratio is the full run's figure (README, "Speed").
     assert ingest["reingest_fraction"] > 0
     for key in ("query_corpus", "query_large"):
