@@ -167,6 +167,9 @@ def test_front_matter_is_metadata_not_text(library: dict[str, Any]) -> None:
     extra = dict(chunk.extra)
     assert extra == {"tags": "bees, honey", "date": "2026-05-04", "rating": 4}
     assert chunk.title == "Beekeeping log" and chunk.heading == "Spring"
+    # ... and the source's, as `sources --json` lists it.
+    info = next(s for s in library["kb"].sources() if s.source.endswith("bees.md"))
+    assert info.title == "Beekeeping log" and info.to_dict()["metadata"] == extra
 
 
 def test_an_edited_slide_reembeds_only_its_chunks(tmp_path: Path) -> None:

@@ -172,6 +172,9 @@ class SourceInfo:
     source_type: str = "file"
     etag: str | None = None
     last_modified: str | None = None
+    title: str | None = None
+    # The document's metadata and the user's (front matter, properties, headers).
+    extra: tuple[tuple[str, Scalar], ...] = ()
 
     @classmethod
     def of(cls, record: ChunkRecord) -> SourceInfo:
@@ -186,16 +189,22 @@ class SourceInfo:
             record.source_type,
             record.etag,
             record.last_modified,
+            record.title,
+            record.extra,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """What ``ragdb sources --json`` prints of it."""
-        return dataclasses.asdict(self)
+        """What ``ragdb sources --json`` prints of it (metadata as an object)."""
+        out = dataclasses.asdict(self)
+        out["metadata"] = dict(out.pop("extra"))
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SourceInfo:
         """The source :meth:`to_dict` wrote (a server's, say)."""
-        return from_fields(cls, data)
+        meta = data.get("metadata") if isinstance(data, Mapping) else None
+        extra = tuple(meta.items()) if isinstance(meta, Mapping) else ()
+        return from_fields(cls, data, extra=extra)
 
     def describe(self) -> str:
         """The source's type and origin, in words."""
