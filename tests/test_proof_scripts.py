@@ -48,7 +48,7 @@ def test_stress_server(chroma_server: str) -> None:
         "2",
         "--machines",
         "--seconds",
-        "4",
+        "3",
         "--chroma-url",
         chroma_server,
     )
@@ -58,8 +58,8 @@ def test_stress_server(chroma_server: str) -> None:
 
 
 def test_crashtest(tmp_path: Path) -> None:
-    out = run_script("tests.proofs.crashtest", "--kills", "2", "--docs", "40")
-    assert out["killed"] == 2
+    out = run_script("tests.proofs.crashtest", "--kills", "1", "--docs", "40")
+    assert out["killed"] == 1
     assert out["unusable_stores"] == out["unhealthy_after_kill"] == 0
     assert out["lost_chunks"] == out["duplicated_chunks"] == 0
 
@@ -67,9 +67,9 @@ def test_crashtest(tmp_path: Path) -> None:
 def test_crashtest_server(chroma_server: str) -> None:
     clear_server(chroma_server)
     out = run_script(
-        "tests.proofs.crashtest", "--kills", "2", "--docs", "40", "--chroma-url", chroma_server
+        "tests.proofs.crashtest", "--kills", "1", "--docs", "40", "--chroma-url", chroma_server
     )
-    assert out["mode"] == "server" and out["killed"] == 2
+    assert out["mode"] == "server" and out["killed"] == 1
     assert out["unusable_stores"] == out["unhealthy_after_kill"] == 0
     assert out["lost_chunks"] == out["duplicated_chunks"] == 0
 
