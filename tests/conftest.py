@@ -222,6 +222,10 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "4096",
         "--model_alias",
         "smollm2",
+        # llama.cpp's server cuts a running answer when another request comes;
+        # chat UIs send a title request beside each chat.
+        "--interrupt_requests",
+        "False",
     ]
     with serving(cmd, f"http://127.0.0.1:{port}/v1/models", log, 120):
         yield f"http://127.0.0.1:{port}/v1"

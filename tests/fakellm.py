@@ -1,6 +1,7 @@
 """A tiny OpenAI-style HTTP server that fails on purpose: the faults a real server
 cannot be made to produce on demand (404 model missing, 404 for a wrong path, 500,
-hanging, slow and broken streams, a stream closed without a word)."""
+hanging, slow and broken streams, a stream closed without a word, one ended
+tidily but unfinished)."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("transfer-encoding", "chunked")
             self.end_headers()
             self._chunk(b"")
-        elif mode in ("broken", "think", "cut", "slow"):
+        elif mode in ("broken", "think", "cut", "slow", "unfinished"):
             self.send_response(200)
             self.send_header("content-type", "text/event-stream")
             self.send_header("transfer-encoding", "chunked")
@@ -71,6 +72,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.flush()
                 self.close_connection = True
                 return
+            elif mode == "unfinished":
+                # What llama.cpp does to an answer another request interrupts:
+                # a tidy end, but no finish reason.
+                self._chunk(b"data: [DONE]\n\n")
+                self._chunk(b"")
             else:
                 self._chunk(self._event("", finish="stop"))
                 self._chunk(b"data: [DONE]\n\n")

@@ -22,6 +22,7 @@ from ragdb.errors import LLMError, SourceNotFoundError, UsageError
 from ragdb.remote import RemoteKnowledgeBase
 
 from .conftest import Ragdb, free_port, serving
+from .fakellm import fake_llm
 
 KEY = "test-key-0123456789"
 
@@ -115,7 +116,128 @@ def test_chat_stream_follows_the_spec(service: dict[str, object]) -> None:
         for a in (c.choices[0].delta.model_extra or {}).get("annotations", [])
     ]
     assert any("fact2.txt" in a["url_citation"]["url"] for a in notes)
-    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    # One annotation per chunk, each its own URL, titled without ragdb's "[n]".
+    urls = [a["url_citation"]["url"] for a in notes]
+    assert len(set(urls)) == len(urls) and all("#chunk=" in u for u in urls)
+    assert not any(a["url_citation"]["title"].startswith("[") for a in notes)
+    # Then usage, and last ragdb's own account: the chunks, and whether it was cut.
+    usage, last = chunks[-2], chunks[-1]
+    assert usage.choices == [] and usage.usage is not None and usage.usage.prompt_tokens > 0
+    account = (last.model_extra or {})["ragdb"]
+    assert last.choices == [] and len(account["chunks"]) == len(notes)
+    assert account["truncated_reason"] in (None, "max_tokens")
+
+
+def events_of(response: httpx.Response) -> list[dict]:
+    """The JSON events of a raw SSE response, [DONE] left out."""
+    out = []
+    for line in response.iter_lines():
+        if line.startswith("data: ") and line != "data: [DONE]":
+            out.append(json.loads(line.removeprefix("data: ")))
+    return out
+
+
+def test_open_webui_gets_a_source_event_per_chunk_before_the_answer(
+    service: dict[str, object],
+) -> None:
+    body = {
+        "model": "ragdb",
+        "messages": [{"role": "user", "content": "Where is the coffee machine?"}],
+        "stream": True,
+        "ragdb": {"sources": "openwebui", "k": 3},
+    }
+    with native(service).stream("POST", "/v1/chat/completions", json=body) as response:
+        assert response.status_code == 200
+        events = events_of(response)
+    assert events[0]["choices"][0]["delta"]["role"] == "assistant"
+    sources = [e["event"]["data"] for e in events if "event" in e]
+    # All three before the first word of the answer, each its own passage.
+    first_text = next(
+        i for i, e in enumerate(events) if e["choices"] and e["choices"][0]["delta"].get("content")
+    )
+    assert [i for i, e in enumerate(events) if "event" in e] == [1, 2, 3] and first_text > 3
+    keys = [s["metadata"][0]["source"] for s in sources]
+    assert len(set(keys)) == 3 and not any(k.startswith("http") for k in keys)
+    assert all(s["document"][0] and s["distances"][0] > 0 for s in sources)
+    assert "coffee machine" in sources[0]["document"][0]
+    # ... and no annotations beside them: each source listed once.
+    assert not any(e["choices"] and "annotations" in e["choices"][0]["delta"] for e in events)
+    assert [c["source"] for c in events[-1]["ragdb"]["chunks"]] == [
+        s["source"]["name"].split(" (")[0] for s in sources
+    ]
+    # The openai SDK reads the same stream.
+    stream = client(service).chat.completions.create(
+        model="ragdb", messages=body["messages"], stream=True, extra_body={"ragdb": body["ragdb"]}
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices).strip()
+
+
+def test_source_labels_are_short_and_unique_per_chunk() -> None:
+    from ragdb.query.retrieve import Hit
+    from ragdb.serve import citations
+
+    home = Path(os.path.expanduser("~"))
+    notes = home / "notes" / "harbour.md"
+    assert citations.label(str(notes)) == "~/notes/harbour.md"
+    assert citations.label("/srv/kb/docs/a/b.md", [Path("/srv/kb/docs")]) == "docs/a/b.md"
+    assert citations.label("https://example.org/x") == "https://example.org/x"
+    hits = [
+        Hit(i + 1, f"id{i}", "/srv/kb/docs/a.md", 0.5, "text", {"chunk_index": i, "n_chunks": 2})
+        for i in range(2)
+    ]
+    urls = [a["url_citation"]["url"] for a in citations.url_citations(hits)]
+    assert urls == ["file:///srv/kb/docs/a.md#chunk=1", "file:///srv/kb/docs/a.md#chunk=2"]
+    web = Hit(1, "w", "https://example.org/p", 0.5, "t", {"chunk_index": 0, "n_chunks": 1})
+    [event] = citations.source_events([web])
+    assert event["data"]["metadata"][0] == {
+        "source": "https://example.org/p#chunk=1",
+        "name": "https://example.org/p (chunk 1/1)",
+        "external": True,
+    }
+    assert event["data"]["source"]["url"] == "https://example.org/p"
+
+
+def test_an_answer_the_llm_server_left_unfinished_is_reported_cut(
+    tmp_path: Path, facts_dir: Path
+) -> None:
+    store = tmp_path / "store"
+    Ragdb(store)("ingest", str(facts_dir))
+    log = tmp_path / "serve.log"
+    with (
+        fake_llm("unfinished", pieces=["The summit ", "is in "]) as llm,
+        ragdb_serve(store, log, "--api-key", KEY, "--llm-url", llm.url, "--access-log") as url,
+    ):
+        chat = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0).chat
+        question = [{"role": "user", "content": "When is the Innovation Summit held?"}]
+        chunks = list(chat.completions.create(model="ragdb", messages=question, stream=True))
+        finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+        assert finishes[-1] == "length"
+        account = (chunks[-1].model_extra or {})["ragdb"]
+        assert account["truncated"] is True and account["truncated_reason"] == "stream-ended"
+        whole = chat.completions.create(model="ragdb", messages=question)
+        assert whole.choices[0].finish_reason == "length"
+        assert whole.choices[0].message.content == "The summit is in"
+        assert (whole.model_extra or {})["ragdb"]["truncated_reason"] == "stream-ended"
+        assert whole.usage is not None and whole.usage.prompt_tokens > 0
+    # The access log: a line per request, never the key.
+    lines = [line for line in log.read_text().splitlines() if "/chat/completions" in line]
+    assert len(lines) == 2 and all(" POST /v1/chat/completions 200 " in line for line in lines)
+    assert KEY not in log.read_text()
+
+
+def test_two_chats_at_once_each_get_a_whole_answer(service: dict[str, object]) -> None:
+    import concurrent.futures
+
+    def ask(question: str) -> dict:
+        stream = client(service).chat.completions.create(
+            model="ragdb", messages=[{"role": "user", "content": question}], stream=True
+        )
+        return ((list(stream)[-1].model_extra) or {})["ragdb"]
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        accounts = list(pool.map(ask, ["Where is the coffee machine?", "What is the octopus?"]))
+    # Cut only by --max-tokens, never by the other request (llama.cpp's default).
+    assert all(a["truncated_reason"] in (None, "max_tokens") for a in accounts), accounts
 
 
 def test_openai_errors(service: dict[str, object]) -> None:

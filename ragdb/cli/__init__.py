@@ -888,6 +888,17 @@ def reembed(
     "larger ones get 413.",
 )
 @click.option("--allow-reset", is_flag=True, help="Let POST /v1/reset empty the knowledge base.")
+@click.option(
+    "--sources-format",
+    type=click.Choice(["annotations", "openwebui"]),
+    default="annotations",
+    show_default=True,
+    help="How chat answers send their sources: OpenAI's url_citation annotations, or "
+    "Open WebUI's source events (a request's ragdb.sources overrides).",
+)
+@click.option(
+    "--access-log", is_flag=True, help="Log each request on stderr (method, path, status, time)."
+)
 @setting_option("llm_url", metavar="URL")
 @setting_option("llm_model", metavar="NAME")
 @setting_option("llm_timeout", type=click.FloatRange(min=0.1), metavar="SECONDS")
@@ -907,6 +918,8 @@ def serve(
     poll: bool,
     max_upload_mb: int,
     allow_reset: bool,
+    sources_format: str,
+    access_log: bool,
     llm_url: str | None,
     llm_model: str | None,
     llm_timeout: float | None,
@@ -944,6 +957,8 @@ def serve(
         allow_reset=allow_reset,
         watch=tuple(Path(p) for p in watch),
         poll=poll,
+        sources_format=sources_format,
+        access_log=access_log,
     )
     serve(kb, config, token_file)
 

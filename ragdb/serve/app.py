@@ -68,6 +68,10 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["authorization", "x-api-key", "content-type"],
         )
+    if config.access_log:
+        from ragdb.serve.access_log import AccessLog
+
+        app.add_middleware(AccessLog)
     errors.install(app)
     for module in (health, sources, ingest, jobs, watches, search):
         app.include_router(module.router)

@@ -35,6 +35,10 @@ class ServeConfig:
     allow_reset: bool = False
     watch: tuple[Path, ...] = ()
     poll: bool = False
+    # How a chat answer's sources are sent (ragdb.serve.citations.FORMATS).
+    sources_format: str = "annotations"
+    # A line per request on stderr: method, path, status, duration.
+    access_log: bool = False
     # Written by `serve` for the store's CLI users; removed at shutdown.
     serve_file: Path | None = None
 

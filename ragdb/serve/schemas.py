@@ -53,6 +53,10 @@ class ChatOptions(Body):
     k: int | None = Field(default=None, ge=1, le=1000)
     mode: str | None = None
     min_score: float | None = Field(default=None, ge=-1.0, le=1.0)
+    sources: Literal["annotations", "openwebui"] | None = Field(
+        default=None,
+        description="how sources are sent: annotations (OpenAI's), or Open WebUI's events",
+    )
 
 
 class StreamOptions(Body):

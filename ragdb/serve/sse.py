@@ -37,12 +37,33 @@ class ChunkStream:
 
     def usage(self, usage: dict[str, int]) -> str:
         """The usage chunk (no choices), when the client asked for it."""
-        return sse({**self.base, "choices": [], "usage": usage})
+        return self.extra({"usage": usage})
 
-    def whole(self, text: str, reason: str, usage: dict[str, int] | None) -> Iterator[str]:
-        """An answer known whole, as a stream: role and text, finish, usage, done."""
-        yield self.delta({"role": "assistant", "content": text})
+    def event(self, event: dict[str, Any]) -> str:
+        """A chunk with no choices carrying an ``event`` (Open WebUI's sources)."""
+        return self.extra({"event": event})
+
+    def extra(self, fields: dict[str, Any]) -> str:
+        """A chunk with no choices carrying ``fields`` beside the chunk's own."""
+        return sse({**self.base, "choices": [], **fields})
+
+    def whole(
+        self,
+        text: str,
+        reason: str,
+        usage: dict[str, int] | None,
+        events: Iterable[dict[str, Any]] = (),
+        extra: dict[str, Any] | None = None,
+    ) -> Iterator[str]:
+        """An answer known whole, as a stream: role, ``events``, text, finish,
+        usage, ``extra`` fields, done."""
+        yield self.delta({"role": "assistant", "content": ""})
+        for event in events:
+            yield self.event(event)
+        yield self.delta({"content": text})
         yield self.delta({}, reason)
         if usage is not None:
             yield self.usage(usage)
+        if extra:
+            yield self.extra(extra)
         yield DONE

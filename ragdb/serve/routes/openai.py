@@ -1,9 +1,11 @@
 """The OpenAI-compatible chat model: ``GET /models`` and ``POST
 /chat/completions``, with and without ``/v1``. Model ``ragdb`` answers from
-the knowledge base with its sources as ``url_citation`` annotations (and the
-chunks in a top-level ``ragdb`` field); ``ragdb/llm`` passes straight through
-to the language model. Errors use OpenAI's envelope (the routes' ``openai``
-tag tells :mod:`ragdb.serve.errors` so).
+the knowledge base with its sources, one per chunk (see
+:mod:`ragdb.serve.citations`: ``url_citation`` annotations, or Open WebUI's
+source events), and the chunks in a ``ragdb`` field (the last chunk of a
+stream); ``ragdb/llm`` passes straight through to the language model. Errors
+use OpenAI's envelope (the routes' ``openai`` tag tells
+:mod:`ragdb.serve.errors` so).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from starlette.responses import Response
 from ragdb.errors import LLMError, NotFoundError, UsageError
 from ragdb.query.generate import NOT_ENOUGH, StreamState, build_prompt, stream_answer
 from ragdb.query.retrieve import DEFAULT_MODE, Query
+from ragdb.serve import citations
 from ragdb.serve.deps import Service, ServiceDep
 from ragdb.serve.errors import OPENAI_TAG
 from ragdb.serve.schemas import STREAM_OR_JSON, ChatBody, ChatOptions, errors_doc
@@ -68,6 +71,29 @@ class Turn:
     max_tokens: int | None
     # Nothing retrieved reaches min_score: "not enough information", no model.
     abstain: bool = False
+    # How sources are shown: "annotations" (OpenAI's) or "openwebui" (events).
+    sources: str = "annotations"
+    # Folders the service reads, from which source names are shown.
+    roots: tuple[Path, ...] = ()
+
+    def annotations(self) -> list[dict[str, Any]]:
+        """The sources as annotations (none where they go as events)."""
+        if self.sources != "annotations":
+            return []
+        return citations.url_citations(self.hits, self.roots)
+
+    def ragdb(self, state: StreamState | None = None) -> dict[str, Any]:
+        """ragdb's own account of the answer: the chunks, and whether it was cut."""
+        out: dict[str, Any] = {"chunks": [h.to_dict() for h in self.hits]}
+        if state is not None:
+            out["truncated"], out["truncated_reason"] = state.truncated, state.reason
+        return out
+
+
+def finish_reason(state: StreamState) -> str:
+    """OpenAI's finish reason: "length" for any answer cut short (the token
+    limit, the deadline, a loop, a stream the server ended unfinished)."""
+    return "length" if state.truncated else "stop"
 
 
 @router.post("/chat/completions", responses=STREAM_OR_JSON)
@@ -76,22 +102,21 @@ async def chat(body: ChatBody, service: ServiceDep) -> Response:
     turn = await _read(body, service)
     if turn.abstain:
         usage = _usage(service, [{"content": turn.question}], NOT_ENOUGH)
-        return _whole(turn, NOT_ENOUGH, [], usage, "stop")
+        return _whole(turn, NOT_ENOUGH, usage, "stop")
     state = StreamState()
     pieces = stream_answer(
         service.kb.settings, turn.messages, state=state, max_tokens=turn.max_tokens
     )
+    if turn.stream:
+        # The answer starts at once (role, sources); a failure of the language
+        # model is then an error event in the stream.
+        return sse_response(_stream(service, turn, pieces, state))
     try:
-        # The first piece decides between an answer and an error status.
-        first = await run_in_threadpool(next, pieces, "")
-        if turn.stream:
-            return sse_response(_stream(service, turn, first, pieces, state))
-        text = (first + await run_in_threadpool(lambda: "".join(pieces))).strip()
+        text = await run_in_threadpool(lambda: "".join(pieces).strip())
     except LLMError as exc:
         exc.extra = {"chunks": [h.to_dict() for h in turn.hits]}
         raise
-    reason = "length" if state.reason == "max_tokens" else "stop"
-    return _whole(turn, text, citations(turn.hits), _usage(service, turn.messages, text), reason)
+    return _whole(turn, text, _usage(service, turn.messages, text), finish_reason(state), state)
 
 
 async def _read(body: ChatBody, service: Service) -> Turn:
@@ -109,6 +134,8 @@ async def _read(body: ChatBody, service: Service) -> Turn:
         raise UsageError("there is no user message to answer")
     question = users[-1]["content"]
     asked = body.max_completion_tokens or body.max_tokens
+    options = body.ragdb or ChatOptions()
+    config = service.config
     turn = Turn(
         model,
         question,
@@ -118,11 +145,13 @@ async def _read(body: ChatBody, service: Service) -> Turn:
         bool(body.stream_options and body.stream_options.include_usage),
         # The client's own bound on the answer, within the server's --max-tokens.
         min(asked, service.kb.settings.llm_max_tokens) if asked else None,
+        sources=options.sources or config.sources_format,
+        roots=(*config.allow_paths, *config.watch),
     )
     if model == "ragdb/llm" or TASK_PROMPT.search(question):
         return turn
     history = turns[: len(turns) - 1 - turns[::-1].index(users[-1])]
-    await _retrieve(service, turn, body.ragdb or ChatOptions(), history)
+    await _retrieve(service, turn, options, history)
     return turn
 
 
@@ -145,43 +174,59 @@ async def _retrieve(
 
 
 def _stream(
-    service: Service, turn: Turn, first: str, pieces: Iterator[str], state: StreamState
+    service: Service, turn: Turn, pieces: Iterator[str], state: StreamState
 ) -> Iterator[str]:
     """The answer as a chat completion stream, per the spec: one id, the role
-    first, annotations, the finish reason last, usage when asked, [DONE]."""
+    at once (with Open WebUI's source events, before the first token), the
+    text, annotations, the finish reason, usage when asked, then ragdb's own
+    account (no choices) and [DONE]."""
     chunks = ChunkStream(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), turn.model)
-    yield chunks.delta({"role": "assistant", "content": first})
-    text = first
+    yield chunks.delta({"role": "assistant", "content": ""})
+    if turn.sources == "openwebui":
+        for event in citations.source_events(turn.hits, turn.roots):
+            yield chunks.event(event)
+    text = ""
     try:
         for piece in pieces:
             text += piece
             yield chunks.delta({"content": piece})
     except LLMError as exc:
         error = {"message": str(exc), "type": "LLMError", "param": None, "code": 502}
-        yield sse({"error": error})
+        yield sse({"error": error, "ragdb": turn.ragdb()})
         yield DONE
         return
-    if turn.hits:
-        yield chunks.delta({"annotations": citations(turn.hits)})
-    yield chunks.delta({}, "length" if state.reason == "max_tokens" else "stop")
+    if turn.annotations():
+        yield chunks.delta({"annotations": turn.annotations()})
+    yield chunks.delta({}, finish_reason(state))
     if turn.usage_wanted:
         yield chunks.usage(_usage(service, turn.messages, text))
+    yield chunks.extra({"ragdb": turn.ragdb(state)})
     yield DONE
 
 
 def _whole(
     turn: Turn,
     text: str,
-    annotations: list[dict[str, Any]],
     usage: dict[str, int],
     reason: str,
+    state: StreamState | None = None,
 ) -> Response:
     """An answer known whole: one completion, or the same as a stream."""
     cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if turn.stream:
         chunks = ChunkStream(cid, created, turn.model)
-        return sse_response(chunks.whole(text, reason, usage if turn.usage_wanted else None))
-    message = {"role": "assistant", "content": text, "annotations": annotations}
+        openwebui = turn.sources == "openwebui"
+        events = citations.source_events(turn.hits, turn.roots) if openwebui else []
+        return sse_response(
+            chunks.whole(
+                text,
+                reason,
+                usage if turn.usage_wanted else None,
+                events=events,
+                extra={"ragdb": turn.ragdb(state)},
+            )
+        )
+    message = {"role": "assistant", "content": text, "annotations": turn.annotations()}
     return JSONResponse(
         {
             "id": cid,
@@ -190,7 +235,7 @@ def _whole(
             "model": turn.model,
             "choices": [{"index": 0, "message": message, "finish_reason": reason}],
             "usage": usage,
-            "ragdb": {"chunks": [h.to_dict() for h in turn.hits]},
+            "ragdb": turn.ragdb(state),
         }
     )
 
@@ -218,28 +263,3 @@ def _text_of(content: Any) -> str:
             if isinstance(p, dict) and p.get("type") == "text"
         )
     return ""
-
-
-def citations(hits: list[Hit]) -> list[dict[str, Any]]:
-    """OpenAI ``url_citation`` annotations, one per retrieved chunk."""
-    out = []
-    for hit in hits:
-        url = (
-            hit.source
-            if "://" in hit.source
-            else Path(hit.source).as_uri()
-            if hit.source.startswith("/")
-            else f"ragdb:{hit.source}"
-        )
-        out.append(
-            {
-                "type": "url_citation",
-                "url_citation": {
-                    "url": url,
-                    "title": f"[{hit.rank}] {hit.source} ({hit.location})",
-                    "start_index": 0,
-                    "end_index": 0,
-                },
-            }
-        )
-    return out
