@@ -38,8 +38,10 @@ class KnowledgeBaseAPI(Protocol):
         retrieve_only: bool = False,
         on_hits: Callable[[list[Hit]], None] | None = None,
         on_text: Callable[[str], None] | None = None,
+        where: Sequence[str] = (),
     ) -> Answer:
-        """Retrieve, then answer; an ``LLMError`` carries the :class:`Answer` so far."""
+        """Retrieve (only chunks meeting ``where``), then answer; an ``LLMError``
+        carries the :class:`Answer` so far."""
         ...
 
     def matching_sources(self, targets: Sequence[str | Path]) -> dict[str, int]:

@@ -35,6 +35,7 @@ from ragdb.ingest.plan import (
     plan_text,
 )
 from ragdb.query.answer import Answer, answer, check_options
+from ragdb.query.filters import Filter
 from ragdb.query.generate import DEFAULT_CONTEXT_TOKENS, check_llm_url
 from ragdb.query.retrieve import DEFAULT_MODE, Hit, Query, Retrieval, retrieve_many
 from ragdb.reports import MigrateReport, ReembedReport, RemoveReport, Status
@@ -182,10 +183,14 @@ class KnowledgeBase:
         check_collisions(plan.inputs, existing)
 
     # -- retrieval and answers ---------------------------------------------------------
-    def retrieve(self, question: str, k: int = 4, mode: str = DEFAULT_MODE) -> Retrieval:
+    def retrieve(
+        self, question: str, k: int = 4, mode: str = DEFAULT_MODE, where: Sequence[str] = ()
+    ) -> Retrieval:
         """The ``k`` chunks nearest ``question``: by embedding (``dense``), by
-        keywords (``bm25``), or both fused (``hybrid``)."""
-        return self.retrieve_many([Query(question, k, mode)])[0]
+        keywords (``bm25``), or both fused (``hybrid``); only those meeting
+        every condition of ``where`` (see :mod:`ragdb.query.filters`)."""
+        keep = Filter.parse(where)
+        return self.retrieve_many([Query(question, k, mode, filter=keep or None)])[0]
 
     def retrieve_many(self, queries: Sequence[Query]) -> list[Retrieval]:
         """What :meth:`retrieve` gives for each of ``queries``, computed together
@@ -205,19 +210,22 @@ class KnowledgeBase:
         on_hits: Callable[[list[Hit]], None] | None = None,
         on_text: Callable[[str], None] | None = None,
         retrieval: Retrieval | None = None,
+        where: Sequence[str] = (),
     ) -> Answer:
-        """Retrieve, then answer from what was retrieved. ``on_hits`` sees the
+        """Retrieve (only chunks meeting ``where``'s conditions), then answer
+        from what was retrieved. ``on_hits`` sees the
         passages before the model is asked; ``on_text`` sees the answer as it
         streams. An :class:`~ragdb.errors.LLMError` propagates after ``on_hits``,
         carrying the :class:`Answer` so far (its ``error`` set) as ``answer``.
         ``retrieval``, when given, is what was retrieved already for ``question``."""
         check_options(min_score, context_tokens)
+        Filter.parse(where)  # a bad filter is said before the model loads
         if not retrieve_only:
             check_llm_url(self.settings.llm_url)  # before the model loads, not after
         started = time.perf_counter()
         return answer(
             self.settings,
-            retrieval or self.retrieve(question, k, mode),
+            retrieval or self.retrieve(question, k, mode, where),
             self.count_tokens,
             started=started,
             min_score=min_score,

@@ -116,6 +116,8 @@ class RemoteKnowledgeBase:
         from ragdb.query.answer import Answer
         from ragdb.query.retrieve import Hit
 
+        if "where" in options:
+            options["where"] = list(options["where"])
         body = {"query": question, "k": k, **options}
         if on_hits is None and on_text is None:
             return Answer.from_dict(self._json("POST", "/v1/ask", body))

@@ -283,6 +283,21 @@ def test_native_api(service: dict[str, object], tmp_path: Path) -> None:
         only = http.post("/v1/search", json={"query": "octopus", "source": folder + "/fact1"})
         assert [h["source"] for h in only.json()["chunks"]] == [folder + "/fact1.txt"]
         assert http.post("/v1/search", json={"query": "x", "source": 3}).status_code == 400
+        # Filters, as the CLI's --where: the same conditions, a bad one a 400 naming it.
+        glob = {"query": "octopus", "where": ["source~**/fact[12].txt", "type=text"]}
+        kept = http.post("/v1/search", json=glob).json()["chunks"]
+        assert sorted(Path(h["source"]).name for h in kept) == ["fact1.txt", "fact2.txt"]
+        none = http.post("/v1/search", json={"query": "octopus", "where": ["type=pdf"]})
+        assert none.json()["chunks"] == []
+        bad = http.post("/v1/ask", json={"query": "octopus", "where": ["type"]})
+        assert bad.status_code == 400 and "not a filter: 'type'" in bad.json()["detail"]
+        chat = client(service).chat.completions.create(
+            model="ragdb",
+            messages=[{"role": "user", "content": "What is the octopus?"}],
+            extra_body={"ragdb": {"where": ["source~**/fact0.txt"]}},
+        )
+        chunks = (chat.model_extra or {})["ragdb"]["chunks"]
+        assert [Path(c["source"]).name for c in chunks] == ["fact0.txt"]
         assert http.post("/v1/search", content=b"{not json").status_code == 400
         listed = http.get("/v1/sources", params={"prefix": str(service["root"])}).json()
         assert listed["total"] == 4

@@ -314,6 +314,14 @@ def cli(
     "reaches).",
 )
 @click.option(
+    "--meta",
+    "meta_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Metadata for every chunk of what is ingested (repeatable); query --where "
+    "selects on it. Numbers and true/false are kept as such.",
+)
+@click.option(
     "--crawl",
     is_flag=True,
     help="For a URL: also follow its same-site links (see --depth, --max-pages).",
@@ -369,6 +377,7 @@ def ingest(
     title_field: str | None,
     meta_fields: tuple[str, ...],
     prune: bool,
+    meta_pairs: tuple[str, ...],
     crawl: bool,
     depth: int | None,
     max_pages: int,
@@ -397,7 +406,11 @@ def ingest(
         raise UsageError("--name applies only to standard input ('-')")
     if id_prefix and records is None:
         raise UsageError("--id-prefix applies only to --records")
-    from ragdb.ingest.plan import plan_paths, plan_records, plan_text
+    from ragdb.ingest.plan import parse_meta, plan_paths, plan_records, plan_text
+
+    metadata = parse_meta(meta_pairs)
+    if metadata and records is not None:
+        raise UsageError("--meta applies to files and standard input; records use --meta-field")
 
     # The plan is made here, where the files are; a running server carries it out
     # (unless this command names a --device of its own: then this process embeds).
@@ -422,7 +435,7 @@ def ingest(
             name = f"stdin-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}"
             name += f".{int(now * 1000) % 1000:03d}"
             click.echo(f"storing standard input as {name!r} (--name sets another)", err=True)
-        plan = plan_text(name, data, replace=replace)
+        plan = plan_text(name, data, replace=replace, metadata=metadata)
     else:
         from ragdb.ingest.web import WebOptions
 
@@ -433,7 +446,15 @@ def ingest(
             delay=delay,
             timeout=fetch_timeout,
         )
-        plan = plan_paths(list(paths), prune=prune, replace=replace, warn=_warn, ocr=ocr, web=web)
+        plan = plan_paths(
+            list(paths),
+            prune=prune,
+            replace=replace,
+            warn=_warn,
+            ocr=ocr,
+            web=web,
+            metadata=metadata,
+        )
     kb = _open(ctx, device=device)
     progress = _Bar("embedding", "chunk")
     warn = _Warnings()
@@ -492,6 +513,15 @@ def _print_hit(hit: Hit, width: int = 300) -> None:
     help="Token budget for the context sent to the model [default 1500].",
 )
 @click.option("--show-thinking", is_flag=True, help="Show the model's <think> blocks.")
+@click.option(
+    "--where",
+    multiple=True,
+    metavar="COND",
+    help="Only chunks meeting COND (repeatable, all must hold): 'tag=ml', 'year>=2020', "
+    "'modified>=2026-01-01', 'type in pdf,docx', 'author!=Ann'.",
+)
+@click.option("--source", "source_glob", metavar="GLOB", help="Only sources matching GLOB.")
+@click.option("--type", "kind", metavar="FORMAT", help="Only sources of FORMAT (pdf, docx...).")
 @setting_option("llm_url", metavar="URL")
 @setting_option("llm_model", metavar="NAME")
 @setting_option("llm_timeout", type=click.FloatRange(min=0.1), metavar="SECONDS")
@@ -508,6 +538,9 @@ def query(
     min_score: float | None,
     context_tokens: int | None,
     show_thinking: bool,
+    where: tuple[str, ...],
+    source_glob: str | None,
+    kind: str | None,
     llm_url: str | None,
     llm_model: str | None,
     llm_timeout: float | None,
@@ -517,8 +550,10 @@ def query(
 ) -> None:
     """Answer QUESTION from the knowledge base, citing the chunks retrieved."""
     from ragdb.errors import LLMError
+    from ragdb.query.filters import Filter
     from ragdb.query.generate import DEFAULT_CONTEXT_TOKENS
 
+    conditions = Filter.parse(where, source_glob, kind).to_wire()
     kb = _open(
         ctx,
         llm_url=llm_url,
@@ -553,6 +588,7 @@ def query(
             # --json prints one object at the end: nothing streams.
             on_hits=None if as_json else on_hits,
             on_text=None if as_json else on_text,
+            where=conditions,
         )
     except LLMError as exc:
         if as_json and exc.answer is not None:

@@ -86,6 +86,8 @@ class Input:
     # Read on someone else's behalf (a request to `ragdb serve`): the file opened
     # must lie under one of these directories, whatever path led to it.
     roots: tuple[Path, ...] | None = None
+    # A file's modification time (ISO 8601), as found when it was planned.
+    modified: str | None = None
     # A web page (its source is its URL), fetched where the store is: never sent
     # between processes, so not part of the wire form.
     fetched: Fetched | None = None
@@ -128,6 +130,7 @@ class Input:
             "meta": [list(pair) for pair in self.meta],
             "origin": self.origin,
             "ocr": self.ocr,
+            "modified": self.modified,
         }
 
     @classmethod
@@ -152,6 +155,7 @@ class Input:
                 origin=data.get("origin"),
                 from_file=bool(data.get("from_file")),
                 ocr=check_ocr(str(data.get("ocr") or "on")),
+                modified=str(data["modified"]) if data.get("modified") else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InputError(f"not an input ({{source, data (base64), ...}}): {exc}") from None

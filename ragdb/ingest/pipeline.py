@@ -588,6 +588,7 @@ def _record(item: _Pending, index: int, chunk: Chunk, now: str) -> ChunkRecord:
         title=item.doc.title,
         etag=item.inp.fetched.etag if item.inp.fetched else None,
         last_modified=item.inp.fetched.last_modified if item.inp.fetched else None,
+        modified=item.inp.modified,
         # The user's own metadata wins over the document's of the same name.
         extra=tuple({**item.doc.meta, **dict(item.inp.meta)}.items()),
     )

@@ -160,6 +160,7 @@ def plan_paths(
     warn: Warn | None = None,
     ocr: str = "on",
     web: WebOptions | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> IngestPlan:
     """The plan to ingest ``paths`` (files, directories, globs, web addresses),
     decided where the files are: nothing is read yet. With ``roots``, only files
@@ -167,8 +168,9 @@ def plan_paths(
     removes stored files gone from the directories or glob patterns given, and
     pages a crawl no longer reaches; ``ocr`` says what OCR reads ("on": images
     and PDF pages without text, "images", "off"); ``web``, how URLs are fetched
-    (the page alone, or a crawl)."""
+    (the page alone, or a crawl); ``metadata`` goes on every file's chunks."""
     bound = tuple(Path(r) for r in roots) if roots is not None else None
+    meta = check_meta(metadata)
     try:
         check_ocr(ocr)
     except ValueError as exc:
@@ -194,7 +196,9 @@ def plan_paths(
         # each attachment a source of its own, all of which the file holds.
         mail = read_mail(f, bound, ocr)
         if mail is None:
-            inputs.append(Input(source=str(f), path=f, roots=bound, ocr=ocr))
+            inputs.append(
+                Input(source=str(f), path=f, roots=bound, ocr=ocr, modified=modified(f), meta=meta)
+            )
             continue
         inputs += mail.inputs
         if mail.whole:
@@ -208,6 +212,49 @@ def plan_paths(
         prune_pages=prune,
         replace=replace,
     )
+
+
+def modified(path: Path) -> str | None:
+    """A file's modification time, ISO 8601 in UTC (None if it cannot be had)."""
+    import datetime as dt
+
+    try:
+        stamp = path.stat().st_mtime
+    except OSError:
+        return None
+    return dt.datetime.fromtimestamp(stamp, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def parse_meta(pairs: Sequence[str]) -> dict[str, str | int | float | bool]:
+    """``KEY=VALUE`` pairs as metadata: integers, numbers and true/false typed,
+    the rest strings (a :class:`UsageError` for a pair without ``=``)."""
+    out: dict[str, str | int | float | bool] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--meta takes KEY=VALUE, not {pair!r}")
+        out[key.strip()] = _typed(value.strip())
+    return out
+
+
+def _typed(value: str) -> str | int | float | bool:
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def check_meta(metadata: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]:
+    """``metadata`` as an input carries it, or an :class:`InputError`."""
+    meta = tuple((metadata or {}).items())
+    for key, value in meta:
+        if not isinstance(key, str) or not isinstance(value, (str, int, float, bool)):
+            raise InputError(f"metadata {key!r}: values are strings, numbers or booleans")
+    return meta
 
 
 def plan_text(
@@ -224,10 +271,7 @@ def plan_text(
         data = data.encode("utf-8")
     if not name.strip():
         raise UsageError("a source name must not be empty")
-    meta = tuple((metadata or {}).items())
-    for key, value in meta:
-        if not isinstance(key, str) or not isinstance(value, (str, int, float, bool)):
-            raise InputError(f"metadata {key!r}: values are strings, numbers or booleans")
+    meta = check_meta(metadata)
     return IngestPlan([Input(source=name, data=data, kind_hint=kind, meta=meta)], replace=replace)
 
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ragdb.errors import EmptyStoreError, UsageError
+from ragdb.query.filters import Filter
 from ragdb.store.records import ChunkRecord
 from ragdb.wire import from_fields
 
@@ -109,6 +110,13 @@ class Query:
     mode: str = DEFAULT_MODE
     # Only sources whose names start with this (a folder, a records prefix).
     source_prefix: str | None = None
+    # Only chunks these conditions keep (see ragdb.query.filters).
+    filter: Filter | None = None
+
+    @property
+    def filtered(self) -> bool:
+        """Whether the query searches only some of the chunks."""
+        return self.source_prefix is not None or bool(self.filter)
 
 
 def check_query(query: Query) -> None:
@@ -160,13 +168,13 @@ def retrieve_many(store: Store, embedder: Embedder, queries: Sequence[Query]) ->
 def _keyword_searches(session: Session, queries: Sequence[Query]) -> Any:
     """The keyword searches ``queries`` need, started on a background thread (a
     future of their results, one per query), or None when none needs one."""
-    if not any(q.mode != "dense" and q.source_prefix is None for q in queries):
+    if not any(q.mode != "dense" and not q.filtered for q in queries):
         return None
     index = session.keywords
     return _background().submit(
         lambda: [
             index.search(q.question, candidate_depth(q.mode, q.k))
-            if q.mode != "dense" and q.source_prefix is None
+            if q.mode != "dense" and not q.filtered
             else None
             for q in queries
         ]
@@ -222,10 +230,10 @@ def search_many(
     dense: dict[int, list[tuple[str, float]]] = {}
     keyword = list(keyword)
     for i, query in enumerate(queries):
-        if query.source_prefix is not None:
-            # Filtered: searched alone, each retriever restricted to those sources.
+        if query.filtered:
+            # Filtered: searched alone, each retriever restricted to those chunks.
             dense[i], keyword[i] = _filtered(session, query, embeddings[i], depths[i])
-    wants_dense = [i for i, q in enumerate(queries) if q.mode != "bm25" and q.source_prefix is None]
+    wants_dense = [i for i, q in enumerate(queries) if q.mode != "bm25" and not q.filtered]
     if wants_dense:
         # Ids and distances only: text and metadata are read for the winners alone.
         found = session.nearest_many(
@@ -271,24 +279,26 @@ def search_many(
 def _filtered(
     session: Session, query: Query, embedding: Sequence[float], depth: int
 ) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
-    """The dense and BM25 candidates of ``query`` among the sources its prefix
-    names: Chroma filters by those names; the keyword ranking is read whole and
-    kept to their chunks (exact, and slower than an unfiltered search)."""
-    from ragdb.store.versions import list_sources, records_of
-
-    prefix = query.source_prefix or ""
-    names = [name for name in list_sources(session) if name.startswith(prefix)]
-    if not names:
+    """The dense and BM25 candidates of ``query`` among the chunks its source
+    prefix and filter keep, decided on the stored records themselves (so the
+    same for both retrievers): Chroma searches only those ids; the keyword
+    ranking is read whole and kept to them (exact, and slower than an
+    unfiltered search)."""
+    prefix, keep = query.source_prefix or "", query.filter or Filter()
+    records = session.fetch_records(where=keep.chroma_where(), text=False)
+    ids = sorted(
+        r.id for r in records if r.source.startswith(prefix) and keep.matches(r.metadata())
+    )
+    if not ids:
         return [], []
     dense: list[tuple[str, float]] = []
     if query.mode != "bm25":
-        where: Any = {"source": names[0] if len(names) == 1 else {"$in": names}}
-        dense = session.nearest_many([embedding], depth, where=where)[0]
+        dense = session.nearest_many([embedding], min(depth, len(ids)), ids=ids)[0]
     bm25: list[tuple[str, float]] = []
     if query.mode != "dense":
-        ids = {r.id for found in records_of(session, names).values() for r in found}
+        wanted = set(ids)
         ranked = session.keywords.search(query.question, max(depth, session.count()))
-        bm25 = [(cid, score) for cid, score in ranked if cid in ids][:depth]
+        bm25 = [(cid, score) for cid, score in ranked if cid in wanted][:depth]
     return dense, bm25
 
 

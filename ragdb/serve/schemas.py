@@ -27,6 +27,12 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+WHERE = (
+    "filters, all of which a chunk must meet: 'tag=ml', 'year>=2020', 'type in pdf,docx', "
+    "'source~notes/**' (see ragdb.query.filters)"
+)
+
+
 class SearchBody(Body):
     """``POST /v1/search``."""
 
@@ -35,6 +41,7 @@ class SearchBody(Body):
     mode: str | None = None
     source: str | None = None
     min_score: float | None = Field(default=None, ge=-1.0, le=1.0)
+    where: list[str] | None = Field(default=None, max_length=50, description=WHERE)
 
 
 class AskBody(SearchBody):
@@ -57,6 +64,7 @@ class ChatOptions(Body):
         default=None,
         description="how sources are sent: annotations (OpenAI's), or Open WebUI's events",
     )
+    where: list[str] | None = Field(default=None, max_length=50, description=WHERE)
 
 
 class StreamOptions(Body):

@@ -29,7 +29,7 @@ REQUIRED = ("source", "chunk_index", "n_chunks", "source_hash")
 _OPTIONAL = ("start", "end", "chunk_hash", "ingested_at", "kind", "source_type")
 
 
-_IF_SET = ("heading", "page", "section", "title", "origin", "etag", "last_modified")
+_IF_SET = ("heading", "page", "section", "title", "origin", "etag", "last_modified", "modified")
 
 
 Scalar = str | int | float | bool
@@ -71,6 +71,8 @@ class ChunkRecord:
     # A web page's validators, for the next conditional request.
     etag: str | None = None
     last_modified: str | None = None
+    # A file's modification time (ISO 8601) when this version was stored.
+    modified: str | None = None
     # The user's own metadata (records files' --meta-field) and the document's
     # (front matter, document properties), never ragdb's keys.
     extra: tuple[tuple[str, Scalar], ...] = ()
@@ -128,6 +130,7 @@ class ChunkRecord:
             title=str(meta["title"]) if meta.get("title") else None,
             etag=str(meta["etag"]) if meta.get("etag") else None,
             last_modified=str(meta["last_modified"]) if meta.get("last_modified") else None,
+            modified=str(meta["modified"]) if meta.get("modified") else None,
             extra=tuple((k, v) for k, v in meta.items() if k not in known),
             id=id,
         )

@@ -310,15 +310,18 @@ class Session:
         embeddings: Sequence[Sequence[float]],
         k: int,
         where: dict[str, Any] | None = None,
+        ids: Sequence[str] | None = None,
     ) -> list[list[tuple[str, float]]]:
         """The ``k`` nearest chunk ids (with cosine distances) of each embedding,
-        in one query of the index; ``where`` filters on chunk metadata."""
+        in one query of the index; ``where`` filters on chunk metadata, ``ids``
+        keeps to those chunks."""
         got: Any = self._call(
             "searching the vector index",
             lambda: self._coll.query(
                 query_embeddings=cast(Any, [list(map(float, e)) for e in embeddings]),
                 n_results=k,
                 where=cast(Any, where),
+                ids=cast(Any, list(ids) if ids is not None else None),
                 include=cast(Any, ["distances"]),
             ),
         )

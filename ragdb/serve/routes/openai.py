@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from ragdb.errors import LLMError, NotFoundError, UsageError
+from ragdb.query.filters import Filter
 from ragdb.query.generate import NOT_ENOUGH, StreamState, build_prompt, stream_answer
 from ragdb.query.retrieve import DEFAULT_MODE, Query
 from ragdb.serve import citations
@@ -160,7 +161,8 @@ async def _retrieve(
 ) -> None:
     """Retrieve for ``turn`` and build its messages: the prompt with the usable
     passages and the history; or "not enough" when none is usable."""
-    query = Query(turn.question, options.k or 4, options.mode or DEFAULT_MODE)
+    keep = Filter.parse(options.where or ())
+    query = Query(turn.question, options.k or 4, options.mode or DEFAULT_MODE, filter=keep or None)
     retrieval = await service.batcher.retrieve(query)
     turn.hits = retrieval.hits
     usable = [h for h in turn.hits if options.min_score is None or h.score >= options.min_score]

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from ragdb.errors import LLMError, RagdbError
+from ragdb.query.filters import Filter
 from ragdb.query.retrieve import DEFAULT_MODE, Query
 from ragdb.serve.deps import ServiceDep
 from ragdb.serve.schemas import STREAM_OR_JSON, AskBody, SearchBody, errors_doc
@@ -27,7 +28,8 @@ router = APIRouter(tags=["search"], responses=errors_doc())
 async def search(body: SearchBody, service: ServiceDep) -> Response:
     """The chunks nearest a question, as ``query --json`` gives them."""
     question = body.query or ""
-    query = Query(question, body.k or 4, body.mode or DEFAULT_MODE, body.source)
+    keep = Filter.parse(body.where or ())
+    query = Query(question, body.k or 4, body.mode or DEFAULT_MODE, body.source, keep or None)
     retrieval = await service.batcher.retrieve(query)
     hits = retrieval.hits
     if body.min_score is not None:
@@ -52,7 +54,9 @@ async def ask(body: AskBody, service: ServiceDep) -> Response:
     if body.context_tokens:
         options["context_tokens"] = body.context_tokens
     k = body.k or 4
-    options["retrieval"] = await service.batcher.retrieve(Query(question, k, options["mode"]))
+    keep = Filter.parse(body.where or ())
+    query = Query(question, k, options["mode"], body.source, keep or None)
+    options["retrieval"] = await service.batcher.retrieve(query)
     if body.stream:
         return sse_response(ask_events(kb, question, k, options))
     answer = await run_in_threadpool(lambda: kb.ask(question, k, **options))
