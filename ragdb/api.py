@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from ragdb.query.answer import Answer
     from ragdb.query.retrieve import Hit
     from ragdb.reports import RemoveReport, Status
-    from ragdb.store.records import SourceInfo
+    from ragdb.store.records import ChunkRecord, SourceInfo
 
 
 class KnowledgeBaseAPI(Protocol):
@@ -58,4 +58,9 @@ class KnowledgeBaseAPI(Protocol):
 
     def sources(self) -> list[SourceInfo]:
         """Every stored source, by name."""
+        ...
+
+    def chunks(self, source: str) -> list[ChunkRecord]:
+        """A stored source's chunks with their text, in order; a
+        SourceNotFoundError when ``source`` is not stored."""
         ...

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ragdb.query.answer import Answer
     from ragdb.query.retrieve import Hit
     from ragdb.reports import RemoveReport, Status
-    from ragdb.store.records import SourceInfo
+    from ragdb.store.records import ChunkRecord, SourceInfo
 
 SERVE_FILE = "serve.json"
 # How long a found server may take to answer its health check before it is
@@ -101,6 +101,16 @@ class RemoteKnowledgeBase:
             out += page["sources"]
             if len(out) >= page["total"] or not page["sources"]:
                 return [SourceInfo.from_dict(item) for item in out]
+
+    def chunks(self, source: str) -> list[ChunkRecord]:
+        """A stored source's chunks with their text, in order; a
+        SourceNotFoundError when ``source`` is not stored."""
+        from urllib.parse import quote
+
+        from ragdb.store.records import ChunkRecord
+
+        found = self._json("GET", f"/v1/sources/{quote(source, safe='/')}")
+        return [ChunkRecord.from_dict(c) for c in found.get("chunks", [])]
 
     def ask(
         self,

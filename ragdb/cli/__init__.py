@@ -999,6 +999,22 @@ def serve(
     serve(kb, config, token_file)
 
 
+@cli.command()
+@click.option(
+    "--write",
+    is_flag=True,
+    help="Also offer the tools that change the knowledge base (ingest_text, remove).",
+)
+@click.pass_context
+def mcp(ctx: click.Context, write: bool) -> None:
+    """Serve the knowledge base to an MCP client (an agent) over stdio: tools
+    search, ask, list_sources and read_source. Uses the store's running
+    ragdb serve when there is one, as other commands do."""
+    from ragdb.mcp_server import build_server
+
+    build_server(_open(ctx), write=write).run("stdio")
+
+
 def main() -> None:
     cli(prog_name="ragdb")
 

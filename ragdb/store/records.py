@@ -92,6 +92,13 @@ class ChunkRecord:
         out["extra"] = dict(self.extra)
         return out
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ChunkRecord:
+        """The chunk :meth:`to_dict` wrote (a server's, say)."""
+        extra = data.get("extra") if isinstance(data, Mapping) else None
+        pairs = tuple(extra.items()) if isinstance(extra, Mapping) else ()
+        return from_fields(cls, data, extra=pairs)
+
     def metadata(self) -> dict[str, Any]:
         """The metadata Chroma stores for this chunk."""
         meta: dict[str, Any] = {key: getattr(self, key) for key in REQUIRED + _OPTIONAL}
