@@ -5,6 +5,9 @@ assistants): ``ragdb mcp`` speaks MCP over stdio, through the official
 as every CLI command does) and format; ragdb's errors come back as tool
 errors carrying ragdb's one-line message, never a traceback. The write tools
 (``ingest_text``, ``remove``) exist only when asked for (``--write``).
+
+``ragdb serve`` offers the read tools too, over streamable HTTP at ``/mcp``,
+behind its token and Host checks (see :func:`mount`).
 """
 
 from __future__ import annotations
@@ -31,13 +34,16 @@ INSTRUCTIONS = (
 
 
 def _tool_errors(fn: F) -> F:
-    """ragdb's errors as MCP tool errors: the message, for the model to read."""
+    """A tool run off the event loop (the knowledge base's calls block: an
+    encoder, a language model), ragdb's errors as MCP tool errors: the
+    message, for the model to read."""
+    import anyio.to_thread
     from mcp.server.mcpserver.exceptions import ToolError
 
     @functools.wraps(fn)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
+    async def wrapped(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
         except RagdbError as exc:
             raise ToolError(str(exc)) from None
 
@@ -135,6 +141,27 @@ def _write_tools(server: MCPServer, kb: KnowledgeBaseAPI) -> None:
     def remove(sources: list[str]) -> dict[str, Any]:
         """Remove the named sources (exact names, as list_sources gives them)."""
         return kb.remove(sources).to_dict()
+
+
+def mount(app: Any, kb: KnowledgeBaseAPI) -> Any:
+    """Serve the read tools over ``kb`` at ``/mcp`` of the Starlette/FastAPI
+    ``app`` (stateless, JSON answers); returns the session manager, which the
+    app's lifespan must run. The app's own guard checks the token and Host."""
+    from mcp.server.transport_security import TransportSecuritySettings
+    from starlette.routing import Route
+
+    server = build_server(kb)
+    sub = server.streamable_http_app(
+        streamable_http_path="/mcp",
+        stateless_http=True,
+        json_response=True,
+        # Host and Origin are the service's guard's to check, by its allow-list.
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )
+    for route in sub.routes:
+        if isinstance(route, Route) and route.path == "/mcp":
+            app.router.routes.append(route)
+    return server.session_manager
 
 
 def _chunk(hit: dict[str, Any], location: str) -> dict[str, Any]:

@@ -903,3 +903,35 @@ def test_queries_while_a_job_and_a_cli_process_ingest(tmp_path: Path, facts_dir:
         0,
         0,
     ), check
+
+
+def test_agents_reach_the_read_tools_over_http_behind_the_token(
+    service: dict[str, object],
+) -> None:
+    import anyio
+    import httpx2  # the HTTP client the mcp SDK takes
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def session(key: str) -> tuple[list[str], dict]:
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=120)
+        async with (
+            http,
+            streamable_http_client(f"{service['url']}/mcp", http_client=http) as (read, write),
+            ClientSession(read, write) as mcp,
+        ):
+            await mcp.initialize()
+            tools = sorted(t.name for t in (await mcp.list_tools()).tools)
+            found = await mcp.call_tool("search", {"question": "octopus", "k": 1})
+            return tools, found.structured_content
+
+    tools, found = anyio.run(session, KEY)
+    # Read tools only: a server's writes go through its own API.
+    assert tools == ["ask", "list_sources", "read_source", "search"]
+    assert found["chunks"][0]["source"].endswith("fact3.txt")
+    refused = httpx.post(
+        f"{service['url']}/mcp",
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={"Accept": "application/json, text/event-stream"},
+    )
+    assert refused.status_code == 401

@@ -78,4 +78,8 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
     # The chat model at both the OpenAI SDK's base URLs (with and without /v1).
     app.include_router(openai.router, prefix="/v1")
     app.include_router(openai.router, include_in_schema=False)
+    # MCP's read tools for agents, at /mcp (see ragdb.mcp_server).
+    from ragdb.mcp_server import mount
+
+    service.mcp = mount(app, kb)
     return app

@@ -40,6 +40,8 @@ class Service:
     jobs: JobQueue
     batcher: QueryBatcher
     watcher: Watcher = dataclasses.field(init=False)
+    # MCP's session manager (ragdb.mcp_server.mount), run with the app.
+    mcp: Any = None
 
     def __post_init__(self) -> None:
         self.watcher = Watcher(self.sync)
@@ -70,7 +72,10 @@ class Service:
         between batches (or is abandoned) and the store stays whole."""
         for path in self.config.watch:
             self.watcher.add(path, self.config.poll)
-        yield
+        async with contextlib.AsyncExitStack() as stack:
+            if self.mcp is not None:
+                await stack.enter_async_context(self.mcp.run())
+            yield
         await run_in_threadpool(self.watcher.stop)
         await run_in_threadpool(self.jobs.stop)
         await run_in_threadpool(self.batcher.stop)
