@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from .site import running
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -124,10 +125,5 @@ def fake_llm(
     server.delay = delay
     server.calls = 0
     server.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with running(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()

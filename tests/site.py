@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.server
+import socketserver
 import threading
 import time
 from collections.abc import Iterator
@@ -99,14 +100,21 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 @contextlib.contextmanager
+def running(server: socketserver.BaseServer) -> Iterator[None]:
+    """``server`` serving in a thread until the block ends, then closed."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
 def serve_site(site: Site) -> Iterator[Site]:
     """``site`` served on a free loopback port (its ``url`` set) until the block ends."""
     server = _Server(("127.0.0.1", 0), _handler(site))
     site.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with running(server):
         yield site
-    finally:
-        server.shutdown()
-        server.server_close()

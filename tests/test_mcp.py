@@ -83,8 +83,7 @@ def test_write_tools_only_when_asked(facts_dir: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
     Ragdb(store)("ingest", str(facts_dir))
     memo = {"name": "memo", "text": "The boat leaves at dawn on Friday."}
-    refused = session_of(store, [("ingest_text", memo)])
-    assert "ingest_text" not in refused["tools"] and refused["results"][0][0]
+    # (Without --write they are not listed: see the test above.)
     out = session_of(
         store,
         [

@@ -1,4 +1,8 @@
-"""The stress and crash scripts, in small sizes: they must pass, not just run."""
+"""The stress and crash scripts, in small sizes: they must pass, not just run.
+Their server-mode runs (`scripts/stress --server`, `scripts/crashtest --server`)
+share these harnesses and are left to the scripts: tests/test_server_mode.py
+proves a killed writer and two writers on one source against a real server in
+the suite."""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import clear_server
 from .proofs.data import ROOT
 
 
@@ -35,41 +38,9 @@ def test_stress_embedded() -> None:
     assert out["write_ops"] > 0 and out["queries"] > 0
 
 
-def test_stress_server(chroma_server: str) -> None:
-    """Two writers on the same sources, each process with a cache of its own."""
-    clear_server(chroma_server)
-    out = run_script(
-        "tests.proofs.stress",
-        "--writers",
-        "2",
-        "--readers",
-        "1",
-        "--shared",
-        "2",
-        "--machines",
-        "--seconds",
-        "3",
-        "--chroma-url",
-        chroma_server,
-    )
-    assert out["mode"] == "server"
-    assert out["errors"] == out["lost_chunks"] == out["duplicated_chunks"] == 0
-    assert out["stale_keywords"] == 0 and out["write_ops"] > 0
-
-
 def test_crashtest(tmp_path: Path) -> None:
     out = run_script("tests.proofs.crashtest", "--kills", "1", "--docs", "40")
     assert out["killed"] == 1
-    assert out["unusable_stores"] == out["unhealthy_after_kill"] == 0
-    assert out["lost_chunks"] == out["duplicated_chunks"] == 0
-
-
-def test_crashtest_server(chroma_server: str) -> None:
-    clear_server(chroma_server)
-    out = run_script(
-        "tests.proofs.crashtest", "--kills", "1", "--docs", "40", "--chroma-url", chroma_server
-    )
-    assert out["mode"] == "server" and out["killed"] == 1
     assert out["unusable_stores"] == out["unhealthy_after_kill"] == 0
     assert out["lost_chunks"] == out["duplicated_chunks"] == 0
 
