@@ -123,7 +123,7 @@ def test_a_crawl_stays_on_its_site_honours_robots_and_prunes_what_vanished(
 
 
 def test_a_crawl_that_cannot_see_its_whole_site_prunes_nothing(
-    local_ragdb: Ragdb, site: Site, tmp_path: Path
+    local_ragdb: Ragdb, site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     build_site(site, tmp_path / "tides.pdf")
     start = f"{site.url}/"
@@ -138,6 +138,10 @@ def test_a_crawl_that_cannot_see_its_whole_site_prunes_nothing(
         "ingest", start, "--crawl", "--delay", "0", "--prune", "--max-pages", "2", "--json"
     )
     assert "stopped at 2 pages" in limited.stderr and set(sources(local_ragdb)) == before
+    # Pages are held until stored: a crawl past its byte bound stops the same way.
+    monkeypatch.setattr(web, "MAX_CRAWL_BYTES", 1000)
+    heavy = local_ragdb("ingest", start, "--crawl", "--delay", "0", "--prune", "--json")
+    assert "stopped at 0 MB of pages" in heavy.stderr and set(sources(local_ragdb)) == before
 
 
 def test_each_failure_is_a_clear_reason_and_keeps_what_is_stored(

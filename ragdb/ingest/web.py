@@ -41,6 +41,11 @@ MAX_PAGE_BYTES = 32 * 2**20
 MAX_REDIRECTS = 5
 
 
+# A crawl's pages are held until they are stored: it stops (pruning nothing)
+# once their bytes pass this.
+MAX_CRAWL_BYTES = 512 * 2**20
+
+
 # Content types that a crawl reads links from.
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 
@@ -197,18 +202,22 @@ class _Crawl:
         seen = {self.target.url}
         site: tuple[str, str] | None = None
         inputs: dict[str, Input] = {}
+        held = 0
         while queue:
+            why = None
             if len(inputs) >= self.target.max_pages:
+                why = f"{self.target.max_pages} pages (--max-pages)"
+            elif held > MAX_CRAWL_BYTES:
+                why = f"{MAX_CRAWL_BYTES // 2**20} MB of pages"
+            if why is not None:
                 self.whole = False
-                self._say(
-                    f"{self.target.url}: stopped at {self.target.max_pages} pages "
-                    "(--max-pages); nothing of this crawl is pruned"
-                )
+                self._say(f"{self.target.url}: stopped at {why}; nothing of this crawl is pruned")
                 break
             url, depth = queue.popleft()
             inp, links = self.page(url, depth)
             seen.add(inp.source)  # where a redirect led
             inputs.setdefault(inp.source, inp)
+            held += len(inp.data or b"")
             site = site or _site(inp.source)  # the start page's, after its redirects
             for link in links:
                 if link not in seen and _site(link) == site:

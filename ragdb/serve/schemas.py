@@ -132,7 +132,7 @@ class IngestBody(Body):
     depth: int | None = Field(
         default=None, ge=0, le=20, description="links a crawl follows from each URL (0: none)"
     )
-    max_pages: int | None = Field(default=None, ge=1, le=100_000, description="pages per crawl")
+    max_pages: int | None = Field(default=None, ge=1, le=10_000, description="pages per crawl")
     delay: float | None = Field(
         default=None, ge=0, le=600, description="seconds between a crawl's requests"
     )
