@@ -4,7 +4,7 @@ rankings with the other chunks dropped); the CLI's options and its errors."""
 
 from __future__ import annotations
 
-import json
+import email.message
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -128,4 +128,20 @@ def test_query_options_filter_and_bad_ones_exit_2(tmp_path: Path) -> None:
     assert "--meta takes KEY=VALUE" in wrong.stderr
     # A file's modification time is a field too.
     recent = ragdb.json("query", QUESTION, "--retrieve-only", "--where", "modified>=2000-01-01")
-    assert recent["chunks"] and json.dumps(recent).count('"modified"') >= len(recent["chunks"])
+    assert recent["chunks"] and all(
+        c["metadata"]["modified"] >= "2000-01-01" for c in recent["chunks"]
+    )
+    # --meta reaches whatever a file holds: a message and its attachment.
+    mail = tmp_path / "mail"
+    mail.mkdir()
+    msg = email.message.EmailMessage()
+    msg["Subject"], msg["From"] = "Wind report", "ann@x.org"
+    msg.set_content("The wind shaped the dunes this week.")
+    msg.add_attachment(b"Ice carved the valley floor.", maintype="text", subtype="plain",
+                       filename="ice.txt")  # fmt: skip
+    (mail / "report.eml").write_bytes(bytes(msg))
+    ragdb("ingest", str(mail), "--meta", "shelf=4")
+    shelved = ragdb.json("query", QUESTION, "--retrieve-only", "--where", "shelf=4", "-k", "9")
+    names = sorted(Path(c["source"]).name for c in shelved["chunks"])
+    assert names == ["report.eml", "report.eml#ice.txt"]
+    assert all("modified" in c["metadata"] for c in shelved["chunks"])

@@ -43,9 +43,10 @@ def test_a_page_is_stored_by_its_main_text_and_asked_again_conditionally(
     local_ragdb: Ragdb, site: Site
 ) -> None:
     url = f"{site.url}/storm.html"
-    out = local_ragdb.json("ingest", url)
+    out = local_ragdb.json("ingest", url, "--meta", "topic=sea")
     assert out["added"] == 1 and out["chunks_embedded"] >= 1
     chunks = local_ragdb.chunks()
+    assert {c["topic"] for c in chunks} == {"sea"}  # --meta reaches pages too
     text = " ".join(c["text"] for c in chunks)
     assert "red pennant" in text
     # The navigation and the footer are not the page's text.

@@ -18,7 +18,7 @@ from typing import Any
 
 from ragdb.ingest import formats
 from ragdb.ingest.inputs import Document, Input, Skipped
-from ragdb.ingest.mailboxes import attached, readable_attachment
+from ragdb.ingest.mailboxes import attachments_of, readable_attachment
 
 MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdown", ".mkd"}
 
@@ -311,7 +311,7 @@ def _email(source: str, data: bytes) -> Document:
     doc = Document(source, "\n".join(head) + "\n\n" + content.strip(), "email", title=subject)
     doc.meta = _headers(msg)
     # Those in formats ragdb reads are sources of their own (ragdb.ingest.mailboxes).
-    unread = [name for name, part in attached(data) if not readable_attachment(name, part)]
+    unread = [name for name, part in attachments_of(msg) if not readable_attachment(name, part)]
     if unread:
         doc.notes.append(f"attachments not read (not a format ragdb reads): {', '.join(unread)}")
     if not content.strip() and not head:

@@ -44,15 +44,10 @@ class Mail:
     whole: bool
 
 
-def is_mailbox(path: Path) -> bool:
-    """Whether ``path`` names a mailbox (by its extension)."""
-    return path.suffix.lower() in SUFFIXES
-
-
 def read_mail(path: Path, roots: tuple[Path, ...] | None, ocr: str = "on") -> Mail | None:
-    """The inputs of a mailbox or a message with attachments at ``path`` (read
-    now, under ``roots`` when given); None for a file that is neither (a
-    message without attachments is read as a file, when its turn comes)."""
+    """The inputs of a mailbox or a message (``.eml``, ``.msg``: itself, a
+    file read when its turn comes, and its attachments) at ``path``, read now
+    under ``roots`` when given; None for a file that is neither."""
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES + MESSAGE_SUFFIXES:
         return None
@@ -136,6 +131,14 @@ def attached(message: bytes) -> list[tuple[str, bytes]]:
 
     try:
         msg: Any = email.message_from_bytes(message, policy=email.policy.default)
+    except (LookupError, ValueError, TypeError, AttributeError):
+        return []
+    return attachments_of(msg)
+
+
+def attachments_of(msg: Any) -> list[tuple[str, bytes]]:
+    """(file name, bytes) of each attachment with a body of a parsed message."""
+    try:
         parts = list(msg.iter_attachments())
     except (LookupError, ValueError, TypeError, AttributeError):
         return []

@@ -176,7 +176,7 @@ def plan_paths(
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     urls = [str(p) for p in paths if is_url(str(p))]
-    pages = [(web or WebOptions()).target(url, ocr) for url in urls]
+    pages = [(web or WebOptions()).target(url, ocr, meta) for url in urls]
     found = expand_paths([str(p) for p in paths if not is_url(str(p))], bound)
     if prune and not found.dirs and not found.patterns and not pages:
         raise UsageError(
@@ -195,14 +195,12 @@ def plan_paths(
         # Mail is read now, like a records file: each message of a mailbox and
         # each attachment a source of its own, all of which the file holds.
         mail = read_mail(f, bound, ocr)
-        if mail is None:
-            inputs.append(
-                Input(source=str(f), path=f, roots=bound, ocr=ocr, modified=modified(f), meta=meta)
-            )
-            continue
-        inputs += mail.inputs
-        if mail.whole:
+        if mail is not None and mail.whole:
             complete.append(str(f))
+        own = mail.inputs if mail is not None else [Input(str(f), path=f, roots=bound, ocr=ocr)]
+        # The user's metadata, and the file's time, on whatever the file holds.
+        stamp = modified(f)
+        inputs += [dataclasses.replace(i, meta=meta, modified=stamp) for i in own]
     return IngestPlan(
         inputs,
         prune_dirs=list(found.dirs) if prune else [],

@@ -84,6 +84,8 @@ class WebTarget:
     delay: float = 1.0
     timeout: float = 20.0
     ocr: str = "on"  # as for files (see ragdb.ingest.inputs.OCR_MODES)
+    # The user's metadata (``ingest --meta``), on every page's chunks.
+    meta: tuple[tuple[str, str | int | float | bool], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "url", check_url(self.url))
@@ -91,6 +93,8 @@ class WebTarget:
             check_ocr(self.ocr)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        if not all(isinstance(v, (str, int, float, bool)) for _, v in self.meta):
+            raise UsageError("metadata values are strings, numbers or booleans")
         if self.depth < 0 or self.max_pages < 1 or self.delay < 0 or self.timeout <= 0:
             raise UsageError(
                 "a crawl's depth and delay are 0 or more, its page limit and timeout above 0"
@@ -116,6 +120,7 @@ class WebTarget:
                 delay=float(data.get("delay", 1.0)),
                 timeout=float(data.get("timeout", 20.0)),
                 ocr=str(data.get("ocr", "on")),
+                meta=tuple((str(k), v) for k, v in data.get("meta") or ()),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise UsageError(f"not a web target ({{url, depth, ...}}): {exc}") from None
@@ -131,8 +136,10 @@ class WebOptions:
     delay: float = 1.0
     timeout: float = 20.0
 
-    def target(self, url: str, ocr: str = "on") -> WebTarget:
-        """What to fetch for ``url``."""
+    def target(
+        self, url: str, ocr: str = "on", meta: tuple[tuple[str, Any], ...] = ()
+    ) -> WebTarget:
+        """What to fetch for ``url`` (``meta`` on its pages' chunks)."""
         return WebTarget(
             url,
             depth=self.depth,
@@ -140,6 +147,7 @@ class WebOptions:
             delay=self.delay,
             timeout=self.timeout,
             ocr=ocr,
+            meta=meta,
         )
 
 
@@ -249,6 +257,7 @@ class _Crawl:
             origin=self.origin,
             fetched=fetched,
             ocr=self.ocr,
+            meta=self.target.meta,
         )
         follow = depth < self.target.depth and ctype in HTML_TYPES
         return inp, links_of(reply.body, reply.url) if follow else []

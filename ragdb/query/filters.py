@@ -137,11 +137,12 @@ class Filter:
 
     def chroma_where(self) -> dict[str, Any] | None:
         """What Chroma can narrow the records to before they are checked here:
-        the conditions on a single plain value, as Chroma's ``where``."""
+        the equalities on fields whose values are single words (a source's
+        name may hold commas, which ``=`` reads as a list), as Chroma's ``where``."""
         exact = [
             {c.field: c.value}
             for c in self.conditions
-            if c.op == "=" and c.field in ("kind", "source", "source_type", "origin")
+            if c.op == "=" and c.field in ("kind", "source_type")
         ]
         if not exact:
             return None

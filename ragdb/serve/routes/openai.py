@@ -197,8 +197,9 @@ def _stream(
         yield sse({"error": error, "ragdb": turn.ragdb()})
         yield DONE
         return
-    if turn.annotations():
-        yield chunks.delta({"annotations": turn.annotations()})
+    annotations = turn.annotations()
+    if annotations:
+        yield chunks.delta({"annotations": annotations})
     yield chunks.delta({}, finish_reason(state))
     if turn.usage_wanted:
         yield chunks.usage(_usage(service, turn.messages, text))
