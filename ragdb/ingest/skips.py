@@ -78,7 +78,11 @@ class SkipMemory:
         with contextlib.suppress(OSError):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".skips-")
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(self.entries, fh)
-            os.replace(tmp, self.path)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump(self.entries, fh)
+                os.replace(tmp, self.path)
+            finally:
+                if os.path.exists(tmp):  # not replaced: a failed write leaves nothing
+                    os.unlink(tmp)
         self.changed = False
