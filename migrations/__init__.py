@@ -137,3 +137,21 @@ def m003_record_embed_backend(ctx: MigrationContext) -> None:
     embed queries with torch whatever the store holds, refuse the store.
     """
     ctx.manifest["embed_model"].setdefault("backend", "torch")
+
+
+@migration
+def m004_knowledge_bases(ctx: MigrationContext) -> None:
+    """Name the store's chunk collection as knowledge base ``default``.
+
+    A store now holds several named knowledge bases, each with its own
+    collection; the manifest lists them under ``knowledge_bases``. Re-run after
+    a rebuilt manifest, it keeps the knowledge bases that one found.
+    """
+    kbs = ctx.manifest.setdefault("knowledge_bases", {})
+    collection = ctx.manifest.pop("collection", None)
+    if "default" not in kbs:
+        kbs["default"] = {
+            "collection": collection or "ragdb-chunks",
+            "generation": int(ctx.manifest.get("generation", 0)),
+            "created_at": ctx.manifest.get("created_at"),
+        }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,29 @@ def _port(name: str, raw: str) -> int:
     return int(raw)
 
 
+# The knowledge base every command uses unless told another.
+DEFAULT_KB = "default"
+# A knowledge base's name is also a model's name (``ragdb/<kb>``) and part of
+# a file name: no slashes, no spaces.
+_KB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def check_kb_name(name: str) -> str:
+    """``name`` if it can name a knowledge base, else a usage error saying why."""
+    if name == "llm":  # `ragdb/llm` is the model itself, without retrieval
+        raise UsageError("'llm' cannot name a knowledge base: the model ragdb/llm is taken")
+    if not _KB_NAME.fullmatch(name) or name.endswith("."):
+        raise UsageError(
+            f"{name!r} cannot name a knowledge base: use 1-64 letters, digits, '_', '-' "
+            "or '.', starting with a letter or digit"
+        )
+    return name
+
+
+def _kb_name(raw: str) -> str:
+    return check_kb_name(raw)
+
+
 def _text(name: str, raw: str) -> str:
     return raw
 
@@ -122,6 +146,14 @@ SETTINGS: tuple[Setting, ...] = (
         ("RAGDB_STORE",),
         "the user data directory (`~/.local/share/ragdb/store` on Linux)",
         "Store directory",
+    ),
+    Setting(
+        "kb",
+        "--kb",
+        ("RAGDB_KB",),
+        "`default`",
+        "Knowledge base within the store (`ragdb kb list` names them)",
+        parse=lambda name, raw: _kb_name(raw),
     ),
     Setting(
         "chroma_url",
@@ -277,6 +309,7 @@ class Settings:
     """Where the store is and which models answer (see :data:`SETTINGS`)."""
 
     store: Path = dataclasses.field(default_factory=default_store_path)
+    kb: str = DEFAULT_KB
     chroma_url: str | None = None
     chroma_headers: dict[str, str] = dataclasses.field(default_factory=dict)
     # None: Chroma's default tenant and database.
@@ -323,6 +356,8 @@ class Settings:
                 # An unset variable in `--store "$KB"` must not mean the current directory.
                 raise UsageError("the store path is empty: give --store DIR (or RAGDB_STORE)")
             values["store"] = Path(os.path.expanduser(values["store"]))
+        if "kb" in values:
+            values["kb"] = _kb_name(str(values["kb"]))
         if values.get("embed_backend") is not None:
             from ragdb.embed.identity import check_backend
 

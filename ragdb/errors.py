@@ -65,6 +65,14 @@ class StoreNotFoundError(StoreError):
     """No knowledge base exists where one was expected."""
 
 
+class KnowledgeBaseNotFoundError(StoreNotFoundError):
+    """A knowledge base named that the store does not hold."""
+
+
+class KnowledgeBaseExistsError(InputError):
+    """A knowledge base created or renamed to a name the store holds already."""
+
+
 class ManifestError(StoreError):
     """The store's manifest is missing or unreadable while its chunks are there:
     ``ragdb doctor --repair`` rebuilds it."""
@@ -127,6 +135,7 @@ HTTP_STATUS: dict[type[RagdbError], int] = {
     NotAllowedError: 403,
     StoreError: 500,
     StoreNotFoundError: 404,
+    KnowledgeBaseExistsError: 409,
     EmptyStoreError: 409,
     ManifestError: 500,
     ModelMismatchError: 409,

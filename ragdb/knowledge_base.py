@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ragdb.config import DEFAULT_EMBED_MODEL, Settings
+from ragdb.config import DEFAULT_EMBED_MODEL, DEFAULT_KB, Settings, check_kb_name
 from ragdb.embed import default_backend, get_embedder
 from ragdb.embed.base import Embedder
 from ragdb.errors import SourceNotFoundError, StoreNotFoundError
@@ -37,9 +37,17 @@ from ragdb.ingest.plan import (
 from ragdb.query.answer import Answer, answer, check_options
 from ragdb.query.filters import Filter
 from ragdb.query.generate import DEFAULT_CONTEXT_TOKENS, check_llm_url
-from ragdb.query.retrieve import DEFAULT_MODE, Hit, Query, Retrieval, retrieve_many
-from ragdb.reports import MigrateReport, ReembedReport, RemoveReport, Status
+from ragdb.query.retrieve import (
+    DEFAULT_MODE,
+    Hit,
+    Query,
+    Retrieval,
+    retrieve_across,
+    retrieve_many,
+)
+from ragdb.reports import KnowledgeBaseInfo, MigrateReport, ReembedReport, RemoveReport, Status
 from ragdb.store.doctor import DoctorReport
+from ragdb.store.knowledge_bases import create_kb, delete_kb, list_kbs, rename_kb
 from ragdb.store.records import ChunkRecord, SourceInfo
 from ragdb.store.store import Store
 from ragdb.store.versions import list_sources, read_source, remove_all, remove_sources
@@ -58,6 +66,23 @@ class KnowledgeBase:
         self._store: Store | None = None
         self._chunker: tuple[int, Chunker] | None = None
 
+    @property
+    def name(self) -> str:
+        """The knowledge base within the store this one addresses (``--kb``)."""
+        return self.settings.kb
+
+    def using(self, name: str) -> KnowledgeBase:
+        """Knowledge base ``name`` of the same store, sharing its lock, client
+        and model (what a service answering for several does)."""
+        check_kb_name(name)
+        if name == self.name:
+            return self
+        other = KnowledgeBase(self.settings.replace(kb=name))
+        if self._store is not None:
+            other._store = self._store.view(name)
+        other._chunker = self._chunker
+        return other
+
     # -- the parts ------------------------------------------------------------------
     def store(self, create: bool = False) -> Store:
         """The opened store (``create`` makes it if there is none yet)."""
@@ -72,6 +97,10 @@ class KnowledgeBase:
                 backend = self.settings.embed_backend or default_backend(name, self.settings.device)
                 identity = get_embedder(name, self.settings.device, backend).identity
                 self._store = Store.open(self.settings, create=True, identity=identity)
+        if create and self.name != DEFAULT_KB:
+            # Ingesting into a knowledge base makes it, as into a store does.
+            with self._store.session(kb=DEFAULT_KB) as session:
+                create_kb(session, self.name, exist_ok=True)
         return self._store
 
     @property
@@ -184,18 +213,54 @@ class KnowledgeBase:
 
     # -- retrieval and answers ---------------------------------------------------------
     def retrieve(
-        self, question: str, k: int = 4, mode: str = DEFAULT_MODE, where: Sequence[str] = ()
+        self,
+        question: str,
+        k: int = 4,
+        mode: str = DEFAULT_MODE,
+        where: Sequence[str] = (),
+        kbs: Sequence[str] = (),
     ) -> Retrieval:
         """The ``k`` chunks nearest ``question``: by embedding (``dense``), by
         keywords (``bm25``), or both fused (``hybrid``); only those meeting
-        every condition of ``where`` (see :mod:`ragdb.query.filters`)."""
+        every condition of ``where`` (see :mod:`ragdb.query.filters`). ``kbs``
+        names the knowledge bases to search (``"*"``: all; none: this one)."""
         keep = Filter.parse(where)
-        return self.retrieve_many([Query(question, k, mode, filter=keep or None)])[0]
+        query = Query(question, k, mode, filter=keep or None, kbs=tuple(kbs))
+        return self.retrieve_many([query])[0]
 
     def retrieve_many(self, queries: Sequence[Query]) -> list[Retrieval]:
         """What :meth:`retrieve` gives for each of ``queries``, computed together
-        (see :func:`ragdb.query.retrieve.retrieve_many`)."""
-        return retrieve_many(self.store(), self.embedder, queries) if queries else []
+        where they ask the same knowledge base (see
+        :func:`ragdb.query.retrieve.retrieve_many`)."""
+        if not queries:
+            return []
+        store = self.store()
+        out: dict[int, Retrieval] = {}
+        same: dict[str, list[int]] = {}
+        for i, query in enumerate(queries):
+            kbs = self.resolve_kbs(query.kbs)
+            if len(kbs) == 1:
+                same.setdefault(kbs[0], []).append(i)
+            else:
+                out[i] = retrieve_across(store, self.embedder, query, kbs)
+        for kb, numbers in same.items():
+            found = retrieve_many(store.view(kb), self.embedder, [queries[i] for i in numbers])
+            out.update(zip(numbers, found, strict=True))
+        return [out[i] for i in range(len(queries))]
+
+    def resolve_kbs(self, kbs: Sequence[str]) -> list[str]:
+        """The knowledge bases ``kbs`` names: this one when none, every one for
+        ``"*"``; a name the store lacks is an error naming those it holds."""
+        if not kbs:
+            return [self.name]
+        every = [info.name for info in self.knowledge_bases(counts=False)]
+        if "*" in kbs:
+            return every
+        for name in kbs:
+            if name not in every:
+                with self.store().session(kb=name):
+                    pass  # raises the error naming the knowledge bases there are
+        return list(dict.fromkeys(kbs))
 
     def ask(
         self,
@@ -211,6 +276,7 @@ class KnowledgeBase:
         on_text: Callable[[str], None] | None = None,
         retrieval: Retrieval | None = None,
         where: Sequence[str] = (),
+        kbs: Sequence[str] = (),
     ) -> Answer:
         """Retrieve (only chunks meeting ``where``'s conditions), then answer
         from what was retrieved. ``on_hits`` sees the
@@ -225,7 +291,7 @@ class KnowledgeBase:
         started = time.perf_counter()
         return answer(
             self.settings,
-            retrieval or self.retrieve(question, k, mode, where),
+            retrieval or self.retrieve(question, k, mode, where, kbs),
             self.count_tokens,
             started=started,
             min_score=min_score,
@@ -256,6 +322,31 @@ class KnowledgeBase:
         """Delete every chunk; returns how many there were."""
         with self.store().session() as session:
             return remove_all(session)
+
+    # -- knowledge bases ----------------------------------------------------------------
+    def knowledge_bases(self, counts: bool = True) -> list[KnowledgeBaseInfo]:
+        """The store's knowledge bases, by name (with ``counts``, what each holds)."""
+        with self.store().session(kb=DEFAULT_KB) as session:
+            if counts:
+                return list_kbs(session)
+            return [KnowledgeBaseInfo(name, 0, 0) for name in session.kb_names()]
+
+    def create_kb(self, name: str) -> KnowledgeBaseInfo:
+        """Make knowledge base ``name``, empty, in this store (made if need be)."""
+        check_kb_name(name)  # before a store is made for it
+        with self.store(create=True).session(kb=DEFAULT_KB) as session:
+            create_kb(session, name)
+        return KnowledgeBaseInfo(name, 0, 0)
+
+    def rename_kb(self, old: str, new: str) -> None:
+        """Call knowledge base ``old`` ``new`` (``default`` keeps its name)."""
+        with self.store().session(kb=DEFAULT_KB) as session:
+            rename_kb(session, old, new)
+
+    def delete_kb(self, name: str) -> int:
+        """Delete knowledge base ``name`` and its chunks; how many there were."""
+        with self.store().session(kb=DEFAULT_KB) as session:
+            return delete_kb(session, name)
 
     # -- the store's upkeep ---------------------------------------------------------------
     def doctor(
@@ -316,4 +407,4 @@ class KnowledgeBase:
         with store.session() as session:
             chunks, sources = session.count(), len(list_sources(session))
             manifest = dict(session.manifest)
-        return Status.of(store.location, bool(store.server), chunks, sources, manifest)
+        return Status.of(store.location, bool(store.server), store.kb, chunks, sources, manifest)

@@ -1,5 +1,5 @@
 """The reports of the knowledge base's own operations (status, remove,
-migrate, reembed): plain dataclasses with ``to_dict()``, and ``from_dict()``
+migrate, reembed, knowledge bases): plain dataclasses with ``to_dict()``, and ``from_dict()``
 where a remote server's JSON is read back into the same type. Each layer's
 results live with it: :class:`~ragdb.ingest.plan.IngestReport`,
 :class:`~ragdb.query.retrieve.Retrieval`, :class:`~ragdb.query.answer.Answer`.
@@ -21,6 +21,7 @@ class Status:
     store: str
     mode: str  # "embedded" or "server"
     collection: str
+    kb: str  # the knowledge base counted
     chunks: int
     sources: int
     embed_model: str
@@ -32,6 +33,8 @@ class Status:
     chromadb_version: str | None
     created_at: str | None
     updated_at: str | None
+    # Every knowledge base in the store, by name.
+    knowledge_bases: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """What ``ragdb status --json`` prints."""
@@ -43,13 +46,20 @@ class Status:
         return from_fields(cls, data)
 
     @classmethod
-    def of(cls, location: str, server: bool, chunks: int, sources: int, manifest: Any) -> Status:
-        """The status of a store at ``location`` from its manifest and counts."""
+    def of(
+        cls, location: str, server: bool, kb: str, chunks: int, sources: int, manifest: Any
+    ) -> Status:
+        """The status of knowledge base ``kb`` of a store at ``location`` from
+        its manifest and counts."""
+        from ragdb.store.manifest import kb_collection, kb_entries
+
         model = manifest["embed_model"]
         return cls(
             store=location,
             mode="server" if server else "embedded",
-            collection=manifest["collection"],
+            collection=kb_collection(manifest, kb),
+            kb=kb,
+            knowledge_bases=sorted(kb_entries(manifest)),
             chunks=chunks,
             sources=sources,
             embed_model=model["name"],
@@ -118,3 +128,22 @@ class ReembedReport:
             "collection": self.collection,
             "chunks": self.chunks,
         }
+
+
+@dataclasses.dataclass
+class KnowledgeBaseInfo:
+    """One knowledge base of a store (``ragdb kb list``)."""
+
+    name: str
+    chunks: int
+    sources: int
+    created_at: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``ragdb kb list --json`` prints of it."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> KnowledgeBaseInfo:
+        """The record :meth:`to_dict` wrote (a server's, say)."""
+        return from_fields(cls, data)

@@ -274,7 +274,8 @@ def bench_cli(
     """Cold `ragdb query --retrieve-only` on the stores of the ``cold`` backends,
     alternating with the floor script so that machine noise falls on all of them."""
     torch_store = stores["torch"]
-    collection = json.loads((torch_store / "ragdb.json").read_text())["collection"]
+    manifest = json.loads((torch_store / "ragdb.json").read_text())
+    collection = manifest["knowledge_bases"]["default"]["collection"]
     ragdb = [PY, "-m", "ragdb"]
     help_s = wall([str(Path(PY).parent / "ragdb"), "--help"], runs + 2)
     out: dict[str, Any] = {"help_s": round(help_s, 3)}

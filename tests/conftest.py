@@ -85,7 +85,7 @@ class Ragdb:
         """The store's Chroma collection itself, under the store's lock: for
         tests that break a store in ways ragdb never would."""
         with self.kb().store().session() as session:
-            yield session.client.get_collection(session.manifest["collection"])
+            yield session.client.get_collection(session.collection_name)
 
     def __call__(
         self,

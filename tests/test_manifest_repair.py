@@ -60,7 +60,10 @@ def test_deleted_manifest_and_backup_are_rebuilt_from_chroma(
     assert "healthy" in out
     new = json.loads((local_ragdb.store / "ragdb.json").read_text())
     assert new["embed_model"] == old["embed_model"]
-    assert new["collection"] == old["collection"]
+    assert (
+        new["knowledge_bases"]["default"]["collection"]
+        == old["knowledge_bases"]["default"]["collection"]
+    )
     assert new["migrations"] == old["migrations"]
     assert new["created_at"] <= sources[0]["ingested_at"]
     assert hits(local_ragdb) == before

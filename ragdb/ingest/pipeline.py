@@ -29,7 +29,7 @@ from ragdb.ingest.paths import glob_matcher
 from ragdb.ingest.plan import IngestInterrupted, IngestPlan, IngestReport, Progress, Warn
 from ragdb.ingest.skips import SkipMemory
 from ragdb.ingest.web import gather
-from ragdb.store.manifest import utcnow
+from ragdb.store.manifest import kb_collection, utcnow
 from ragdb.store.records import ChunkRecord, NewVersion, SourceInfo
 from ragdb.store.versions import (
     embeddings_by_chunk_hash,
@@ -165,7 +165,7 @@ class _Run:
         # Sources that can no longer be read but have a stored version: their text
         # no longer exists, so --prune removes them; without it the warning says so.
         self.stale: list[str] = []
-        self.memory = SkipMemory.for_store(store.location, store.manifest["collection"])
+        self.memory = SkipMemory.for_store(store.location, kb_collection(store.manifest, store.kb))
         self.ocr = ocr_signature()
 
     def _memo(self, inp: Input, digest: str) -> str:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ragdb.config import DEFAULT_KB
 from ragdb.errors import EmptyStoreError, UsageError
 from ragdb.query.filters import Filter
 from ragdb.store.records import ChunkRecord
@@ -48,6 +49,7 @@ class Hit:
     metadata: dict[str, Any]
     # Per-retriever evidence: "bm25" (keyword score), "fused" (hybrid's RRF score).
     scores: dict[str, float] = dataclasses.field(default_factory=dict)
+    kb: str = DEFAULT_KB  # the knowledge base it came from
 
     @property
     def location(self) -> str:
@@ -72,6 +74,7 @@ class Hit:
             "text": self.text,
             "metadata": self.metadata,
             "scores": self.scores,
+            "kb": self.kb,
         }
 
     @classmethod
@@ -89,7 +92,7 @@ class Retrieval:
     timings: dict[str, float]
 
 
-def _hit(rank: int, record: ChunkRecord, score: float, scores: dict[str, float]) -> Hit:
+def _hit(rank: int, record: ChunkRecord, score: float, scores: dict[str, float], kb: str) -> Hit:
     return Hit(
         rank=rank,
         id=record.id,
@@ -98,6 +101,7 @@ def _hit(rank: int, record: ChunkRecord, score: float, scores: dict[str, float])
         text=record.text,
         metadata=record.metadata(),
         scores=scores,
+        kb=kb,
     )
 
 
@@ -112,6 +116,8 @@ class Query:
     source_prefix: str | None = None
     # Only chunks these conditions keep (see ragdb.query.filters).
     filter: Filter | None = None
+    # The knowledge bases to search ("*": every one); none: the store's own.
+    kbs: tuple[str, ...] = ()
 
     @property
     def filtered(self) -> bool:
@@ -163,6 +169,53 @@ def retrieve_many(store: Store, embedder: Embedder, queries: Sequence[Query]) ->
     t2 = time.perf_counter()
     timings = {"embed_ms": _ms(t1 - t0), "search_ms": _ms(t2 - t1)}
     return [Retrieval(q, h, dict(timings)) for q, h in zip(questions, hits, strict=True)]
+
+
+def retrieve_across(
+    store: Store, embedder: Embedder, query: Query, kbs: Sequence[str]
+) -> Retrieval:
+    """``query`` over several knowledge bases, fused into one ranking: each is
+    searched ``candidate_depth`` deep; the union is ranked by cosine similarity
+    (``dense``: the same scale everywhere), BM25 score (``bm25``: each index's
+    own statistics, so close but not exact) or both fused by reciprocal rank
+    (``hybrid``). Each hit names its knowledge base. An empty one adds nothing."""
+    check_query(query)
+    deep = dataclasses.replace(query, k=candidate_depth("hybrid", query.k))
+    found: list[Hit] = []
+    timings: dict[str, float] = {}
+    for kb in dict.fromkeys(kbs):
+        try:
+            (part,) = retrieve_many(store.view(kb), embedder, [deep])
+        except EmptyStoreError:
+            continue
+        found += part.hits
+        for key, ms in part.timings.items():
+            timings[key] = round(timings.get(key, 0.0) + ms, 2)
+    if not found:
+        raise EmptyStoreError(
+            f"the knowledge bases {', '.join(kbs)} at {store.location} are empty: "
+            "add documents with `ragdb --kb NAME ingest PATH`"
+        )
+    best = _merge(found, query.mode)[: query.k]
+    for rank, hit in enumerate(best, 1):
+        hit.rank = rank
+    return Retrieval(query.question, best, timings)
+
+
+def _merge(hits: list[Hit], mode: str) -> list[Hit]:
+    """Hits of several knowledge bases in one ranking, best first (see
+    :func:`retrieve_across`)."""
+    by_cosine = sorted(hits, key=lambda h: -h.score)
+    if mode == "dense":
+        return by_cosine
+    by_bm25 = sorted((h for h in hits if "bm25" in h.scores), key=lambda h: -h.scores["bm25"])
+    if mode == "bm25":
+        return by_bm25
+    key = {id(h): f"{h.kb}\x1f{h.id}" for h in hits}
+    fused = fuse([key[id(h)] for h in by_cosine], [key[id(h)] for h in by_bm25])
+    for hit in hits:
+        hit.scores["fused"] = round(fused[key[id(hit)]], 6)
+    return sorted(hits, key=lambda h: -h.scores["fused"])
 
 
 def _keyword_searches(session: Session, queries: Sequence[Query]) -> Any:
@@ -271,7 +324,13 @@ def search_many(
         else {}
     )
     return [
-        _hits(chunks, found, embeddings[i], dict(dense.get(i, [])) if q.mode == "dense" else None)
+        _hits(
+            chunks,
+            found,
+            embeddings[i],
+            dict(dense.get(i, [])) if q.mode == "dense" else None,
+            session.kb,
+        )
         for i, (q, found) in enumerate(zip(queries, winners, strict=True))
     ]
 
@@ -307,6 +366,7 @@ def _hits(
     winners: list[tuple[str, dict[str, float]]],
     embedding: Sequence[float],
     distances: dict[str, float] | None,
+    kb: str,
 ) -> list[Hit]:
     """Hits for ``winners`` (best first); a chunk deleted since it was ranked is
     left out. The score is 1 - distance when ``distances`` has it, else the
@@ -323,7 +383,7 @@ def _hits(
             cosine = 1.0 - distances[cid]
         else:
             cosine = float(np.dot(np.asarray(vector, dtype=np.float32), query))
-        hits.append(_hit(len(hits) + 1, record, cosine, scores))
+        hits.append(_hit(len(hits) + 1, record, cosine, scores, kb))
     return hits
 
 

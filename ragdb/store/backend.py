@@ -20,11 +20,37 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ragdb.config import DEFAULT_KB
+
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
 
 # The "source" of a write that touches every chunk (reset, rebuild, re-embed).
 ALL = "*"
+# Between a knowledge base's name and a source's in what a write records: a
+# character no file name, URL or record id holds. The default knowledge base's
+# sources go bare, as they did before there were others.
+_KB_SEP = "\x1f"
+
+
+def qualify(kb: str, source: str) -> str:
+    """How a write records ``source`` of knowledge base ``kb``."""
+    return source if kb == DEFAULT_KB else f"{kb}{_KB_SEP}{source}"
+
+
+def unqualify(recorded: str) -> tuple[str, str]:
+    """The knowledge base and source a write recorded (see :func:`qualify`)."""
+    kb, sep, source = recorded.partition(_KB_SEP)
+    return (kb, source) if sep else (DEFAULT_KB, recorded)
+
+
+def by_kb(recorded: Sequence[str]) -> dict[str, list[str]]:
+    """Recorded sources grouped by knowledge base (:data:`ALL` for all of one's)."""
+    out: dict[str, list[str]] = {}
+    for name in recorded:
+        kb, source = unqualify(name)
+        out.setdefault(kb, []).append(source)
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,11 +151,11 @@ class Backend(Protocol):
     def unchanged_since(self, generation: int) -> bool:
         """Whether no write happened since ``generation``."""
 
-    def keywords_path(self, manifest: dict[str, Any]) -> Path:
-        """Where this machine keeps the store's keyword index."""
+    def keywords_path(self, manifest: dict[str, Any], kb: str) -> Path:
+        """Where this machine keeps knowledge base ``kb``'s keyword index."""
 
     def forget_keywords(self) -> None:
-        """Drop the keyword index (it is rebuilt on use)."""
+        """Drop the keyword indexes (each is rebuilt on use)."""
 
     def disk_full(self) -> str | None:
         """How full the store's disk is when too full to write, else None."""
@@ -153,9 +179,10 @@ class Backend(Protocol):
         """Record that an abandoned write was finished or undone."""
 
     def keyword_changes(
-        self, client: ClientAPI, stamp: int | None, manifest: dict[str, Any]
+        self, client: ClientAPI, stamp: int | None, manifest: dict[str, Any], kb: str
     ) -> KeywordChanges:
-        """What a keyword index stamped ``stamp`` must catch up with."""
+        """What knowledge base ``kb``'s keyword index, stamped ``stamp``, must
+        catch up with."""
 
     def after_write(self) -> None:
         """Upkeep after a session that wrote (file modes, say)."""

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ragdb.config import DEFAULT_KB
 from ragdb.errors import StoreError
+from ragdb.store.manifest import kb_entries
 from ragdb.store.records import version_problem, versions
 from ragdb.store.versions import remove_ids, settle_sources
+
+# A knowledge base's collection (see Session.create_kb): one a creation killed
+# part-way left is an orphan.
+_KB_COLLECTION = re.compile(r"kb-[0-9a-f]{12}-chunks(-\d+)?")
 
 if TYPE_CHECKING:
     from ragdb.config import Settings
@@ -23,6 +30,7 @@ class Finding:
     problem: str  # a short key, e.g. "incomplete-source"
     detail: str
     repairable: bool = True
+    kb: str = DEFAULT_KB  # the knowledge base it was found in
 
 
 @dataclasses.dataclass
@@ -36,6 +44,8 @@ class DoctorReport:
     sources: int | None = None
     findings: list[Finding] = dataclasses.field(default_factory=list)
     repaired: list[str] = dataclasses.field(default_factory=list)
+    # Per knowledge base: its chunks and sources (None where not known).
+    knowledge_bases: dict[str, dict[str, int | None]] = dataclasses.field(default_factory=dict)
 
     @property
     def healthy(self) -> bool:
@@ -50,26 +60,48 @@ class DoctorReport:
             "sources": self.sources,
             "problems": [dataclasses.asdict(f) for f in self.findings],
             "repaired": self.repaired,
+            "knowledge_bases": self.knowledge_bases,
         }
+
+    def problems_in(self, kb: str) -> set[str]:
+        """The kinds of problem found in knowledge base ``kb``."""
+        return {f.problem for f in self.findings if f.kb == kb}
 
 
 def check(store: Store) -> DoctorReport:
-    """Check the store: model, collections, chunks, vector index, keyword index."""
+    """Check the store (model, collections) and each of its knowledge bases
+    (chunks, vector index, keyword index)."""
     report = DoctorReport(store.location)
     with store.session() as session:
-        _check_model(session, report)
         _check_collections(session, report)
-        try:
-            _check_chunks(session, report)
-        except StoreError as exc:
-            # A vector index that does not load makes Chroma refuse every read.
-            report.findings.append(
-                Finding("index-unloadable", f"the vector index fails to load: {exc}")
-            )
-            return report
-        _check_index(session, report)
-        _check_keywords(session, report)
+        for kb in session.kb_names():
+            with session.use(kb):
+                _check_kb(session, report)
+    totals = [n for n in report.knowledge_bases.values()]
+    for key in ("chunks", "sources"):
+        known = [t[key] for t in totals]
+        setattr(report, key, None if None in known else sum(k or 0 for k in known))
     return report
+
+
+def _check_kb(session: Session, report: DoctorReport) -> None:
+    """Check the knowledge base ``session`` addresses."""
+    part = DoctorReport(report.store)
+    _check_model(session, part)
+    try:
+        _check_chunks(session, part)
+    except StoreError as exc:
+        # A vector index that does not load makes Chroma refuse every read.
+        part.findings.append(Finding("index-unloadable", f"the vector index fails to load: {exc}"))
+    else:
+        _check_index(session, part)
+        _check_keywords(session, part)
+    report.knowledge_bases[session.kb] = {"chunks": part.chunks, "sources": part.sources}
+    for finding in part.findings:
+        if session.kb != DEFAULT_KB:
+            finding.detail = f"knowledge base {session.kb}: {finding.detail}"
+        finding.kb = session.kb
+        report.findings.append(finding)
 
 
 def _check_keywords(session: Session, report: DoctorReport) -> None:
@@ -99,15 +131,17 @@ def _check_model(session: Session, report: DoctorReport) -> None:
 
 
 def _orphans(session: Session) -> list[str]:
-    """Chunk collections other than the active one: left by an interrupted
-    rebuild or re-embed."""
-    active = session.manifest["collection"]
-    base = active.rsplit("-", 1)[0] if active[-1].isdigit() else active
+    """Chunk collections no knowledge base uses: left by an interrupted
+    rebuild, re-embed or knowledge base creation."""
+    active = {e["collection"] for e in kb_entries(session.manifest).values()}
+    bases = {a.rsplit("-", 1)[0] if a[-1].isdigit() else a for a in active}
     reserved = session.backend.reserved_collections()
     return [
         name
         for name in session.collection_names()
-        if name != active and name.startswith(base) and name not in reserved
+        if name not in active
+        and name not in reserved
+        and (any(name.startswith(b) for b in bases) or _KB_COLLECTION.fullmatch(name))
     ]
 
 
@@ -178,38 +212,49 @@ def repair(store: Store, progress: Callable[[int, int], None] | None = None) -> 
     """Fix what :func:`check` finds: settle every source to one whole version,
     drop chunks without records and orphan collections, and rebuild the vector
     index when it fails to load. Returns the check after repair."""
-    from ragdb.store.rebuild import rebuild
-
     before = check(store)
-    problems = {f.problem for f in before.findings}
     repaired: list[str] = []
     with store.session() as session:
-        if "orphan-collection" in problems:
+        if "orphan-collection" in before.problems_in(DEFAULT_KB):
             for name in _orphans(session):
                 session.drop_collection(name)
                 repaired.append(f"deleted orphan collection {name}")
+    for kb in before.knowledge_bases:
+        repaired += _repair_kb(store, kb, before.problems_in(kb), progress)
+    after = check(store)
+    after.repaired = repaired
+    return after
+
+
+def _repair_kb(
+    store: Store, kb: str, problems: set[str], progress: Callable[[int, int], None] | None
+) -> list[str]:
+    """Fix what was found in knowledge base ``kb``; what was done, in words."""
+    from ragdb.store.rebuild import rebuild
+
+    repaired: list[str] = []
+    where = "" if kb == DEFAULT_KB else f" in knowledge base {kb}"
+    with store.session(kb=kb) as session:
         if "chunks-without-source" in problems:
             bad: list[str] = []
             session.fetch_records(text=False, unreadable=bad)
             if remove_ids(session, bad):
-                repaired.append(f"deleted {len(bad)} chunk(s) without source records")
+                repaired.append(f"deleted {len(bad)} chunk(s) without source records{where}")
         if problems & {"mixed-versions", "incomplete-source", "duplicate-chunks"}:
             fixed = settle_sources(session, None)
             if fixed:
                 session.mark_written()
                 repaired.append(
-                    f"settled {len(fixed)} source(s), deleting {sum(fixed.values())} chunk(s)"
+                    f"settled {len(fixed)} source(s), deleting {sum(fixed.values())} "
+                    f"chunk(s){where}"
                 )
-    if "keyword-index-differs" in problems:
-        with store.session() as session:
+        if "keyword-index-differs" in problems:
             session.rebuild_keywords()
-        repaired.append("rebuilt the keyword index")
+            repaired.append(f"rebuilt the keyword index{where}")
     if "index-unloadable" in problems:
-        name, count = rebuild(store, None, progress=progress)
-        repaired.append(f"rebuilt the vector index as {name} ({count} chunks)")
-    after = check(store)
-    after.repaired = repaired
-    return after
+        name, count = rebuild(store, None, progress=progress, kbs=[kb])
+        repaired.append(f"rebuilt the vector index{where} as {name} ({count} chunks)")
+    return repaired
 
 
 def doctor(

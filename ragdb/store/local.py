@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ragdb.errors import ManifestError, StoreBusyError, StoreError, StoreNotFoundError, first_line
-from ragdb.store.backend import ALL, Abandoned, KeywordChanges
+from ragdb.store.backend import DEFAULT_KB, Abandoned, KeywordChanges
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -233,12 +233,19 @@ class LocalBackend:
             return False
         return bool(current == generation)
 
-    def keywords_path(self, manifest: dict[str, Any]) -> Path:
-        return self.path / KEYWORDS
+    def keywords_path(self, manifest: dict[str, Any], kb: str) -> Path:
+        """The default knowledge base's index where it always was; another's
+        named by its collection, which a rename keeps."""
+        if kb == DEFAULT_KB:
+            return self.path / KEYWORDS
+        from ragdb.store.manifest import kb_collection
+
+        return self.path / f"ragdb.keywords.{kb_collection(manifest, kb)}.sqlite3"
 
     def forget_keywords(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            (self.path / KEYWORDS).unlink()
+        for path in self.path.glob("ragdb.keywords*.sqlite3*"):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     def disk_full(self) -> str | None:
         """How full the store's disk is, when too full for Chroma to write
@@ -328,7 +335,7 @@ class LocalBackend:
         except (OSError, ValueError):
             return [Abandoned(None)]
         sources = pending.get("sources") if isinstance(pending, dict) else None
-        if not isinstance(sources, list) or ALL in sources:
+        if not isinstance(sources, list):
             return [Abandoned(None)]
         return [Abandoned([str(s) for s in sources])]
 
@@ -336,11 +343,12 @@ class LocalBackend:
         self.end_write(client)
 
     def keyword_changes(
-        self, client: ClientAPI, stamp: int | None, manifest: dict[str, Any]
+        self, client: ClientAPI, stamp: int | None, manifest: dict[str, Any], kb: str
     ) -> KeywordChanges:
-        """A local index is current when its stamp is the store's generation
-        (moved by every write, from any process); otherwise it is rebuilt."""
-        generation = int(manifest.get("generation", 0))
+        """A local index is current when its stamp is its knowledge base's
+        generation (the store's generation when that last wrote to it, from any
+        process); otherwise it is rebuilt."""
+        generation = kb_generation(manifest, kb)
         if stamp == generation:
             return KeywordChanges(False, set(), None)
         return KeywordChanges(True, set(), generation)
@@ -393,6 +401,12 @@ class LocalBackend:
             ),
         )
         os.replace(tmp, dest)
+
+
+def kb_generation(manifest: dict[str, Any], kb: str) -> int:
+    """The store's generation when knowledge base ``kb`` was last written."""
+    entry = (manifest.get("knowledge_bases") or {}).get(kb) or {}
+    return int(entry.get("generation", manifest.get("generation", 0)))
 
 
 def note_holder(path: Path) -> None:

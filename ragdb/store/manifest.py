@@ -14,8 +14,14 @@ import datetime as dt
 import json
 from typing import TYPE_CHECKING, Any, cast
 
+from ragdb.config import DEFAULT_KB
 from ragdb.embed.identity import ModelIdentity, canonical_name, compatible_backends, same_model
-from ragdb.errors import ManifestError, ModelMismatchError, StoreVersionError
+from ragdb.errors import (
+    KnowledgeBaseNotFoundError,
+    ManifestError,
+    ModelMismatchError,
+    StoreVersionError,
+)
 from ragdb.version import __version__
 
 if TYPE_CHECKING:
@@ -62,9 +68,44 @@ def parse_manifest(raw: str) -> dict[str, Any]:
     model = data.get("embed_model")
     if not isinstance(model, dict) or not {"name", "dimension", "max_seq_length"} <= set(model):
         raise ValueError("no embed_model record")
-    if data.get("migrations") and not data.get("collection"):
+    if data.get("migrations") and not (data.get("collection") or data.get("knowledge_bases")):
         raise ValueError("no collection name")
+    kbs = data.get("knowledge_bases")
+    if kbs is not None and not (
+        isinstance(kbs, dict)
+        and all(isinstance(v, dict) and isinstance(v.get("collection"), str) for v in kbs.values())
+    ):
+        raise ValueError("a knowledge base without its collection")
     return data
+
+
+# -- knowledge bases ---------------------------------------------------------------------
+# A store holds named knowledge bases, each a chunk collection (and a keyword
+# index) of its own; they share the store's model, lock and write protocol.
+def kb_entries(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The store's knowledge bases by name: each one's collection, keyword
+    generation and creation time (a store not yet migrated has ``default`` alone)."""
+    kbs = manifest.get("knowledge_bases")
+    if kbs is None:
+        return {DEFAULT_KB: {"collection": manifest.get("collection") or "ragdb-chunks"}}
+    return cast(dict[str, dict[str, Any]], kbs)
+
+
+def kb_entry(manifest: dict[str, Any], kb: str, location: str = "the store") -> dict[str, Any]:
+    """Knowledge base ``kb``'s record; an error naming those there are if it is not."""
+    entries = kb_entries(manifest)
+    if kb not in entries:
+        names = ", ".join(sorted(entries)) or "none"
+        raise KnowledgeBaseNotFoundError(
+            f"no knowledge base {kb!r} in {location} (it holds: {names}); "
+            f"`ragdb kb create {kb}` makes it"
+        )
+    return entries[kb]
+
+
+def kb_collection(manifest: dict[str, Any], kb: str) -> str:
+    """The chunk collection of knowledge base ``kb``."""
+    return str(kb_entry(manifest, kb)["collection"])
 
 
 def check_versions(manifest: dict[str, Any], location: str, known: list[str]) -> None:
@@ -132,7 +173,9 @@ def rebuild_manifest(
             saved = parse_manifest(backup)
         except ValueError:
             saved = None
-        if saved is not None and saved.get("collection") in chunk_collections:
+        if saved is not None and all(
+            e["collection"] in chunk_collections for e in kb_entries(saved).values()
+        ):
             saved["generation"] = int(saved.get("generation", 0)) + 1
             return ManifestRepair(
                 saved, f"its backup copy ragdb.json.bak (of {saved.get('updated_at')})"
@@ -141,8 +184,13 @@ def rebuild_manifest(
         raise ManifestError(
             f"{location} holds no ragdb chunk collection: nothing to rebuild its manifest from"
         )
-    # An interrupted rebuild leaves a second, smaller collection: keep the fuller.
-    coll = max(chunk_collections.values(), key=lambda c: (c.count(), c.name))
+    # Each knowledge base's collection says whose it is (none: the default's). An
+    # interrupted rebuild leaves a second, smaller collection: keep the fuller.
+    by_kb: dict[str, list[Any]] = {}
+    for c in chunk_collections.values():
+        by_kb.setdefault(str((c.metadata or {}).get("ragdb_kb") or DEFAULT_KB), []).append(c)
+    chosen = {kb: max(cs, key=lambda c: (c.count(), c.name)) for kb, cs in by_kb.items()}
+    coll = chosen.get(DEFAULT_KB) or max(chosen.values(), key=lambda c: (c.count(), c.name))
     try:
         ef = coll.configuration_json.get("embedding_function") or {}
     except Exception:
@@ -168,7 +216,15 @@ def rebuild_manifest(
     dates = [str(m.get("ingested_at")) for m in firsts["metadatas"] or [] if m]
     manifest = new_manifest(identity)
     manifest["created_at"] = min(dates, default=manifest["created_at"])
-    manifest["collection"] = coll.name
+    # The default's collection (made anew, empty, on use if it was lost); the
+    # migration that names knowledge bases adds it to the others found.
+    manifest["collection"] = chosen[DEFAULT_KB].name if DEFAULT_KB in chosen else "ragdb-chunks"
+    others = {kb: c for kb, c in chosen.items() if kb != DEFAULT_KB}
+    if others:
+        manifest["knowledge_bases"] = {
+            kb: {"collection": c.name, "generation": 0, "created_at": manifest["created_at"]}
+            for kb, c in others.items()
+        }
     # Only the first migration is known to have run (the collection exists); the
     # later ones are safe to run again, and opening the store runs them.
     manifest["migrations"] = ["m001_chunks_collection"]

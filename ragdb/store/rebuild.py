@@ -9,6 +9,7 @@ collection in use (the half-built one is deleted by the next rebuild).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -47,40 +48,65 @@ def rebuild(
     embedder: Embedder | None,
     identity: dict[str, Any] | None = None,
     progress: Progress | None = None,
+    kbs: list[str] | None = None,
 ) -> tuple[str, int]:
-    """Copy every chunk into a new collection and switch to it.
+    """Copy every chunk of knowledge bases ``kbs`` (all of them when None) into
+    new collections and switch to them, all in one manifest write.
 
     With ``embedder`` None the stored embeddings are copied (repairing the
     index); when they cannot be read, at the start or part-way (a torn vector
     file), the chunks are re-embedded from their text with the store's own
     model. With an ``embedder`` every chunk is embedded anew and the store's
-    model becomes ``identity``. A rebuild that fails leaves no new collection
-    behind. Returns the new collection's name and how many chunks it holds.
+    model becomes ``identity`` (which every knowledge base must follow). A
+    rebuild that fails leaves no new collection behind. Returns the first new
+    collection's name and how many chunks they hold in all.
     """
     with store.session() as session:
-        old_name = session.manifest["collection"]
+        names = kbs or session.kb_names()
+        model = dict(session.manifest["embed_model"])
+    target = dict(identity or model)
+    built: dict[str, str] = {}
+    filled: dict[str, _Filled] = {}
+    total = 0
+    try:
+        for kb in names:
+            new_name, salvaged, start = _prepare(store, kb, target)
+            built[kb] = new_name
+            filled[kb] = _fill(store, kb, new_name, model, embedder, salvaged, start, progress)
+        with store.session() as session:
+            # Writes made while the others were copied: caught up with in the
+            # session that switches, so none lands in an old collection alone.
+            for kb, done in filled.items():
+                total += _settle(store, kb, built[kb], embedder, done)
+            session.switch_collections(built, target)
+            for kb, done in filled.items():
+                if done.salvaged is not None or done.switched:
+                    with session.use(kb):
+                        session.rebuild_keywords()
+    except BaseException:
+        with contextlib.suppress(Exception), store.session() as session:
+            for name in built.values():
+                session.drop_collection(name)
+        raise
+    return built[names[0]], total
+
+
+def _prepare(
+    store: Store, kb: str, target: dict[str, Any]
+) -> tuple[str, list[ChunkRecord] | None, int]:
+    """Knowledge base ``kb``'s new, empty collection (a leftover of an earlier,
+    interrupted rebuild dropped first); its chunks' text if the vector index does
+    not read; the store's generation now."""
+    with store.session(kb=kb) as session:
+        old_name = session.collection_name
         taken = set(session.collection_names())
         new_name = _next_name(old_name, taken)
-        model = dict(session.manifest["embed_model"])
-        target = dict(identity or model)
-        # A collection left by an earlier, interrupted rebuild.
         for name in taken:
             if name.startswith(re.sub(r"-\d+$", "", old_name)) and name != old_name:
                 session.drop_collection(name)
         salvaged = _salvage_if_unreadable(session)
         session.create_collection(new_name, target)
-        start = int(session.manifest.get("generation", 0))
-    try:
-        count = _fill(store, new_name, model, embedder, salvaged, start, progress)
-        with store.session() as session:
-            session.switch_collection(new_name, target)
-            if salvaged is not None or count < 0:
-                session.rebuild_keywords()
-    except BaseException:
-        with contextlib.suppress(Exception), store.session() as session:
-            session.drop_collection(new_name)
-        raise
-    return new_name, abs(count)
+        return new_name, salvaged, int(session.manifest.get("generation", 0))
 
 
 def _salvage_if_unreadable(session: Session) -> list[ChunkRecord] | None:
@@ -100,35 +126,46 @@ def _salvage_if_unreadable(session: Session) -> list[ChunkRecord] | None:
     return None
 
 
+@dataclasses.dataclass
+class _Filled:
+    """A new collection filled: what its settling needs to know."""
+
+    encoder: Embedder
+    salvaged: list[ChunkRecord] | None
+    total: int
+    start: int
+    switched: bool  # salvaged part-way: the keyword index is to be rebuilt
+
+
 def _fill(
     store: Store,
+    kb: str,
     new_name: str,
     model: dict[str, Any],
     embedder: Embedder | None,
     salvaged: list[ChunkRecord] | None,
     start: int,
     progress: Progress | None,
-) -> int:
-    """Fill collection ``new_name``; how many chunks it holds, negative when the
-    chunks were salvaged part-way (their keyword index is to be rebuilt)."""
+) -> _Filled:
+    """Fill collection ``new_name`` with knowledge base ``kb``'s chunks."""
     from ragdb.embed import get_embedder
 
     encoder = embedder or get_embedder(
         model["name"], store.settings.device, model.get("backend", "torch")
     )
-    with store.session() as session:
+    with store.session(kb=kb) as session:
         total = len(salvaged) if salvaged is not None else session.count()
     offset = 0
     switched = False
     while True:
         copy = embedder is None and salvaged is None
         try:
-            page = _page(store, salvaged, offset, copy)
+            page = _page(store, kb, salvaged, offset, copy)
         except StoreError:
             if salvaged is not None or embedder is not None:
                 raise
             # Vectors that do not read (a torn vector file): from the text, then.
-            with store.session() as session:
+            with store.session(kb=kb) as session:
                 salvaged = session.salvage()
             total, offset, switched = len(salvaged), 0, True
             continue
@@ -139,47 +176,39 @@ def _fill(
             vectors = [v for _, v in page]
         else:
             vectors = list(encoder.encode([r.text for r in records]))
-        with store.session() as session:
+        with store.session(kb=kb) as session:
             session.add_to(new_name, records, vectors)
         offset += len(page)
         if progress:
             progress(offset, total)
-    return _settle(store, new_name, encoder, embedder, salvaged, total, start, switched)
+    return _Filled(encoder, salvaged, total, start, switched)
 
 
 def _page(
-    store: Store, salvaged: list[ChunkRecord] | None, offset: int, copy: bool
+    store: Store, kb: str, salvaged: list[ChunkRecord] | None, offset: int, copy: bool
 ) -> list[tuple[ChunkRecord, Any]]:
     if salvaged is not None:
         return [(r, None) for r in salvaged[offset : offset + PAGE]]
-    with store.session() as session:
+    with store.session(kb=kb) as session:
         return _read_page(session, offset, copy)
 
 
-def _settle(
-    store: Store,
-    new_name: str,
-    encoder: Embedder,
-    embedder: Embedder | None,
-    salvaged: list[ChunkRecord] | None,
-    total: int,
-    start: int,
-    switched: bool,
-) -> int:
+def _settle(store: Store, kb: str, new_name: str, embedder: Embedder | None, done: _Filled) -> int:
     """Catch up with writes made meanwhile, and check the count."""
-    with store.session() as session:
-        if salvaged is None:
+    with store.session(kb=kb) as session:
+        if done.salvaged is None:
             _ = session.keywords  # same chunk ids after the switch: keep it in step
-        moved = int(session.manifest.get("generation", 0)) != start
-        if moved and salvaged is None:
-            _catch_up(session, new_name, encoder if embedder else None)
+        # A server's generation is its write log's: compared there, it always moved.
+        moved = store.server or int(session.manifest.get("generation", 0)) != done.start
+        if moved and done.salvaged is None:
+            _catch_up(session, new_name, done.encoder if embedder else None)
         count = len(session.ids_of(new_name))
-        expected = total if salvaged is not None else session.count()
+        expected = done.total if done.salvaged is not None else session.count()
         if count != expected:
             raise StoreError(
                 f"rebuild copied {count} chunks of {expected}; the store was left as it was"
             )
-    return -count if switched else count
+    return count
 
 
 def _catch_up(session: Session, new_name: str, encoder: Embedder | None) -> None:

@@ -31,7 +31,16 @@ from ragdb.errors import (
     UsageError,
     first_line,
 )
-from ragdb.store.backend import ALL, Abandoned, KeywordChanges, writer_gone, writer_id
+from ragdb.store.backend import (
+    ALL,
+    DEFAULT_KB,
+    Abandoned,
+    KeywordChanges,
+    by_kb,
+    unqualify,
+    writer_gone,
+    writer_id,
+)
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -159,13 +168,17 @@ class ServerBackend:
         """A server's client always sees the latest writes."""
         return True
 
-    def keywords_path(self, manifest: dict[str, Any]) -> Path:
-        """This machine's keyword index for the store, in the user's cache."""
+    def keywords_path(self, manifest: dict[str, Any], kb: str) -> Path:
+        """This machine's keyword index for knowledge base ``kb``, in the user's cache."""
         from platformdirs import user_cache_path
+
+        from ragdb.store.manifest import kb_collection
 
         key = f"{self.url}|{self.tenant}|{self.database}|{manifest.get('created_at')}"
         if not (self.tenant or self.database):
             key = f"{self.url}|{manifest.get('created_at')}"  # as before tenants existed
+        if kb != DEFAULT_KB:
+            key += f"|{kb_collection(manifest, kb)}"
         digest = hashlib.sha256(key.encode()).hexdigest()[:20]
         return user_cache_path("ragdb", appauthor=False) / "keywords" / f"{digest}.sqlite3"
 
@@ -199,7 +212,8 @@ class ServerBackend:
     def begin_write(self, client: ClientAPI, sources: Sequence[str]) -> None:
         """Claim ``sources`` (waiting for another writer's claim up to --wait),
         then append a pending entry to the write log."""
-        self._held = self._claims.acquire(client, [s for s in sources if s != ALL], self.wait)
+        claimed = [s for s in sources if unqualify(s)[1] != ALL]
+        self._held = self._claims.acquire(client, claimed, self.wait)
         self._entry = self._log.append(client, list(sources))
 
     def end_write(self, client: ClientAPI) -> None:
@@ -225,10 +239,10 @@ class ServerBackend:
             self._log.finish(client, abandoned.token, "settled")
 
     def keyword_changes(
-        self, client: ClientAPI, stamp: int | None, manifest: dict[str, Any]
+        self, client: ClientAPI, stamp: int | None, manifest: dict[str, Any], kb: str
     ) -> KeywordChanges:
-        """What this machine's keyword index lacks: the sources of every log
-        entry after its stamp (all of them when it has none)."""
+        """What this machine's keyword index of ``kb`` lacks: its sources in
+        every log entry after its stamp (all of them when it has none)."""
         count = self._log.count(client)
         if stamp is not None and stamp == count:
             return KeywordChanges(False, set(), None)
@@ -236,7 +250,7 @@ class ServerBackend:
             pending = [e.number for e in self._log.pending(client)]
             return KeywordChanges(True, set(), min(pending, default=count + 1) - 1)
         entries = self._log.entries(client, stamp + 1, count)
-        sources = {s for e in entries for s in e.sources}
+        sources = {s for e in entries for s in by_kb(e.sources).get(kb, [])}
         pending = [e.number for e in entries if e.state == "pending"]
         # Never stamp past a write still in flight: its sources are looked at again.
         new_stamp = min(pending) - 1 if pending else count

@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ragdb.errors import DiskFullError, RagdbError, StoreError, first_line
-from ragdb.store.backend import ALL
+from ragdb.store.backend import ALL, DEFAULT_KB, qualify
+from ragdb.store.manifest import kb_collection, kb_entries, kb_entry, utcnow
 from ragdb.store.records import ChunkRecord, source_key
 
 if TYPE_CHECKING:
@@ -48,10 +49,14 @@ def create_chunk_collection(
     name: str,
     embed_model: dict[str, Any],
     hnsw: dict[str, Any] | None = None,
+    kb: str = DEFAULT_KB,
 ) -> Collection:
-    """The chunk collection ``name`` (made if missing) with ragdb's embedding
-    function for ``embed_model``."""
+    """The chunk collection ``name`` of knowledge base ``kb`` (made if missing)
+    with ragdb's embedding function for ``embed_model``. The collection names
+    its knowledge base, so that a lost manifest can be rebuilt."""
     from ragdb.store.chroma_ef import RagdbEmbeddingFunction
+
+    metadata = {"ragdb": "chunks"} | ({} if kb == DEFAULT_KB else {"ragdb_kb": kb})
 
     return client.get_or_create_collection(
         name,
@@ -62,7 +67,7 @@ def create_chunk_collection(
                 embed_model["name"], backend=embed_model.get("backend", "torch")
             ),
         ),
-        metadata={"ragdb": "chunks"},
+        metadata=metadata,
     )
 
 
@@ -91,15 +96,38 @@ SOURCE_BATCH = 200
 
 
 class Session:
-    """One locked use of the store; everything it reads is fresh for this session."""
+    """One locked use of the store; everything it reads is fresh for this session.
 
-    def __init__(self, backend: Backend, client: ClientAPI, manifest: dict[str, Any]):
+    A session addresses one knowledge base at a time (``kb``; :meth:`use`
+    switches): its chunk collection and keyword index."""
+
+    def __init__(
+        self, backend: Backend, client: ClientAPI, manifest: dict[str, Any], kb: str = DEFAULT_KB
+    ):
         self.backend = backend
         self.client = client
         self.manifest = manifest
-        self._collection: Collection | None = None
-        self._keywords: KeywordIndex | None = None
+        self.kb = kb
+        self._collections: dict[str, Collection] = {}
+        self._indexes: dict[str, KeywordIndex] = {}
         self.wrote = False
+        # The knowledge bases this session wrote to (their keyword stamps move).
+        self.written: set[str] = set()
+
+    @contextlib.contextmanager
+    def use(self, kb: str) -> Iterator[Session]:
+        """Address knowledge base ``kb`` until the block ends."""
+        kb_entry(self.manifest, kb, self.backend.location)  # one that is there
+        before, self.kb = self.kb, kb
+        try:
+            yield self
+        finally:
+            self.kb = before
+
+    @property
+    def collection_name(self) -> str:
+        """The chunk collection of the knowledge base addressed."""
+        return kb_collection(self.manifest, self.kb)
 
     # -- the error boundary -----------------------------------------------------------------
     def _call(self, what: str, fn: Callable[[], T]) -> T:
@@ -141,36 +169,40 @@ class Session:
     # -- the collection -----------------------------------------------------------------------
     @property
     def _coll(self) -> Collection:
-        if self._collection is None:
+        name = self.collection_name
+        if name not in self._collections:
             from chromadb.errors import NotFoundError
 
-            name = self.manifest["collection"]
             try:
-                self._collection = self._call(
+                found = self._call(
                     "opening the chunk collection", lambda: self.client.get_collection(name)
                 )
             except StoreError as exc:
                 if not isinstance(exc.__cause__, NotFoundError):
                     raise
                 # Lost (a reset killed between delete and create): recreate empty.
-                self._collection = self._call(
+                found = self._call(
                     "creating the chunk collection",
                     lambda: create_chunk_collection(
-                        self.client, name, self.manifest["embed_model"]
+                        self.client, name, self.manifest["embed_model"], kb=self.kb
                     ),
                 )
-        return self._collection
+            self._collections[name] = found
+        return self._collections[name]
 
     @property
     def keywords(self) -> KeywordIndex:
         """The keyword index, brought in line with the collection if it is not."""
-        if self._keywords is None:
+        if self.kb not in self._indexes:
             from ragdb.store.keywords import KeywordIndex
 
-            index = KeywordIndex(self.backend.keywords_path(self.manifest))
+            kb = self.kb
+            index = KeywordIndex(self.backend.keywords_path(self.manifest, kb))
             changes = self._call(
                 "reading the write log",
-                lambda: self.backend.keyword_changes(self.client, index.generation, self.manifest),
+                lambda: self.backend.keyword_changes(
+                    self.client, index.generation, self.manifest, kb
+                ),
             )
             if changes.full:
                 index.rebuild(self.texts())
@@ -182,8 +214,8 @@ class Session:
                 index.add([r.id for r in records], [r.text for r in records])
             if changes.stamp is not None:
                 index.set_generation(changes.stamp)
-            self._keywords = index
-        return self._keywords
+            self._indexes[kb] = index
+        return self._indexes[self.kb]
 
     def rebuild_keywords(self) -> None:
         """Refill the keyword index from the collection."""
@@ -217,8 +249,6 @@ class Session:
 
     def save_manifest(self) -> None:
         """Write this session's manifest (the store's, shared with it)."""
-        from ragdb.store.manifest import utcnow
-
         self.manifest["updated_at"] = utcnow()
         self._call(
             "writing the manifest", lambda: self.backend.write_manifest(self.client, self.manifest)
@@ -291,7 +321,7 @@ class Session:
     def salvage(self) -> list[ChunkRecord]:
         """Every chunk with its text, read around a vector index that no longer
         loads (see :meth:`ragdb.store.local.LocalBackend.salvage`)."""
-        found = self.backend.salvage(self.manifest["collection"])
+        found = self.backend.salvage(self.collection_name)
         out = []
         for cid, text, meta in found:
             with contextlib.suppress(ValueError):  # chunks without records stay behind
@@ -348,12 +378,20 @@ class Session:
     def begin_write(self, sources: Sequence[str]) -> None:
         """Note which sources a write is about to touch, so that a process killed
         part-way leaves a note for the next session to finish."""
+        self._begin({self.kb: sources})
+
+    def _begin(self, sources: dict[str, Sequence[str]]) -> None:
+        """Begin one write touching ``sources`` of each knowledge base named."""
         self.mark_written()
+        self.written.update(sources)
         if not self.backend.server:
             # Unstamped until the session ends: a crash before then forces a rebuild.
             # (A server's index follows its write log instead.)
-            self.keywords.set_generation(None)
-        self._call("recording a write", lambda: self.backend.begin_write(self.client, sources))
+            for kb in sources:
+                with self.use(kb):
+                    self.keywords.set_generation(None)
+        recorded = [qualify(kb, s) for kb, names in sources.items() for s in names]
+        self._call("recording a write", lambda: self.backend.begin_write(self.client, recorded))
 
     def end_write(self) -> None:
         """The write begun by :meth:`begin_write` is done."""
@@ -396,11 +434,11 @@ class Session:
         """Delete every chunk (the collection is dropped and made anew, empty,
         with the store's settings); returns how many there were."""
         n = self.count()
-        name = self.manifest["collection"]
+        name = self.collection_name
         self.begin_write([ALL])
         self.keywords.clear()
         self._call("dropping the chunk collection", lambda: self.client.delete_collection(name))
-        self._collection = None
+        self._collections.pop(name, None)
         _ = self._coll  # recreated empty
         self.end_write()
         return n
@@ -410,15 +448,20 @@ class Session:
         self.wrote = True
 
     def keywords_written(self, generation: int) -> None:
-        """Stamp the keyword index, if this session used it, as in step with
-        ``generation``."""
-        if self._keywords is not None:
-            self._keywords.set_generation(generation)
+        """A local store's session ends at ``generation``: the knowledge bases
+        it wrote record that, and the keyword indexes it used are stamped in
+        step with their knowledge base."""
+        entries = kb_entries(self.manifest)
+        for kb in self.written & set(entries):
+            entries[kb]["generation"] = generation
+        for kb, index in self._indexes.items():
+            if kb in entries:
+                index.set_generation(int(entries[kb].get("generation", generation)))
 
     def close(self) -> None:
-        """Let go of the keyword index (the store closes its session)."""
-        if self._keywords is not None:
-            self._keywords.close()
+        """Let go of the keyword indexes (the store closes its session)."""
+        for index in self._indexes.values():
+            index.close()
 
     # -- collections (doctor, rebuild, re-embed) ------------------------------------------
     def collection_names(self) -> list[str]:
@@ -427,8 +470,8 @@ class Session:
 
     def drop_collection(self, name: str) -> None:
         """Delete a collection other than the active one (and its files)."""
-        if name == self.manifest["collection"]:
-            raise StoreError(f"{name!r} is the store's active collection")
+        if name in {e["collection"] for e in kb_entries(self.manifest).values()}:
+            raise StoreError(f"{name!r} is a knowledge base's active collection")
         self._call("dropping a collection", lambda: self.client.delete_collection(name))
         self.backend.sweep()
 
@@ -452,7 +495,7 @@ class Session:
         """A new, empty chunk collection beside the active one (for a rebuild)."""
         self._call(
             "creating a collection",
-            lambda: create_chunk_collection(self.client, name, embed_model),
+            lambda: create_chunk_collection(self.client, name, embed_model, kb=self.kb),
         )
 
     def add_to(self, name: str, records: Sequence[ChunkRecord], vectors: Sequence[Any]) -> None:
@@ -484,15 +527,74 @@ class Session:
                 "deleting chunks", lambda: self.client.get_collection(name).delete(ids=list(ids))
             )
 
-    def switch_collection(self, name: str, embed_model: dict[str, Any]) -> None:
-        """Make ``name`` the active collection (one manifest write) and drop the old."""
-        old = self.manifest["collection"]
-        self.begin_write([ALL])
-        self.manifest["collection"] = name
+    def switch_collections(self, new: dict[str, str], embed_model: dict[str, Any]) -> None:
+        """Make ``new[kb]`` each knowledge base's collection, all in one manifest
+        write (with the model that embedded them), and drop the old ones."""
+        entries = kb_entries(self.manifest)
+        old = {kb: entries[kb]["collection"] for kb in new}
+        self._begin({kb: [ALL] for kb in new})
+        for kb, name in new.items():
+            entries[kb]["collection"] = name
         self.manifest["embed_model"] = embed_model
         self.save_manifest()
-        with contextlib.suppress(StoreError):
-            self._call("dropping the old collection", lambda: self.client.delete_collection(old))
-        self._collection = None
+        for name in old.values():
+            with contextlib.suppress(StoreError):
+                self._call(
+                    "dropping the old collection",
+                    lambda n=name: self.client.delete_collection(n),  # type: ignore[misc]
+                )
+        self._collections.clear()
         self.end_write()
         self.backend.sweep()
+
+    # -- knowledge bases -----------------------------------------------------------------
+    def kb_names(self) -> list[str]:
+        """The store's knowledge bases, by name."""
+        return sorted(kb_entries(self.manifest))
+
+    def create_kb(self, name: str) -> None:
+        """A new, empty knowledge base ``name`` (its collection made first: a
+        process killed before the manifest names it leaves an orphan that
+        doctor removes, never a knowledge base without its collection)."""
+        import uuid
+
+        collection = f"kb-{uuid.uuid4().hex[:12]}-chunks"
+        self._call(
+            "creating a knowledge base's collection",
+            lambda: create_chunk_collection(
+                self.client, collection, self.manifest["embed_model"], kb=name
+            ),
+        )
+        entry = {"collection": collection, "generation": 0, "created_at": utcnow()}
+        self.manifest.setdefault("knowledge_bases", {})[name] = entry
+        self.mark_written()
+        self.save_manifest()
+
+    def rename_kb(self, old: str, new: str) -> None:
+        """Knowledge base ``old`` is called ``new`` (its collection stays)."""
+        entries = self.manifest["knowledge_bases"]
+        entries[new] = entries.pop(old)
+        self.mark_written()
+        self.save_manifest()
+
+    def delete_kb(self, name: str) -> int:
+        """Delete knowledge base ``name``, its chunks and its keyword index;
+        returns how many chunks it held."""
+        with self.use(name):
+            n = self.count()
+            collection = self.collection_name
+            path = self.backend.keywords_path(self.manifest, name)
+            index = self._indexes.pop(name, None)
+        if index is not None:
+            index.close()
+        del self.manifest["knowledge_bases"][name]
+        self.mark_written()
+        self.save_manifest()
+        with contextlib.suppress(StoreError):
+            self._call("dropping a collection", lambda: self.client.delete_collection(collection))
+        self._collections.pop(collection, None)
+        for leftover in path.parent.glob(path.name + "*"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+        self.backend.sweep()
+        return n

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ragdb.config import DEFAULT_KB
 from ragdb.embed.identity import ModelIdentity
 from ragdb.errors import ManifestError, StoreError, StoreNotFoundError
-from ragdb.store.backend import ALL, Backend
+from ragdb.store.backend import ALL, Backend, by_kb
 from ragdb.store.local import LocalBackend
 from ragdb.store.manifest import (
     ManifestRepair,
@@ -65,10 +67,12 @@ class Store:
         else:
             self.backend = LocalBackend(settings.store, settings.wait)
         self.server = self.backend.server
+        # The knowledge base sessions address unless told otherwise.
+        self.kb: str = settings.kb
         self.path: Path | None = None if self.server else settings.store.resolve()
-        self._manifest: dict[str, Any] | None = None
         self._thread_lock = threading.RLock()
-        self._session: Session | None = None
+        # Shared with every view of the store (see :meth:`view`).
+        self._shared = _Shared()
         # Migrations this process applied when it opened the store.
         self.migrated: list[str] = []
 
@@ -85,9 +89,18 @@ class Store:
         """
         store = cls(settings)
         store.backend.precheck(create)  # before a lock file is made anywhere
-        with store.session(create=create, identity=identity):
+        # The default knowledge base is always there; the store's own is
+        # checked on use (an ingest makes it).
+        with store.session(create=create, identity=identity, kb=DEFAULT_KB):
             pass
         return store
+
+    def view(self, kb: str) -> Store:
+        """This store, addressing knowledge base ``kb`` by default: its lock,
+        client and sessions are this store's (a session of one nests in the other's)."""
+        twin = copy.copy(self)
+        twin.kb = kb
+        return twin
 
     @property
     def location(self) -> str:
@@ -97,11 +110,11 @@ class Store:
     @property
     def manifest(self) -> dict[str, Any]:
         """The manifest as last read in a session."""
-        if self._manifest is None:
-            with self.session():
+        if self._shared.manifest is None:
+            with self.session(kb=DEFAULT_KB):
                 pass
-        assert self._manifest is not None
-        return self._manifest
+        assert self._shared.manifest is not None
+        return self._shared.manifest
 
     @property
     def identity(self) -> ModelIdentity:
@@ -111,46 +124,55 @@ class Store:
     # -- sessions --------------------------------------------------------------------------
     @contextlib.contextmanager
     def session(
-        self, create: bool = False, identity: ModelIdentity | None = None
+        self,
+        create: bool = False,
+        identity: ModelIdentity | None = None,
+        kb: str | None = None,
     ) -> Iterator[Session]:
-        """Hold the store for one piece of Chroma work.
+        """Hold the store for one piece of Chroma work on knowledge base ``kb``
+        (the store's own, :attr:`kb`, when None).
 
         Sessions nest within a thread (the outer one owns the client); keep them
         short: read, chunk and embed outside them.
         """
+        kb = kb or self.kb
         with self._thread_lock:
-            if self._session is not None:
-                yield self._session
+            if self._shared.session is not None:
+                with self._shared.session.use(kb) as session:
+                    yield session
                 return
             self.backend.acquire()
             ok = False
             try:
                 with _clients_lock:  # never closed for want of room while in use
                     _busy[self.backend.client_key] += 1
-                if self._manifest is None:
+                if self._shared.manifest is None:
                     # Under the lock: another process may be creating the store.
                     self.backend.check_location(create)
                 client = self._client()
                 manifest = self._load_manifest(client, create, identity)
                 session = Session(self.backend, client, manifest)
-                self._session = session
+                self._shared.session = session
                 self._recover(session)
-                yield session
+                with session.use(kb):
+                    yield session
                 if session.wrote and not self.server:
                     # A local store's generation: moved under its lock, so never lost.
                     # A server's is its write log's length (see server_backend).
                     manifest["generation"] = int(manifest.get("generation", 0)) + 1
-                    self._save_manifest(client, manifest)
-                    # Updated alongside every write of this session: in step.
+                    # The keyword indexes were updated alongside every write of this
+                    # session: in step (stamped before the save, a crash between
+                    # leaves a stamp the manifest lacks, so a rebuild).
                     session.keywords_written(manifest["generation"])
+                    self._save_manifest(client, manifest)
                 if session.wrote:
                     self.backend.after_write()
                 _remember(self.backend.client_key, client, int(manifest.get("generation", 0)))
                 ok = True
             finally:
-                if self._session is not None:
-                    self._session.close()
-                self._session = None
+                if self._shared.session is not None:
+                    self._shared.session.close()
+                self._shared.session = None
                 with _clients_lock:
                     _busy[self.backend.client_key] -= 1
                 if not ok:
@@ -163,9 +185,10 @@ class Store:
         with a store that holds the first one's work. Turns nest within one Store."""
         return self.backend.ingest_turn(waiting)
 
-    def keywords_path(self, manifest: dict[str, Any]) -> Path:
-        """Where this machine keeps the store's keyword index."""
-        return self.backend.keywords_path(manifest)
+    def keywords_path(self, manifest: dict[str, Any], kb: str | None = None) -> Path:
+        """Where this machine keeps knowledge base ``kb``'s keyword index (the
+        store's own by default)."""
+        return self.backend.keywords_path(manifest, kb or self.kb)
 
     # -- Chroma clients ------------------------------------------------------------------------
     def _client(self) -> ClientAPI:
@@ -206,7 +229,7 @@ class Store:
     def _save_manifest(self, client: ClientAPI, manifest: dict[str, Any]) -> None:
         manifest["updated_at"] = utcnow()
         self.backend.write_manifest(client, manifest)
-        self._manifest = manifest
+        self._shared.manifest = manifest
 
     def _load_manifest(
         self, client: ClientAPI, create: bool, identity: ModelIdentity | None
@@ -227,7 +250,7 @@ class Store:
         check_versions(manifest, self.location, MIGRATIONS.names())
         check_model(manifest, self.settings, self.location)
         self._migrate(client, manifest)
-        self._manifest = manifest
+        self._shared.manifest = manifest
         return manifest
 
     def _migrate(self, client: ClientAPI, manifest: dict[str, Any]) -> None:
@@ -288,11 +311,26 @@ class Store:
             return
         from ragdb.store.versions import settle_sources
 
+        names = session.kb_names()
         for write in abandoned:
-            session.begin_write(write.sources or [ALL])  # claims them, on a server
-            settle_sources(session, write.sources)
-            session.end_write()
+            touched = by_kb(write.sources) if write.sources is not None else {}
+            for kb in names:
+                if write.sources is not None and kb not in touched:
+                    continue
+                sources = touched.get(kb)
+                with session.use(kb):
+                    session.begin_write(sources or [ALL])  # claims them, on a server
+                    settle_sources(session, None if not sources or ALL in sources else sources)
+                    session.end_write()
             self.backend.settled(session.client, write)
+
+
+class _Shared:
+    """What a store and its views share: the manifest last read, the session held."""
+
+    def __init__(self) -> None:
+        self.manifest: dict[str, Any] | None = None
+        self.session: Session | None = None
 
 
 # One client per store and process: Chroma shares its state between clients of
