@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ragdb.ingest.plan import IngestPlan, IngestReport, Progress, Warn
     from ragdb.query.answer import Answer
     from ragdb.query.retrieve import Hit
-    from ragdb.reports import RemoveReport, Status
+    from ragdb.reports import KnowledgeBaseInfo, RemoveReport, Status
     from ragdb.store.records import ChunkRecord, SourceInfo
 
 
@@ -39,9 +39,11 @@ class KnowledgeBaseAPI(Protocol):
         on_hits: Callable[[list[Hit]], None] | None = None,
         on_text: Callable[[str], None] | None = None,
         where: Sequence[str] = (),
+        kbs: Sequence[str] = (),
     ) -> Answer:
-        """Retrieve (only chunks meeting ``where``), then answer; an ``LLMError``
-        carries the :class:`Answer` so far."""
+        """Retrieve (only chunks meeting ``where``, from knowledge bases ``kbs``:
+        ``"*"`` all, none this one), then answer; an ``LLMError`` carries the
+        :class:`Answer` so far."""
         ...
 
     def matching_sources(self, targets: Sequence[str | Path]) -> dict[str, int]:
@@ -63,4 +65,24 @@ class KnowledgeBaseAPI(Protocol):
     def chunks(self, source: str) -> list[ChunkRecord]:
         """A stored source's chunks with their text, in order; a
         SourceNotFoundError when ``source`` is not stored."""
+        ...
+
+    def using(self, name: str) -> KnowledgeBaseAPI:
+        """Knowledge base ``name`` of the same store."""
+        ...
+
+    def knowledge_bases(self) -> list[KnowledgeBaseInfo]:
+        """The store's knowledge bases, with what each holds, by name."""
+        ...
+
+    def create_kb(self, name: str) -> KnowledgeBaseInfo:
+        """Make knowledge base ``name``, empty."""
+        ...
+
+    def rename_kb(self, old: str, new: str) -> None:
+        """Call knowledge base ``old`` ``new``."""
+        ...
+
+    def delete_kb(self, name: str) -> int:
+        """Delete knowledge base ``name``; how many chunks it held."""
         ...

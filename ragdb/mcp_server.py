@@ -29,7 +29,9 @@ INSTRUCTIONS = (
     "A local knowledge base of the user's own documents (notes, papers, mail, web pages). "
     "Call `search` to find passages about a question, with their sources and locations; "
     "call `ask` for an answer written from those passages with numbered citations. Use "
-    "`list_sources` to see what it holds and `read_source` to read one source in order."
+    "`list_sources` to see what it holds and `read_source` to read one source in order. "
+    "It may hold several knowledge bases (`list_knowledge_bases`): search one, several or "
+    "all ('*') of them by name."
 )
 
 
@@ -53,6 +55,7 @@ def _tool_errors(fn: F) -> F:
 def build_server(kb: KnowledgeBaseAPI, write: bool = False) -> MCPServer:
     """The MCP server over ``kb``; ``write`` adds the tools that change it."""
     from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.resources.templates import ResourceSecurity
 
     from ragdb.version import __version__
 
@@ -64,25 +67,42 @@ def build_server(kb: KnowledgeBaseAPI, write: bool = False) -> MCPServer:
     @server.tool()
     @_tool_errors
     def search(
-        question: str, k: int = 5, mode: str = "hybrid", where: list[str] | None = None
+        question: str,
+        k: int = 5,
+        mode: str = "hybrid",
+        where: list[str] | None = None,
+        knowledge_bases: list[str] | None = None,
     ) -> dict[str, Any]:
         """Find the passages of the knowledge base nearest a question (no answer
         written). Returns chunks best first, each with its source, location
-        (page, heading, slide...), similarity score and text. ``mode``: hybrid
-        (default), dense or bm25; ``where``: filters such as "type=pdf",
-        "year>=2020", "source~notes/**", "tags=ml"."""
-        found = kb.ask(question, k, mode=mode, retrieve_only=True, where=where or ())
+        (page, heading, slide...), similarity score, knowledge base and text.
+        ``mode``: hybrid (default), dense or bm25; ``where``: filters such as
+        "type=pdf", "year>=2020", "source~notes/**", "tags=ml";
+        ``knowledge_bases``: names to search (["*"]: all; default: the server's own)."""
+        found = kb.ask(
+            question,
+            k,
+            mode=mode,
+            retrieve_only=True,
+            where=where or (),
+            kbs=knowledge_bases or (),
+        )
         return {"chunks": [_chunk(h.to_dict(), h.location) for h in found.hits]}
 
     @server.tool()
     @_tool_errors
     def ask(
-        question: str, k: int = 4, mode: str = "hybrid", where: list[str] | None = None
+        question: str,
+        k: int = 4,
+        mode: str = "hybrid",
+        where: list[str] | None = None,
+        knowledge_bases: list[str] | None = None,
     ) -> dict[str, Any]:
         """Answer a question from the knowledge base: the answer cites passages
         as [1], [2], which are returned with their sources. Says when the
-        knowledge base holds too little to answer."""
-        answer = kb.ask(question, k, mode=mode, where=where or ())
+        knowledge base holds too little to answer. ``where`` and
+        ``knowledge_bases`` as for search."""
+        answer = kb.ask(question, k, mode=mode, where=where or (), kbs=knowledge_bases or ())
         return {
             "answer": answer.answer,
             "chunks": [_chunk(h.to_dict(), h.location) for h in answer.hits],
@@ -91,10 +111,12 @@ def build_server(kb: KnowledgeBaseAPI, write: bool = False) -> MCPServer:
 
     @server.tool()
     @_tool_errors
-    def list_sources(prefix: str = "", offset: int = 0, limit: int = 100) -> dict[str, Any]:
+    def list_sources(
+        prefix: str = "", offset: int = 0, limit: int = 100, knowledge_base: str | None = None
+    ) -> dict[str, Any]:
         """The sources the knowledge base holds (files, web pages, records),
         those whose names start with ``prefix``, a page at a time."""
-        found = [s for s in kb.sources() if s.source.startswith(prefix)]
+        found = [s for s in _in(kb, knowledge_base).sources() if s.source.startswith(prefix)]
         page = found[max(offset, 0) : max(offset, 0) + max(1, min(limit, 1000))]
         return {
             "total": len(found),
@@ -106,10 +128,13 @@ def build_server(kb: KnowledgeBaseAPI, write: bool = False) -> MCPServer:
 
     @server.tool()
     @_tool_errors
-    def read_source(source: str, offset: int = 0, limit: int = 20) -> dict[str, Any]:
+    def read_source(
+        source: str, offset: int = 0, limit: int = 20, knowledge_base: str | None = None
+    ) -> dict[str, Any]:
         """One source's text, chunk by chunk in order (a page of them), with
-        each chunk's location: to read what a search found in its context."""
-        chunks = kb.chunks(source)
+        each chunk's location: to read what a search found in its context
+        (``knowledge_base``: the one a search hit named)."""
+        chunks = _in(kb, knowledge_base).chunks(source)
         page = chunks[max(offset, 0) : max(offset, 0) + max(1, min(limit, 200))]
         return {
             "source": source,
@@ -121,9 +146,34 @@ def build_server(kb: KnowledgeBaseAPI, write: bool = False) -> MCPServer:
             ],
         }  # fmt: skip
 
+    @server.tool()
+    @_tool_errors
+    def list_knowledge_bases() -> dict[str, Any]:
+        """The knowledge bases this store holds, with their chunks and sources:
+        names to pass to search, ask, list_sources and read_source."""
+        return {"knowledge_bases": [info.to_dict() for info in kb.knowledge_bases()]}
+
+    @server.resource(
+        "ragdb://sources/{name}",
+        name="source",
+        description="A stored source's whole text, its chunks in order (name URL-encoded).",
+        mime_type="text/plain",
+        # A source's name is looked up among the stored ones, never opened as a
+        # path: an absolute file path (as sources are named) is no escape.
+        security=ResourceSecurity(exempt_params={"name"}),
+    )
+    @_tool_errors
+    def source_text(name: str) -> str:
+        return "\n\n".join(c.text for c in kb.chunks(name))
+
     if write:
         _write_tools(server, kb)
     return server
+
+
+def _in(kb: KnowledgeBaseAPI, name: str | None) -> KnowledgeBaseAPI:
+    """Knowledge base ``name`` of ``kb``'s store (``kb`` itself when None)."""
+    return kb.using(name) if name else kb
 
 
 def _write_tools(server: MCPServer, kb: KnowledgeBaseAPI) -> None:
@@ -143,14 +193,15 @@ def _write_tools(server: MCPServer, kb: KnowledgeBaseAPI) -> None:
         return kb.remove(sources).to_dict()
 
 
-def mount(app: Any, kb: KnowledgeBaseAPI) -> Any:
-    """Serve the read tools over ``kb`` at ``/mcp`` of the Starlette/FastAPI
-    ``app`` (stateless, JSON answers); returns the session manager, which the
-    app's lifespan must run. The app's own guard checks the token and Host."""
+def mount(app: Any, kb: KnowledgeBaseAPI, write: bool = False) -> Any:
+    """Serve the read tools (and with ``write`` the write tools) over ``kb``
+    at ``/mcp`` of the Starlette/FastAPI ``app`` (stateless, JSON answers);
+    returns the session manager, which the app's lifespan must run. The app's
+    own guard checks the token and Host."""
     from mcp.server.transport_security import TransportSecuritySettings
     from starlette.routing import Route
 
-    server = build_server(kb)
+    server = build_server(kb, write)
     sub = server.streamable_http_app(
         streamable_http_path="/mcp",
         stateless_http=True,
@@ -170,5 +221,6 @@ def _chunk(hit: dict[str, Any], location: str) -> dict[str, Any]:
         "source": hit["source"],
         "location": location,
         "score": round(float(hit["score"]), 4),
+        "knowledge_base": hit.get("kb"),
         "text": hit["text"],
     }

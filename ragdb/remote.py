@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ragdb import errors
+from ragdb.config import DEFAULT_KB
 from ragdb.errors import RagdbError, StoreError
 from ragdb.store.backend import alive
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from ragdb.ingest.plan import IngestPlan, IngestReport, Progress, Warn
     from ragdb.query.answer import Answer
     from ragdb.query.retrieve import Hit
-    from ragdb.reports import RemoveReport, Status
+    from ragdb.reports import KnowledgeBaseInfo, RemoveReport, Status
     from ragdb.store.records import ChunkRecord, SourceInfo
 
 SERVE_FILE = "serve.json"
@@ -42,10 +43,12 @@ class RemoteKnowledgeBase:
     like :class:`ragdb.KnowledgeBase` (:class:`ragdb.api.KnowledgeBaseAPI`),
     answering with the same dataclasses."""
 
-    def __init__(self, url: str, token: str | None) -> None:
+    def __init__(self, url: str, token: str | None, kb: str = DEFAULT_KB) -> None:
         from urllib.parse import urlparse
 
         self.url = url.rstrip("/")
+        # The knowledge base asked (sent as ``?kb=`` unless it is the default).
+        self.name = kb
         parsed = urlparse(self.url)
         self.https = parsed.scheme == "https"
         self.host = parsed.hostname or "127.0.0.1"
@@ -63,6 +66,8 @@ class RemoteKnowledgeBase:
     ) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         headers = {**self.headers, "Content-Type": "application/json"} if data else self.headers
+        if self.name != DEFAULT_KB and path.startswith("/v1/") and "kb=" not in path:
+            path += ("&" if "?" in path else "?") + f"kb={self.name}"
         conn = self._connect(timeout)
         try:
             conn.request(method, path, body=data, headers=headers)
@@ -128,7 +133,8 @@ class RemoteKnowledgeBase:
 
         if "where" in options:
             options["where"] = list(options["where"])
-        body = {"query": question, "k": k, **options}
+        kbs = list(options.pop("kbs", None) or ())
+        body = {"query": question, "k": k, **options, **({"kb": kbs} if kbs else {})}
         if on_hits is None and on_text is None:
             return Answer.from_dict(self._json("POST", "/v1/ask", body))
         for event in self._events("/v1/ask", {**body, "stream": True}):
@@ -185,6 +191,35 @@ class RemoteKnowledgeBase:
         got = self._json("POST", "/v1/remove", {"sources": doomed})
         return RemoveReport(got["removed"], got["removed_chunks"])
 
+    def using(self, name: str) -> RemoteKnowledgeBase:
+        """Knowledge base ``name`` of the server's store."""
+        from ragdb.config import check_kb_name
+
+        twin = RemoteKnowledgeBase(self.url, None, check_kb_name(name))
+        twin.headers = self.headers
+        return twin
+
+    def knowledge_bases(self) -> list[KnowledgeBaseInfo]:
+        """The store's knowledge bases, with what each holds, by name."""
+        from ragdb.reports import KnowledgeBaseInfo
+
+        got = self._json("GET", "/v1/kbs?kb=default")
+        return [KnowledgeBaseInfo.from_dict(item) for item in got["knowledge_bases"]]
+
+    def create_kb(self, name: str) -> KnowledgeBaseInfo:
+        """Make knowledge base ``name``, empty."""
+        from ragdb.reports import KnowledgeBaseInfo
+
+        return KnowledgeBaseInfo.from_dict(self._json("POST", "/v1/kbs?kb=default", {"name": name}))
+
+    def rename_kb(self, old: str, new: str) -> None:
+        """Call knowledge base ``old`` ``new``."""
+        self._json("PATCH", f"/v1/kbs/{_quote(old)}?kb=default", {"name": new})
+
+    def delete_kb(self, name: str) -> int:
+        """Delete knowledge base ``name``; how many chunks it held."""
+        return int(self._json("DELETE", f"/v1/kbs/{_quote(name)}?kb=default")["chunks"])
+
     def _events(self, path: str, body: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         response = self._request("POST" if body is not None else "GET", path, body)
         if response.status >= 400:
@@ -193,6 +228,12 @@ class RemoteKnowledgeBase:
             text = line.decode("utf-8").rstrip("\r\n")
             if text.startswith("data: "):
                 yield json.loads(text[6:])
+
+
+def _quote(name: str) -> str:
+    from urllib.parse import quote
+
+    return quote(name, safe="")
 
 
 def _finished(event: dict[str, Any]) -> dict[str, Any]:
@@ -258,12 +299,12 @@ def write_serve_file(
 
 
 def find_server(
-    store: Path | None, url: str | None, api_key: str | None
+    store: Path | None, url: str | None, api_key: str | None, kb: str = DEFAULT_KB
 ) -> RemoteKnowledgeBase | None:
     """The running server to use: ``url`` when given (an error if it does not
     answer), else the one a local store's serve.json names if it is alive."""
     if url:
-        client = RemoteKnowledgeBase(url, api_key)
+        client = RemoteKnowledgeBase(url, api_key, kb)
         if not client.alive():
             raise StoreError(f"no ragdb server answers at {url} (drop --url to work in-process)")
         return client
@@ -287,7 +328,7 @@ def find_server(
             token = Path(info["token_file"]).read_text().strip()
         except OSError:
             return None  # not ours to read: work in-process
-    client = RemoteKnowledgeBase(str(info["url"]), token)
+    client = RemoteKnowledgeBase(str(info["url"]), token, kb)
     return client if client.alive() else None
 
 

@@ -35,9 +35,13 @@ def test_reembed_switches_model(
     ragdb: Ragdb, facts_dir: Path, other_model: str, tmp_path: Path
 ) -> None:
     ragdb("ingest", str(facts_dir))
+    ragdb("--kb", "extra", "ingest", str(facts_dir / "fact0.txt"))
     ids = {c["id"] for c in ragdb.chunks()}
     out = ragdb.json("reembed", "--to-model", other_model)
-    assert out["chunks"] == 4 and out["from"] == "all-MiniLM-L6-v2"
+    # Every knowledge base follows the store's model, switched in one write.
+    assert out["chunks"] == 5 and out["from"] == "all-MiniLM-L6-v2"
+    extra = ragdb.json("--kb", "extra", "query", "summit", "--retrieve-only", "--mode", "dense")
+    assert [Path(c["source"]).name for c in extra["chunks"]] == ["fact0.txt"]
     status = ragdb.json("status")
     assert status["embed_model"] == other_model and status["embed_dimension"] == 128
     assert {c["id"] for c in ragdb.chunks()} == ids

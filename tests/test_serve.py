@@ -73,7 +73,7 @@ def native(service: dict[str, object]) -> httpx.Client:
 def test_models_with_and_without_v1(service: dict[str, object]) -> None:
     for v1 in (True, False):
         ids = [m.id for m in client(service, v1=v1).models.list()]
-        assert ids == ["ragdb", "ragdb/llm"]
+        assert ids == ["ragdb", "ragdb/default", "ragdb/llm"]
 
 
 def test_chat_answers_with_sources_as_annotations(service: dict[str, object]) -> None:
@@ -927,7 +927,7 @@ def test_agents_reach_the_read_tools_over_http_behind_the_token(
 
     tools, found = anyio.run(session, KEY)
     # Read tools only: a server's writes go through its own API.
-    assert tools == ["ask", "list_sources", "read_source", "search"]
+    assert tools == ["ask", "list_knowledge_bases", "list_sources", "read_source", "search"]
     assert found["chunks"][0]["source"].endswith("fact3.txt")
     refused = httpx.post(
         f"{service['url']}/mcp",
@@ -935,3 +935,47 @@ def test_agents_reach_the_read_tools_over_http_behind_the_token(
         headers={"Accept": "application/json, text/event-stream"},
     )
     assert refused.status_code == 401
+
+
+def test_knowledge_bases_over_http_and_as_chat_models(service: dict[str, object]) -> None:
+    # (Last in this module: it leaves an empty knowledge base behind.)
+    api = native(service)
+    assert api.post("/v1/kbs", json={"name": "pets"}).status_code == 201
+    again = api.post("/v1/kbs", json={"name": "pets"})
+    assert again.status_code == 409 and "exists already" in again.json()["detail"]
+    memo = {"texts": [{"name": "pets.md", "text": "Our cat is named Miso and sleeps all day."}]}
+    assert api.post("/v1/ingest?kb=pets&wait=true", json=memo).json()["added"] == 1
+    assert api.get("/v1/sources", params={"kb": "pets"}).json()["total"] == 1
+    assert api.get("/v1/status", params={"kb": "pets"}).json()["chunks"] == 1
+    assert api.get("/v1/status").json()["knowledge_bases"] == ["default", "pets"]
+    # One question over several: each chunk names its knowledge base.
+    every = api.post("/v1/search", json={"query": "cat named Miso", "k": 5, "kb": "*"}).json()
+    assert every["chunks"][0]["kb"] == "pets"
+    assert {c["kb"] for c in every["chunks"]} == {"default", "pets"}
+    assert api.post("/v1/search", json={"query": "x", "kb": ["nope"]}).status_code == 404
+    # A chat front-end picks a knowledge base by picking a model.
+    chat = client(service)
+    assert [m.id for m in chat.models.list()] == [
+        "ragdb",
+        "ragdb/default",
+        "ragdb/pets",
+        "ragdb/llm",
+    ]
+    reply = chat.chat.completions.create(
+        model="ragdb/pets", messages=[{"role": "user", "content": "What is the cat called?"}]
+    )
+    chunks = (reply.model_extra or {})["ragdb"]["chunks"]
+    assert chunks and {c["kb"] for c in chunks} == {"pets"}
+    with pytest.raises(openai.NotFoundError):
+        chat.chat.completions.create(
+            model="ragdb/nope", messages=[{"role": "user", "content": "x"}]
+        )
+    # The remote client (what the CLI uses with a server running) asks one by name.
+    remote = RemoteKnowledgeBase(str(service["url"]), KEY, "pets")
+    assert [s.source for s in remote.sources()] == ["pets.md"]
+    assert api.patch("/v1/kbs/pets", json={"name": "cats"}).status_code == 200
+    assert [k.name for k in remote.knowledge_bases()] == ["cats", "default"]
+    refused = api.delete("/v1/kbs/cats")
+    assert refused.status_code == 403 and "--allow-reset" in refused.json()["detail"]
+    removed = api.post("/v1/remove", params={"kb": "cats"}, json={"sources": ["pets.md"]})
+    assert removed.json()["removed_chunks"] == 1

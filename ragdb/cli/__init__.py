@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from ragdb.config import SETTING
+from ragdb.config import DEFAULT_KB, SETTING
 from ragdb.errors import RagdbError, UsageError
 from ragdb.query.retrieve import DEFAULT_MODE, MODES
 from ragdb.version import __version__
@@ -221,12 +221,13 @@ def _server(ctx: click.Context) -> RemoteKnowledgeBase | None:
 
     settings = Settings.resolve(**ctx.obj)
     store = None if settings.chroma_url else settings.store.resolve()
-    return find_server(store, settings.url, settings.api_key)
+    return find_server(store, settings.url, settings.api_key, settings.kb)
 
 
 @click.group(cls=RagdbGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ragdb")
 @setting_option("store", type=click.Path(file_okay=False))
+@setting_option("kb", metavar="NAME")
 @setting_option("chroma_url", metavar="URL")
 @setting_option("chroma_headers", multiple=True, metavar="'NAME: VALUE'")
 @setting_option("chroma_tenant", metavar="NAME")
@@ -244,6 +245,7 @@ def _server(ctx: click.Context) -> RemoteKnowledgeBase | None:
 def cli(
     ctx: click.Context,
     store: str | None,
+    kb: str | None,
     chroma_url: str | None,
     chroma_headers: tuple[str, ...],
     chroma_tenant: str | None,
@@ -263,6 +265,7 @@ def cli(
 
     ctx.obj = {
         "store": store,
+        "kb": kb,
         "chroma_url": chroma_url,
         "chroma_headers": parse_headers(chroma_headers) if chroma_headers else None,
         "chroma_tenant": chroma_tenant,
@@ -473,7 +476,7 @@ def ingest(
 
 
 # -- query ----------------------------------------------------------------------------
-def _print_hit(hit: Hit, width: int = 300) -> None:
+def _print_hit(hit: Hit, width: int = 300, show_kb: bool = False) -> None:
     head = click.style(f"[{hit.rank}]", bold=True)
     # In hybrid and bm25 modes the order is not the similarity's: say what it is.
     order = ""
@@ -481,7 +484,8 @@ def _print_hit(hit: Hit, width: int = 300) -> None:
         order = f", fused rank score {hit.scores['fused']:.4f}"
     elif "bm25" in hit.scores:
         order = f", BM25 {hit.scores['bm25']:.2f}"
-    click.echo(f"{head} {hit.source}  ({hit.location}, similarity {hit.score:.3f}{order})")
+    where = f"{hit.kb}: " if show_kb else ""
+    click.echo(f"{head} {where}{hit.source}  ({hit.location}, similarity {hit.score:.3f}{order})")
     text = " ".join(hit.text.split())
     if len(text) > width:
         text = text[: width - 1] + "…"
@@ -522,6 +526,14 @@ def _print_hit(hit: Hit, width: int = 300) -> None:
 )
 @click.option("--source", "source_glob", metavar="GLOB", help="Only sources matching GLOB.")
 @click.option("--type", "kind", metavar="FORMAT", help="Only sources of FORMAT (pdf, docx...).")
+@click.option(
+    "--kb",
+    "kbs",
+    multiple=True,
+    metavar="NAME",
+    help="Search knowledge base NAME (repeatable: several, fused into one ranking).",
+)
+@click.option("--all", "all_kbs", is_flag=True, help="Search every knowledge base of the store.")
 @setting_option("llm_url", metavar="URL")
 @setting_option("llm_model", metavar="NAME")
 @setting_option("llm_timeout", type=click.FloatRange(min=0.1), metavar="SECONDS")
@@ -541,6 +553,8 @@ def query(
     where: tuple[str, ...],
     source_glob: str | None,
     kind: str | None,
+    kbs: tuple[str, ...],
+    all_kbs: bool,
     llm_url: str | None,
     llm_model: str | None,
     llm_timeout: float | None,
@@ -549,11 +563,17 @@ def query(
     as_json: bool,
 ) -> None:
     """Answer QUESTION from the knowledge base, citing the chunks retrieved."""
+    from ragdb.config import check_kb_name
     from ragdb.errors import LLMError
     from ragdb.query.filters import Filter
     from ragdb.query.generate import DEFAULT_CONTEXT_TOKENS
 
     conditions = Filter.parse(where, source_glob, kind).to_wire()
+    if all_kbs and kbs:
+        raise UsageError("give --kb NAME or --all, not both")
+    for name in kbs:
+        check_kb_name(name)
+    asked = ("*",) if all_kbs else kbs
     kb = _open(
         ctx,
         llm_url=llm_url,
@@ -567,7 +587,7 @@ def query(
         if not hits:
             click.echo("No chunks retrieved.")
         for hit in hits:
-            _print_hit(hit)
+            _print_hit(hit, show_kb=len(asked) != 1 or asked == ("*",))
         if not retrieve_only:
             click.echo()
             click.secho("Answer:", bold=True)
@@ -589,6 +609,7 @@ def query(
             on_hits=None if as_json else on_hits,
             on_text=None if as_json else on_text,
             where=conditions,
+            kbs=asked,
         )
     except LLMError as exc:
         if as_json and exc.answer is not None:
@@ -665,6 +686,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     labels = {
         "store": "store",
         "mode": "mode",
+        "kb": "knowledge base",
         "collection": "collection",
         "chunks": "chunks",
         "sources": "sources",
@@ -679,6 +701,67 @@ def status(ctx: click.Context, as_json: bool) -> None:
     for key, label in labels.items():
         value = info.get(key)
         click.echo(f"{label + ':':<18} {_when(value) if key == 'updated_at' else value}")
+
+
+# -- knowledge bases --------------------------------------------------------------------
+@cli.group("kb", cls=RagdbGroup)
+def kb_group() -> None:
+    """List, create, rename and delete the store's knowledge bases. Every
+    command works on one (`ragdb --kb NAME ...`, default `default`); an ingest
+    into a new name makes it."""
+
+
+@kb_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.pass_context
+def kb_list(ctx: click.Context, as_json: bool) -> None:
+    """List the knowledge bases with what each holds."""
+    items = _open(ctx).knowledge_bases()
+    if as_json:
+        _emit_json([item.to_dict() for item in items])
+        return
+    click.echo(f"{'chunks':>7}  {'sources':>7}  name")
+    for item in items:
+        click.echo(f"{item.chunks:>7}  {item.sources:>7}  {item.name}")
+
+
+@kb_group.command("create")
+@click.argument("name")
+@click.pass_context
+def kb_create(ctx: click.Context, name: str) -> None:
+    """Make knowledge base NAME, empty."""
+    _open(ctx).create_kb(name)
+    click.echo(f"created knowledge base {name}")
+
+
+@kb_group.command("rename")
+@click.argument("old")
+@click.argument("new")
+@click.pass_context
+def kb_rename(ctx: click.Context, old: str, new: str) -> None:
+    """Call knowledge base OLD NEW (its chunks stay as they are)."""
+    _open(ctx).rename_kb(old, new)
+    click.echo(f"renamed knowledge base {old} to {new}")
+
+
+@kb_group.command("delete")
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def kb_delete(ctx: click.Context, name: str, yes: bool) -> None:
+    """Delete knowledge base NAME and everything in it."""
+    kb = _open(ctx)
+    if not yes and name != DEFAULT_KB:  # the default is refused without asking
+        held = {i.name: i for i in kb.knowledge_bases()}
+        if name in held:
+            click.confirm(
+                f"Delete knowledge base {name} ({held[name].chunks} chunks of "
+                f"{held[name].sources} sources)?",
+                abort=True,
+                err=True,
+            )
+    n = kb.delete_kb(name)
+    click.echo(f"deleted knowledge base {name} ({_count(n, 'chunk')})")
 
 
 def _when(iso: Any) -> str:
@@ -935,6 +1018,11 @@ def reembed(
 @click.option(
     "--access-log", is_flag=True, help="Log each request on stderr (method, path, status, time)."
 )
+@click.option(
+    "--mcp-write",
+    is_flag=True,
+    help="Offer MCP's write tools (ingest_text, remove) at /mcp as well as its read tools.",
+)
 @setting_option("llm_url", metavar="URL")
 @setting_option("llm_model", metavar="NAME")
 @setting_option("llm_timeout", type=click.FloatRange(min=0.1), metavar="SECONDS")
@@ -956,6 +1044,7 @@ def serve(
     allow_reset: bool,
     sources_format: str,
     access_log: bool,
+    mcp_write: bool,
     llm_url: str | None,
     llm_model: str | None,
     llm_timeout: float | None,
@@ -995,6 +1084,7 @@ def serve(
         poll=poll,
         sources_format=sources_format,
         access_log=access_log,
+        mcp_write=mcp_write,
     )
     serve(kb, config, token_file)
 

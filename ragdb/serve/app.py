@@ -24,7 +24,7 @@ from ragdb.serve import errors
 from ragdb.serve.config import LOOPBACK, ServeConfig
 from ragdb.serve.deps import Service
 from ragdb.serve.guard import MAX_REQUEST_BYTES, UPLOAD_ROUTES, Guard
-from ragdb.serve.routes import health, ingest, jobs, openai, search, sources, watches
+from ragdb.serve.routes import health, ingest, jobs, kbs, openai, search, sources, watches
 from ragdb.version import __version__
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(config.cors),
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["authorization", "x-api-key", "content-type"],
         )
     if config.access_log:
@@ -73,7 +73,7 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
 
         app.add_middleware(AccessLog)
     errors.install(app)
-    for module in (health, sources, ingest, jobs, watches, search):
+    for module in (health, sources, ingest, jobs, watches, search, kbs):
         app.include_router(module.router)
     # The chat model at both the OpenAI SDK's base URLs (with and without /v1).
     app.include_router(openai.router, prefix="/v1")
@@ -81,5 +81,5 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
     # MCP's read tools for agents, at /mcp (see ragdb.mcp_server).
     from ragdb.mcp_server import mount
 
-    service.mcp = mount(app, kb)
+    service.mcp = mount(app, kb, write=config.mcp_write)
     return app

@@ -82,14 +82,20 @@ class QueryBatcher:
     def _answer(self, batch: list[_Item]) -> None:
         self.batches += 1
         self.queries += len(batch)
-        try:
-            results = self.kb.retrieve_many([query for query, _, _ in batch])
-        except Exception as exc:  # handed to each waiting request, whatever it is
-            for _, future, loop in batch:
-                loop.call_soon_threadsafe(_settle, future, None, exc)
-            return
-        for (_, future, loop), result in zip(batch, results, strict=True):
-            loop.call_soon_threadsafe(_settle, future, result, None)
+        # One call per set of knowledge bases asked: a name that is not there
+        # fails its own requests, never the others'.
+        groups: dict[tuple[str, ...], list[_Item]] = {}
+        for item in batch:
+            groups.setdefault(item[0].kbs, []).append(item)
+        for items in groups.values():
+            try:
+                results = self.kb.retrieve_many([query for query, _, _ in items])
+            except Exception as exc:  # handed to each waiting request, whatever it is
+                for _, future, loop in items:
+                    loop.call_soon_threadsafe(_settle, future, None, exc)
+                continue
+            for (_, future, loop), result in zip(items, results, strict=True):
+                loop.call_soon_threadsafe(_settle, future, result, None)
 
 
 def _settle(

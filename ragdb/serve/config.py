@@ -39,6 +39,8 @@ class ServeConfig:
     sources_format: str = "annotations"
     # A line per request on stderr: method, path, status, duration.
     access_log: bool = False
+    # /mcp offers the write tools (ingest_text, remove) too.
+    mcp_write: bool = False
     # Written by `serve` for the store's CLI users; removed at shutdown.
     serve_file: Path | None = None
 

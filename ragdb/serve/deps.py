@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -45,6 +45,16 @@ class Service:
 
     def __post_init__(self) -> None:
         self.watcher = Watcher(self.sync)
+        self._kbs: dict[str, KnowledgeBase] = {}
+
+    def knowledge_base(self, name: str | None) -> KnowledgeBase:
+        """Knowledge base ``name`` of the store served (the server's own when
+        None), sharing its store and model."""
+        if not name or name == self.kb.name:
+            return self.kb
+        if name not in self._kbs:
+            self._kbs[name] = self.kb.using(name)
+        return self._kbs[name]
 
     @classmethod
     def start(cls, kb: KnowledgeBase, config: ServeConfig) -> Service:
@@ -129,3 +139,18 @@ async def get_service(request: Request) -> Service:
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+async def get_kb(
+    service: ServiceDep,
+    kb: Annotated[
+        str | None,
+        Query(description="the knowledge base (`ragdb kb list`); the server's own when absent"),
+    ] = None,
+) -> KnowledgeBase:
+    """The knowledge base a request names with ``?kb=`` (the server's own when it
+    names none)."""
+    return service.knowledge_base(kb)
+
+
+KbDep = Annotated["KnowledgeBase", Depends(get_kb)]

@@ -42,6 +42,17 @@ class SearchBody(Body):
     source: str | None = None
     min_score: float | None = Field(default=None, ge=-1.0, le=1.0)
     where: list[str] | None = Field(default=None, max_length=50, description=WHERE)
+    kb: str | list[str] | None = Field(
+        default=None,
+        description="the knowledge base(s) to search, fused into one ranking ('*': every "
+        "one); the server's own (or ?kb=) when absent",
+    )
+
+    def kbs(self) -> tuple[str, ...]:
+        """The knowledge bases asked for (none: the request's own)."""
+        if self.kb is None:
+            return ()
+        return (self.kb,) if isinstance(self.kb, str) else tuple(self.kb)
 
 
 class AskBody(SearchBody):
@@ -89,6 +100,12 @@ class RemoveBody(Body):
     """``POST /v1/remove``."""
 
     sources: list[str] = Field(min_length=1)
+
+
+class KbBody(Body):
+    """``POST /v1/kbs`` and ``PATCH /v1/kbs/{name}``: the (new) name."""
+
+    name: str = Field(min_length=1, max_length=64)
 
 
 class WatchBody(Body):

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from ragdb.serve.deps import ServiceDep
+from ragdb.serve.deps import KbDep, ServiceDep
 from ragdb.serve.schemas import errors_doc
 
 router = APIRouter(tags=["status"], responses=errors_doc())
@@ -20,11 +20,11 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/v1/status")
-async def status(service: ServiceDep) -> dict[str, Any]:
+async def status(service: ServiceDep, kb: KbDep) -> dict[str, Any]:
     """What `ragdb status --json` says, and the service's own state."""
     jobs, batcher = service.jobs, service.batcher
     return {
-        **(await run_in_threadpool(service.kb.status)).to_dict(),
+        **(await run_in_threadpool(kb.status)).to_dict(),
         "service": {
             "queue": jobs.pending(),
             "running": [j.id for j in jobs.all() if j.state == "running"],

@@ -16,7 +16,7 @@ from ragdb.errors import UnsupportedFormatError, UsageError
 from ragdb.ingest.extract import unsupported_format
 from ragdb.ingest.plan import IngestPlan, plan_paths, plan_text
 from ragdb.ingest.web import WebOptions, check_url, is_url
-from ragdb.serve.deps import Service, ServiceDep
+from ragdb.serve.deps import KbDep, Service, ServiceDep
 from ragdb.serve.errors import Problem
 from ragdb.serve.jobs import Job
 from ragdb.serve.schemas import JOB_OR_REPORT, IngestBody, errors_doc
@@ -25,9 +25,8 @@ router = APIRouter(tags=["ingest"], responses=errors_doc())
 
 
 @router.post("/v1/ingest", status_code=202, responses=JOB_OR_REPORT)
-async def ingest(body: IngestBody, request: Request, service: ServiceDep) -> Response:
+async def ingest(body: IngestBody, request: Request, service: ServiceDep, kb: KbDep) -> Response:
     """Queue an ingest; 202 with the job, or with ``?wait=true`` its report."""
-    kb = service.kb
     # Plans are made before queuing, so that bad input is this request's 400,
     # and off the event loop (decoding uploads, walking directories).
     plans = await run_in_threadpool(plans_of, service, body)
@@ -73,7 +72,7 @@ def plans_of(service: Service, body: IngestBody) -> list[IngestPlan]:
 
 
 @router.post("/v1/documents", status_code=202, responses=JOB_OR_REPORT)
-async def upload(request: Request, service: ServiceDep) -> Response:
+async def upload(request: Request, service: ServiceDep, kb: KbDep) -> Response:
     """Queue the ingest of one uploaded document (multipart field ``file``;
     optional ``name``, ``metadata`` and ``replace``)."""
     limit = service.config.max_upload_bytes
@@ -91,7 +90,6 @@ async def upload(request: Request, service: ServiceDep) -> Response:
     if why is not None:
         raise UnsupportedFormatError(f"{name}: {why}")
     replace = str(form.get("replace") or "").lower() in ("1", "true", "yes")
-    kb = service.kb
     plan = plan_text(name, data, replace=replace, metadata=_metadata(form.get("metadata")))
     await run_in_threadpool(kb.check_plan, plan)
 

@@ -49,13 +49,34 @@ TASK_PROMPT = re.compile(
 
 
 @router.get("/models")
-async def models() -> dict[str, Any]:
-    """The models this server offers."""
+async def models(service: ServiceDep) -> dict[str, Any]:
+    """The models this server offers: ``ragdb`` (every knowledge base),
+    ``ragdb/<kb>`` for each knowledge base, and ``ragdb/llm`` (no retrieval)."""
     now = int(time.time())
+    names = await run_in_threadpool(_model_names, service)
     return {
         "object": "list",
-        "data": [{"id": m, "object": "model", "created": now, "owned_by": "ragdb"} for m in MODELS],
+        "data": [{"id": m, "object": "model", "created": now, "owned_by": "ragdb"} for m in names],
     }
+
+
+def _model_names(service: Service) -> list[str]:
+    kbs = [info.name for info in service.kb.knowledge_bases(counts=False)]
+    return ["ragdb", *(f"ragdb/{kb}" for kb in kbs if f"ragdb/{kb}" not in MODELS), "ragdb/llm"]
+
+
+def _kbs_of(service: Service, model: str) -> tuple[str, ...]:
+    """The knowledge bases model ``model`` answers from (404 for no such model)."""
+    if model == "ragdb":
+        return ("*",)
+    if model != "ragdb/llm" and model in _model_names(service):
+        return (model.removeprefix("ragdb/"),)
+    if model == "ragdb/llm":
+        return ()
+    raise NotFoundError(
+        f"the model {model!r} does not exist: use ragdb, ragdb/<knowledge base> or ragdb/llm "
+        "(GET /v1/models lists them)"
+    )
 
 
 @dataclasses.dataclass
@@ -124,8 +145,7 @@ async def _read(body: ChatBody, service: Service) -> Turn:
     """The request, read; the passages retrieved for its last user message
     (none for ``ragdb/llm`` and a chat UI's own housekeeping prompts)."""
     model = body.model or "ragdb"
-    if model not in MODELS:
-        raise NotFoundError(f"the model {model!r} does not exist: use {' or '.join(MODELS)}")
+    kbs = await run_in_threadpool(_kbs_of, service, model)
     turns = [
         {"role": str(m.get("role") or "user"), "content": _text_of(m.get("content"))}
         for m in body.messages
@@ -152,17 +172,23 @@ async def _read(body: ChatBody, service: Service) -> Turn:
     if model == "ragdb/llm" or TASK_PROMPT.search(question):
         return turn
     history = turns[: len(turns) - 1 - turns[::-1].index(users[-1])]
-    await _retrieve(service, turn, options, history)
+    await _retrieve(service, turn, options, history, kbs)
     return turn
 
 
 async def _retrieve(
-    service: Service, turn: Turn, options: ChatOptions, history: list[dict[str, str]]
+    service: Service,
+    turn: Turn,
+    options: ChatOptions,
+    history: list[dict[str, str]],
+    kbs: tuple[str, ...],
 ) -> None:
-    """Retrieve for ``turn`` and build its messages: the prompt with the usable
-    passages and the history; or "not enough" when none is usable."""
+    """Retrieve for ``turn`` from knowledge bases ``kbs`` and build its messages:
+    the prompt with the usable passages and the history; or "not enough" when
+    none is usable."""
     keep = Filter.parse(options.where or ())
-    query = Query(turn.question, options.k or 4, options.mode or DEFAULT_MODE, filter=keep or None)
+    mode = options.mode or DEFAULT_MODE
+    query = Query(turn.question, options.k or 4, mode, filter=keep or None, kbs=kbs)
     retrieval = await service.batcher.retrieve(query)
     turn.hits = retrieval.hits
     usable = [h for h in turn.hits if options.min_score is None or h.score >= options.min_score]

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from ragdb.errors import LLMError, RagdbError
 from ragdb.query.filters import Filter
 from ragdb.query.retrieve import DEFAULT_MODE, Query
-from ragdb.serve.deps import ServiceDep
+from ragdb.serve.deps import KbDep, ServiceDep
 from ragdb.serve.schemas import STREAM_OR_JSON, AskBody, SearchBody, errors_doc
 from ragdb.serve.sse import sse, sse_response
 
@@ -25,11 +25,12 @@ router = APIRouter(tags=["search"], responses=errors_doc())
 
 
 @router.post("/v1/search")
-async def search(body: SearchBody, service: ServiceDep) -> Response:
+async def search(body: SearchBody, service: ServiceDep, kb: KbDep) -> Response:
     """The chunks nearest a question, as ``query --json`` gives them."""
     question = body.query or ""
     keep = Filter.parse(body.where or ())
-    query = Query(question, body.k or 4, body.mode or DEFAULT_MODE, body.source, keep or None)
+    kbs = body.kbs() or (kb.name,)
+    query = Query(question, body.k or 4, body.mode or DEFAULT_MODE, body.source, keep or None, kbs)
     retrieval = await service.batcher.retrieve(query)
     hits = retrieval.hits
     if body.min_score is not None:
@@ -41,9 +42,8 @@ async def search(body: SearchBody, service: ServiceDep) -> Response:
 
 
 @router.post("/v1/ask", responses=STREAM_OR_JSON)
-async def ask(body: AskBody, service: ServiceDep) -> Response:
+async def ask(body: AskBody, service: ServiceDep, kb: KbDep) -> Response:
     """An answer from the chunks retrieved (with ``stream``: SSE events)."""
-    kb = service.kb
     question = body.query or body.question or ""
     options: dict[str, Any] = {
         "mode": body.mode or DEFAULT_MODE,
@@ -55,7 +55,8 @@ async def ask(body: AskBody, service: ServiceDep) -> Response:
         options["context_tokens"] = body.context_tokens
     k = body.k or 4
     keep = Filter.parse(body.where or ())
-    query = Query(question, k, options["mode"], body.source, keep or None)
+    kbs = body.kbs() or (kb.name,)
+    query = Query(question, k, options["mode"], body.source, keep or None, kbs)
     options["retrieval"] = await service.batcher.retrieve(query)
     if body.stream:
         return sse_response(ask_events(kb, question, k, options))
