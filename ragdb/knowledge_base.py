@@ -23,6 +23,7 @@ from ragdb.embed import default_backend, get_embedder
 from ragdb.embed.base import Embedder
 from ragdb.errors import SourceNotFoundError, StoreNotFoundError
 from ragdb.ingest.chunking import Chunker
+from ragdb.ingest.inputs import Note
 from ragdb.ingest.paths import match_sources
 from ragdb.ingest.pipeline import check_collisions, run_ingest
 from ragdb.ingest.plan import (
@@ -45,7 +46,16 @@ from ragdb.query.retrieve import (
     retrieve_across,
     retrieve_many,
 )
-from ragdb.reports import KnowledgeBaseInfo, MigrateReport, ReembedReport, RemoveReport, Status
+from ragdb.reports import (
+    ExportReport,
+    ImportReport,
+    KnowledgeBaseInfo,
+    MigrateReport,
+    ReembedReport,
+    RemoveReport,
+    Status,
+)
+from ragdb.store.archive import export_kb, import_archive, read_archive, vectors_fit
 from ragdb.store.doctor import DoctorReport
 from ragdb.store.knowledge_bases import create_kb, delete_kb, list_kbs, rename_kb
 from ragdb.store.records import ChunkRecord, SourceInfo
@@ -347,6 +357,52 @@ class KnowledgeBase:
         """Delete knowledge base ``name`` and its chunks; how many there were."""
         with self.store().session(kb=DEFAULT_KB) as session:
             return delete_kb(session, name)
+
+    # -- moving a knowledge base -----------------------------------------------------------
+    def export(self, path: str | Path) -> ExportReport:
+        """Write this knowledge base (chunks, metadata, vectors, model) to an
+        archive at ``path`` (see :mod:`ragdb.store.archive`)."""
+        with self.store().session() as session:
+            header = export_kb(session, Path(path))
+        return ExportReport(
+            str(path), self.name, header["sources"], header["chunks"], header["embed_model"]["name"]
+        )
+
+    def import_archive(self, path: str | Path, warn: Warn | None = None) -> ImportReport:
+        """Restore an archive into this knowledge base (made, and its store,
+        if need be): with its own vectors when the store's model made them,
+        else embedded anew (``warn`` hears that first). The whole archive is
+        checked before anything is written; stored sources of the same
+        version are left as they are."""
+        archive = read_archive(Path(path))
+        if self._store is None and self.settings.embed_model is None:
+            try:
+                self._store = Store.open(self.settings)
+            except StoreNotFoundError:  # a new store takes the archive's model
+                self._store = Store.open(self.settings, create=True, identity=archive.identity)
+        store = self.store(create=True)
+        fit = vectors_fit(archive, store.identity)
+        if not fit and warn is not None:
+            warn(
+                Note(
+                    f"the archive's vectors are {archive.identity.name}'s "
+                    f"({archive.identity.backend}); the store uses {store.identity.name} "
+                    f"({store.identity.backend}): embedding {len(archive.chunks)} chunks anew"
+                )
+            )
+        encode = None if fit else self.embedder.encode
+        counts = import_archive(store, self.name, archive, encode)
+        return ImportReport(
+            str(path),
+            self.name,
+            counts.added,
+            counts.updated,
+            counts.unchanged,
+            counts.chunks,
+            not fit,
+            archive.identity.name,
+            store.identity.name,
+        )
 
     # -- the store's upkeep ---------------------------------------------------------------
     def doctor(

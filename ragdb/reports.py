@@ -147,3 +147,38 @@ class KnowledgeBaseInfo:
     def from_dict(cls, data: Mapping[str, Any]) -> KnowledgeBaseInfo:
         """The record :meth:`to_dict` wrote (a server's, say)."""
         return from_fields(cls, data)
+
+
+@dataclasses.dataclass
+class ExportReport:
+    """What ``ragdb export`` wrote."""
+
+    file: str
+    kb: str
+    sources: int
+    chunks: int
+    embed_model: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``ragdb export --json`` prints."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class ImportReport:
+    """What ``ragdb import`` did: sources added, replaced and already there,
+    chunks written, and whether they were embedded anew (another model)."""
+
+    file: str
+    kb: str
+    added: int
+    updated: int
+    unchanged: int
+    chunks: int
+    reembedded: bool
+    from_model: str
+    to_model: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``ragdb import --json`` prints."""
+        return dataclasses.asdict(self)

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,70 @@ def test_a_single_collection_store_becomes_default(
     assert records(local_ragdb, "default") == chunks
     local_ragdb("--kb", "new", "ingest", "-", "--name", "memo", input=FACTS[0])
     assert [k["name"] for k in local_ragdb.json("kb", "list")] == ["default", "new"]
+
+
+def vectors(ragdb: Ragdb, kb: str) -> dict[str, bytes]:
+    """Every chunk's vector, as the float32 bytes Chroma stores (a server's JSON
+    spells them with fewer digits)."""
+    import numpy as np
+
+    kbase = KnowledgeBase(store=ragdb.store, chroma_url=ragdb.chroma_url, kb=kb)
+    with kbase.store().session() as session:
+        found = session.fetch_embeddings()
+    return {r.id: np.asarray(v, dtype=np.float32).tobytes() for r, v in found}
+
+
+def test_export_and_import_move_a_kb_to_a_server_without_embedding(
+    local_ragdb: Ragdb, facts_dir: Path, tmp_path: Path, chroma_server: str
+) -> None:
+    from .conftest import clear_server
+
+    local_ragdb("--kb", "notes", "ingest", str(facts_dir), "--meta", "team=ops")
+    archive = tmp_path / "notes.ragdb.zip"
+    out = local_ragdb.json("export", "--kb", "notes", str(archive))
+    assert (out["sources"], out["chunks"], out["kb"]) == (4, 4, "notes")
+
+    clear_server(chroma_server)
+    remote = Ragdb(tmp_path / "unused", chroma_url=chroma_server)
+    # Refused before anything is written: a foreign zip, a corrupt one, a newer one.
+    foreign = tmp_path / "foreign.zip"
+    with zipfile.ZipFile(foreign, "w") as zf:
+        zf.writestr("data.csv", "a,b\n")
+    assert "not a ragdb archive" in remote("import", str(foreign), code=1).stderr
+    corrupt = _rewritten(
+        archive, tmp_path / "corrupt.zip", lambda b: b.replace(b"octopus", b"otter")
+    )
+    assert "do not match their checksum" in remote("import", str(corrupt), code=1).stderr
+    newer = _rewritten(archive, tmp_path / "newer.zip", header={"version": 99})
+    assert "upgrade ragdb" in remote("import", str(newer), code=1).stderr
+    assert "no knowledge base" in remote("status", code=1).stderr  # no store was made
+
+    got = remote.json("import", str(archive), "--kb", "notes")
+    assert (got["added"], got["chunks"], got["reembedded"]) == (4, 4, False)
+    assert records(remote, "notes") == records(local_ragdb, "notes")
+    assert vectors(remote, "notes") == vectors(local_ragdb, "notes")
+
+    def hits(ragdb: Ragdb) -> list[tuple[str, float]]:
+        out = ragdb.json("--kb", "notes", "query", "favourite animal", "--retrieve-only", "-k", "4")
+        return [(h["id"], round(h["score"], 5)) for h in out["chunks"]]
+
+    assert hits(remote) == hits(local_ragdb)
+    again = remote.json("import", str(archive), "--kb", "notes")
+    assert (again["unchanged"], again["chunks"]) == (4, 0)  # nothing duplicates
+
+
+def _rewritten(
+    archive: Path,
+    dest: Path,
+    chunks: Any = None,
+    header: dict[str, Any] | None = None,
+) -> Path:
+    """A copy of ``archive`` with its chunks passed through ``chunks`` (the
+    checksum left as it was) or its header updated."""
+    with zipfile.ZipFile(archive) as zf:
+        head = json.loads(zf.read("ragdb-archive.json"))
+        body = zf.read("chunks.jsonl")
+    with zipfile.ZipFile(dest, "w") as zf:
+        zf.writestr("ragdb-archive.json", json.dumps({**head, **(header or {})}))
+        zf.writestr("chunks.jsonl", chunks(body) if chunks else body)
+    return dest

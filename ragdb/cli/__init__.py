@@ -194,7 +194,8 @@ def _kb(ctx: click.Context, **options: Any) -> KnowledgeBase:
     from ragdb.config import Settings
     from ragdb.knowledge_base import KnowledgeBase
 
-    settings = Settings.resolve(**ctx.obj, **options)
+    given = {k: v for k, v in options.items() if v is not None}  # a command's own win
+    settings = Settings.resolve(**{**ctx.obj, **given})
     return KnowledgeBase(settings)
 
 
@@ -587,7 +588,7 @@ def query(
         if not hits:
             click.echo("No chunks retrieved.")
         for hit in hits:
-            _print_hit(hit, show_kb=len(asked) != 1 or asked == ("*",))
+            _print_hit(hit, show_kb=len(asked) > 1 or asked == ("*",))
         if not retrieve_only:
             click.echo()
             click.secho("Answer:", bold=True)
@@ -762,6 +763,56 @@ def kb_delete(ctx: click.Context, name: str, yes: bool) -> None:
             )
     n = kb.delete_kb(name)
     click.echo(f"deleted knowledge base {name} ({_count(n, 'chunk')})")
+
+
+# -- export and import ---------------------------------------------------------------------
+kb_option = click.option(
+    "--kb", "kb_name", metavar="NAME", help="The knowledge base (as the global --kb does)."
+)
+
+
+@cli.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, writable=True))
+@kb_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def export_cmd(ctx: click.Context, file: str, kb_name: str | None, as_json: bool) -> None:
+    """Write a knowledge base (chunks, metadata, vectors, model) to an archive FILE,
+    to restore elsewhere with `ragdb import` without embedding again."""
+    report = _kb(ctx, kb=kb_name).export(file)
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        click.echo(
+            f"exported {_count(report.sources, 'source')} ({_count(report.chunks, 'chunk')}) "
+            f"of knowledge base {report.kb} to {report.file}"
+        )
+
+
+@cli.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@kb_option
+@device_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def import_cmd(
+    ctx: click.Context, file: str, kb_name: str | None, device: str | None, as_json: bool
+) -> None:
+    """Restore an archive `ragdb export` wrote into a knowledge base (made if
+    need be), embedding nothing when the store's model made its vectors."""
+    report = _kb(ctx, kb=kb_name, device=device).import_archive(file, warn=_note)
+    if as_json:
+        _emit_json(report.to_dict())
+        return
+    how = f"embedded anew with {report.to_model}" if report.reembedded else "vectors as stored"
+    click.echo(
+        f"imported into knowledge base {report.kb}: {report.added} added, {report.updated} "
+        f"updated, {report.unchanged} unchanged; {_count(report.chunks, 'chunk')} ({how})"
+    )
+
+
+def _note(message: str) -> None:
+    click.echo(message, err=True)
 
 
 def _when(iso: Any) -> str:
