@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, Self
 
 if TYPE_CHECKING:
     from ragdb.ingest.plan import IngestPlan, IngestReport, Progress, Warn
@@ -67,7 +67,7 @@ class KnowledgeBaseAPI(Protocol):
         SourceNotFoundError when ``source`` is not stored."""
         ...
 
-    def using(self, name: str) -> KnowledgeBaseAPI:
+    def using(self, name: str) -> Self:
         """Knowledge base ``name`` of the same store."""
         ...
 

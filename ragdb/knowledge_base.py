@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from ragdb.config import DEFAULT_EMBED_MODEL, DEFAULT_KB, Settings, check_kb_name
 from ragdb.embed import default_backend, get_embedder
@@ -81,13 +81,13 @@ class KnowledgeBase:
         """The knowledge base within the store this one addresses (``--kb``)."""
         return self.settings.kb
 
-    def using(self, name: str) -> KnowledgeBase:
+    def using(self, name: str) -> Self:
         """Knowledge base ``name`` of the same store, sharing its lock, client
         and model (what a service answering for several does)."""
         check_kb_name(name)
         if name == self.name:
             return self
-        other = KnowledgeBase(self.settings.replace(kb=name))
+        other = type(self)(self.settings.replace(kb=name))
         if self._store is not None:
             other._store = self._store.view(name)
         other._chunker = self._chunker

@@ -18,7 +18,7 @@ import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from ragdb import errors
 from ragdb.config import DEFAULT_KB
@@ -191,11 +191,11 @@ class RemoteKnowledgeBase:
         got = self._json("POST", "/v1/remove", {"sources": doomed})
         return RemoveReport(got["removed"], got["removed_chunks"])
 
-    def using(self, name: str) -> RemoteKnowledgeBase:
+    def using(self, name: str) -> Self:
         """Knowledge base ``name`` of the server's store."""
         from ragdb.config import check_kb_name
 
-        twin = RemoteKnowledgeBase(self.url, None, check_kb_name(name))
+        twin = type(self)(self.url, None, check_kb_name(name))
         twin.headers = self.headers
         return twin
 
