@@ -56,6 +56,7 @@ def test_the_same_files_in_two_kbs_stay_apart(ragdb: Ragdb, facts_dir: Path) -> 
     assert ragdb.json("--kb", "notes", "status")["chunks"] == 4
     listed = {k["name"]: (k["chunks"], k["sources"]) for k in ragdb.json("kb", "list")}
     assert listed == {"default": (2, 2), "notes": (4, 4)}
+    assert "knowledge base notes: 4 chunks, 4 sources, 0 problems" in ragdb("doctor").stdout
     doctor = ragdb.json("doctor")
     assert doctor["healthy"] and doctor["knowledge_bases"]["notes"] == {"chunks": 4, "sources": 4}
 

@@ -394,6 +394,7 @@ def test_llm_down_is_502_with_the_chunks(tmp_path: Path, facts_dir: Path) -> Non
     with ragdb_serve(
         store, tmp_path / "serve.log",
         "--llm-url", f"http://127.0.0.1:{dead}/v1", "--max-upload-mb", "1", "--allow-reset",
+        "--mcp-write",
     ) as url:  # fmt: skip
         token_file = store / "serve.token"
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
@@ -431,7 +432,20 @@ def test_llm_down_is_502_with_the_chunks(tmp_path: Path, facts_dir: Path) -> Non
             input="word " * 300_000, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert too_big.returncode != 0 and "--max-upload-mb 1" in too_big.stderr
-        # --allow-reset: POST /v1/reset empties the store, through the job queue.
+        # --mcp-write: agents get the write tools at /mcp too (the module's service,
+        # started without it, lists the read tools alone).
+        memo = {"name": "memo", "text": "The ferry leaves at noon."}
+        tools, (added, removed) = mcp_over_http(
+            url, token, [("ingest_text", memo), ("remove", {"sources": ["memo"]})]
+        )
+        assert {"ingest_text", "remove"} <= set(tools)
+        assert added["added"] == 1 and removed["removed"] == ["memo"]
+        # --allow-reset: a knowledge base may be deleted over HTTP, and the store emptied.
+        api = httpx.Client(base_url=url, headers={"X-API-Key": token}, timeout=60)
+        assert api.post("/v1/kbs", json={"name": "scratch"}).status_code == 201
+        assert api.delete("/v1/kbs/scratch").json() == {"deleted": "scratch", "chunks": 0}
+        assert api.delete("/v1/kbs/scratch").status_code == 404
+        # POST /v1/reset empties the store, through the job queue.
         emptied = httpx.post(f"{url}/v1/reset", headers={"X-API-Key": token}, timeout=60)
         assert emptied.status_code == 200 and emptied.json() == {"removed_chunks": 4}
         assert httpx.get(f"{url}/v1/status", headers={"X-API-Key": token}).json()["chunks"] == 0
@@ -905,27 +919,40 @@ def test_queries_while_a_job_and_a_cli_process_ingest(tmp_path: Path, facts_dir:
     ), check
 
 
-def test_agents_reach_the_read_tools_over_http_behind_the_token(
-    service: dict[str, object],
-) -> None:
+def mcp_over_http(
+    url: str, key: str, calls: list[tuple[str, dict[str, object]]]
+) -> tuple[list[str], list[dict]]:
+    """The official MCP client on ``url``/mcp with ``key``: the tools listed,
+    and each call's structured result."""
     import anyio
     import httpx2  # the HTTP client the mcp SDK takes
     from mcp import ClientSession
     from mcp.client.streamable_http import streamable_http_client
 
-    async def session(key: str) -> tuple[list[str], dict]:
+    async def session() -> tuple[list[str], list[dict]]:
         http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=120)
         async with (
             http,
-            streamable_http_client(f"{service['url']}/mcp", http_client=http) as (read, write),
+            streamable_http_client(f"{url}/mcp", http_client=http) as (read, write),
             ClientSession(read, write) as mcp,
         ):
             await mcp.initialize()
             tools = sorted(t.name for t in (await mcp.list_tools()).tools)
-            found = await mcp.call_tool("search", {"question": "octopus", "k": 1})
-            return tools, found.structured_content
+            results = []
+            for name, arguments in calls:
+                got = await mcp.call_tool(name, arguments)
+                results.append(got.structured_content or {})
+            return tools, results
 
-    tools, found = anyio.run(session, KEY)
+    return anyio.run(session)
+
+
+def test_agents_reach_the_read_tools_over_http_behind_the_token(
+    service: dict[str, object],
+) -> None:
+    tools, (found,) = mcp_over_http(
+        str(service["url"]), KEY, [("search", {"question": "octopus", "k": 1})]
+    )
     # Read tools only: a server's writes go through its own API.
     assert tools == ["ask", "list_knowledge_bases", "list_sources", "read_source", "search"]
     assert found["chunks"][0]["source"].endswith("fact3.txt")

@@ -952,6 +952,13 @@ def doctor(ctx: click.Context, repair: bool, yes: bool, as_json: bool, device: s
             else "chunks and sources not counted: the store does not read until repaired"
         )
         click.echo(f"{report.store}: {state} ({counts})")
+        if len(report.knowledge_bases) > 1:
+            for name, held in report.knowledge_bases.items():
+                bad = sum(f.kb == name for f in report.findings)
+                click.echo(
+                    f"  knowledge base {name}: {held['chunks']} chunks, {held['sources']} "
+                    f"sources, {_count(bad, 'problem')}"
+                )
     if not report.healthy:
         _fail(
             f"{len(report.findings)} problem(s) found"
