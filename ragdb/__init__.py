@@ -49,6 +49,14 @@ _EXPORTS = {
     "EmbeddingModelError": "errors",
     "LLMError": "errors",
     "LLMTimeoutError": "errors",
+    "Support": "query.support",
+    "SentenceSupport": "query.support",
+    "KnowledgeBaseInfo": "reports",
+    "ExportReport": "reports",
+    "ImportReport": "reports",
+    "UnsupportedAnswerError": "errors",
+    "KnowledgeBaseNotFoundError": "errors",
+    "KnowledgeBaseExistsError": "errors",
 }
 
 # Literal, so that linters and IDEs read it; test_api checks it against _EXPORTS.
@@ -58,13 +66,18 @@ __all__ = [
     "DoctorReport",
     "EmbeddingModelError",
     "EmptyStoreError",
+    "ExportReport",
     "Finding",
     "Hit",
+    "ImportReport",
     "IngestInterrupted",
     "IngestPlan",
     "IngestReport",
     "InputError",
     "KnowledgeBase",
+    "KnowledgeBaseExistsError",
+    "KnowledgeBaseInfo",
+    "KnowledgeBaseNotFoundError",
     "LLMError",
     "LLMTimeoutError",
     "ManifestError",
@@ -76,6 +89,7 @@ __all__ = [
     "ReembedReport",
     "RemoveReport",
     "Retrieval",
+    "SentenceSupport",
     "Settings",
     "SourceInfo",
     "SourceNotFoundError",
@@ -84,6 +98,8 @@ __all__ = [
     "StoreError",
     "StoreNotFoundError",
     "StoreVersionError",
+    "Support",
+    "UnsupportedAnswerError",
     "UsageError",
     "__version__",
 ]
@@ -94,6 +110,8 @@ if TYPE_CHECKING:
         EmbeddingModelError,
         EmptyStoreError,
         InputError,
+        KnowledgeBaseExistsError,
+        KnowledgeBaseNotFoundError,
         LLMError,
         LLMTimeoutError,
         ManifestError,
@@ -105,13 +123,23 @@ if TYPE_CHECKING:
         StoreError,
         StoreNotFoundError,
         StoreVersionError,
+        UnsupportedAnswerError,
         UsageError,
     )
     from ragdb.ingest.plan import IngestInterrupted, IngestPlan, IngestReport
     from ragdb.knowledge_base import KnowledgeBase
     from ragdb.query.answer import Answer
     from ragdb.query.retrieve import Hit, Query, Retrieval
-    from ragdb.reports import MigrateReport, ReembedReport, RemoveReport, Status
+    from ragdb.query.support import SentenceSupport, Support
+    from ragdb.reports import (
+        ExportReport,
+        ImportReport,
+        KnowledgeBaseInfo,
+        MigrateReport,
+        ReembedReport,
+        RemoveReport,
+        Status,
+    )
     from ragdb.store.doctor import DoctorReport, Finding
     from ragdb.store.records import ChunkRecord, SourceInfo
 

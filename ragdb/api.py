@@ -40,10 +40,27 @@ class KnowledgeBaseAPI(Protocol):
         on_text: Callable[[str], None] | None = None,
         where: Sequence[str] = (),
         kbs: Sequence[str] = (),
+        require_support: bool = False,
     ) -> Answer:
         """Retrieve (only chunks meeting ``where``, from knowledge bases ``kbs``:
         ``"*"`` all, none this one), then answer; an ``LLMError`` carries the
-        :class:`Answer` so far."""
+        :class:`Answer` so far, an ``UnsupportedAnswerError`` (with
+        ``require_support``) the whole one."""
+        ...
+
+    def check(
+        self,
+        question: str,
+        answer: str,
+        k: int = 4,
+        *,
+        mode: str = ...,
+        where: Sequence[str] = (),
+        kbs: Sequence[str] = (),
+        ids: Sequence[str] = (),
+    ) -> Answer:
+        """Which sentences of ``answer`` (written elsewhere) the chunks
+        retrieved for ``question`` (or those ``ids`` names) back."""
         ...
 
     def matching_sources(self, targets: Sequence[str | Path]) -> dict[str, int]:

@@ -122,6 +122,15 @@ class LLMTimeoutError(LLMError):
     """The language model did not answer in time."""
 
 
+class UnsupportedAnswerError(RagdbError):
+    """An answer with sentences the retrieved chunks do not back, when support
+    was required (``--require-support``); ``answer`` is the whole
+    :class:`ragdb.Answer`, its ``support`` saying which."""
+
+    exit_code = 5
+    answer: Any = None
+
+
 # The HTTP status of each error, for the service; the nearest class in an
 # error's ancestry decides.
 HTTP_STATUS: dict[type[RagdbError], int] = {
@@ -145,6 +154,7 @@ HTTP_STATUS: dict[type[RagdbError], int] = {
     EmbeddingModelError: 500,
     LLMError: 502,
     LLMTimeoutError: 504,
+    UnsupportedAnswerError: 422,
 }
 
 

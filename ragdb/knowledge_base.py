@@ -21,7 +21,7 @@ from typing import Any, Self
 from ragdb.config import DEFAULT_EMBED_MODEL, DEFAULT_KB, Settings, check_kb_name
 from ragdb.embed import default_backend, get_embedder
 from ragdb.embed.base import Embedder
-from ragdb.errors import SourceNotFoundError, StoreNotFoundError
+from ragdb.errors import SourceNotFoundError, StoreNotFoundError, UsageError
 from ragdb.ingest.chunking import Chunker
 from ragdb.ingest.inputs import Note
 from ragdb.ingest.paths import match_sources
@@ -35,7 +35,7 @@ from ragdb.ingest.plan import (
     plan_records,
     plan_text,
 )
-from ragdb.query.answer import Answer, answer, check_options
+from ragdb.query.answer import Answer, answer, check_options, refuse_unsupported
 from ragdb.query.filters import Filter
 from ragdb.query.generate import DEFAULT_CONTEXT_TOKENS, check_llm_url
 from ragdb.query.retrieve import (
@@ -46,6 +46,7 @@ from ragdb.query.retrieve import (
     retrieve_across,
     retrieve_many,
 )
+from ragdb.query.support import check_support
 from ragdb.reports import (
     ExportReport,
     ImportReport,
@@ -287,19 +288,23 @@ class KnowledgeBase:
         retrieval: Retrieval | None = None,
         where: Sequence[str] = (),
         kbs: Sequence[str] = (),
+        require_support: bool = False,
     ) -> Answer:
         """Retrieve (only chunks meeting ``where``'s conditions), then answer
         from what was retrieved. ``on_hits`` sees the
         passages before the model is asked; ``on_text`` sees the answer as it
         streams. An :class:`~ragdb.errors.LLMError` propagates after ``on_hits``,
         carrying the :class:`Answer` so far (its ``error`` set) as ``answer``.
-        ``retrieval``, when given, is what was retrieved already for ``question``."""
+        ``retrieval``, when given, is what was retrieved already for ``question``.
+        The answer's ``support`` says which of its sentences the chunks back;
+        with ``require_support`` one they do not is an
+        :class:`~ragdb.errors.UnsupportedAnswerError` carrying the answer."""
         check_options(min_score, context_tokens)
         Filter.parse(where)  # a bad filter is said before the model loads
         if not retrieve_only:
             check_llm_url(self.settings.llm_url)  # before the model loads, not after
         started = time.perf_counter()
-        return answer(
+        result = answer(
             self.settings,
             retrieval or self.retrieve(question, k, mode, where, kbs),
             self.count_tokens,
@@ -310,7 +315,49 @@ class KnowledgeBase:
             retrieve_only=retrieve_only,
             on_hits=on_hits,
             on_text=on_text,
+            encode=self.embedder.encode,
         )
+        if require_support:
+            refuse_unsupported(result)
+        return result
+
+    def check(
+        self,
+        question: str,
+        answer: str,
+        k: int = 4,
+        *,
+        mode: str = DEFAULT_MODE,
+        where: Sequence[str] = (),
+        kbs: Sequence[str] = (),
+        ids: Sequence[str] = (),
+    ) -> Answer:
+        """Check an answer written elsewhere against this knowledge base: the
+        chunks retrieved for ``question`` (or the chunks ``ids`` names, in that
+        order) and which of ``answer``'s sentences they back."""
+        if not answer.strip():
+            raise UsageError("the answer to check is empty")
+        if ids:
+            hits = self._hits_of(ids)
+            retrieval = Retrieval(question, hits, {})
+        else:
+            retrieval = self.retrieve(question, k, mode, where, kbs)
+        support = check_support(answer, retrieval.hits, self.embedder.encode)
+        timings = {**retrieval.timings, "support_ms": support.ms}
+        found = Answer(question, retrieval.hits, answer, bool(retrieval.hits), None, timings)
+        found.support = support
+        return found
+
+    def _hits_of(self, ids: Sequence[str]) -> list[Hit]:
+        with self.store().session() as session:
+            records = {r.id: r for r in session.fetch_records(ids=list(ids))}
+        missing = [i for i in ids if i not in records]
+        if missing:
+            raise SourceNotFoundError(f"no chunk {missing[0]} in the knowledge base")
+        return [
+            Hit(n, r.id, r.source, 0.0, r.text, r.metadata(), kb=self.name)
+            for n, r in enumerate((records[i] for i in ids), 1)
+        ]
 
     # -- removal ------------------------------------------------------------------------
     def matching_sources(self, targets: Sequence[str | Path]) -> dict[str, int]:

@@ -149,6 +149,26 @@ class RemoteKnowledgeBase:
                 raise _error_from(event)
         raise StoreError(f"the ragdb server at {self.url} ended the answer's events early")
 
+    def check(
+        self,
+        question: str,
+        answer: str,
+        k: int = 4,
+        *,
+        mode: str = "hybrid",
+        where: Sequence[str] = (),
+        kbs: Sequence[str] = (),
+        ids: Sequence[str] = (),
+    ) -> Answer:
+        """The server's check of ``answer`` against the chunks for ``question``."""
+        from ragdb.query.answer import Answer
+
+        body: dict[str, Any] = {"question": question, "answer": answer, "k": k, "mode": mode}
+        body |= {"where": list(where)} if where else {}
+        body |= {"kb": list(kbs)} if kbs else {}
+        body |= {"ids": list(ids)} if ids else {}
+        return Answer.from_dict(self._json("POST", "/v1/check", body))
+
     def ingest_plan(
         self, plan: IngestPlan, *, progress: Progress | None = None, warn: Warn | None = None
     ) -> IngestReport:
@@ -272,7 +292,8 @@ def _error_from(body: dict[str, Any]) -> RagdbError:
     exc = cls(str(body.get("detail") or body.get("message") or "the ragdb server failed"))
     if isinstance(body.get("exit_code"), int) and body["exit_code"] != exc.exit_code:
         exc.exit_code = body["exit_code"]
-    if isinstance(exc, errors.LLMError) and isinstance(body.get("ragdb"), dict):
+    answered = (errors.LLMError, errors.UnsupportedAnswerError)
+    if isinstance(exc, answered) and isinstance(body.get("ragdb"), dict):
         from ragdb.query.answer import Answer
 
         exc.answer = Answer.from_dict(body["ragdb"])  # the answer so far, as in-process

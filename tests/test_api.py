@@ -52,6 +52,14 @@ def test_exported_members() -> None:
             "StoreNotFoundError",
             "StoreVersionError",
             "UsageError",
+            "Support",
+            "SentenceSupport",
+            "KnowledgeBaseInfo",
+            "ExportReport",
+            "ImportReport",
+            "UnsupportedAnswerError",
+            "KnowledgeBaseNotFoundError",
+            "KnowledgeBaseExistsError",
         ]
     )
     for name in ragdb.__all__:

@@ -385,6 +385,36 @@ def test_ask_streams_chunks_then_deltas_then_done(service: dict[str, object]) ->
     kinds = [e["event"] for e in events]
     assert kinds[0] == "chunks" and kinds[-1] == "done" and "delta" in kinds
     assert events[0]["chunks"][0]["source"].endswith("fact1.txt")
+    # The answer's support: one event after the last delta, and in the answer.
+    last_delta = max(i for i, kind in enumerate(kinds) if kind == "delta")
+    assert kinds[last_delta + 1 :] == ["support", "done"]
+    support = events[-2]["support"]
+    assert support == events[-1]["answer"]["support"]
+    assert {s["verdict"] for s in support["sentences"]} <= {"supported", "weak", "unsupported"}
+
+
+def test_answers_carry_their_support_and_answers_from_elsewhere_are_checked(
+    service: dict[str, object],
+) -> None:
+    api = native(service)
+    asked = api.post("/v1/ask", json={"query": "Where is the Innovation Summit held?"}).json()
+    assert 0.0 <= asked["support"]["grounded"] <= 1.0 and "support_ms" in asked["timings"]
+    reply = client(service).chat.completions.create(
+        model="ragdb", messages=[{"role": "user", "content": "Where is the Innovation Summit?"}]
+    )
+    support = (reply.model_extra or {})["ragdb"]["support"]
+    texts = " ".join(s["text"] for s in support["sentences"])
+    assert all(word in (reply.choices[0].message.content or "") for word in texts.split()[:3])
+    body = {
+        "question": "What is the Clarity Protocol?",
+        "answer": "It is a pizza recipe from 1931.",
+    }
+    checked = api.post("/v1/check", json=body).json()
+    assert checked["support"]["unsupported"] == 1
+    assert checked["support"]["sentences"][0]["novel"] == ["1931"]
+    remote = RemoteKnowledgeBase(str(service["url"]), KEY).check(body["question"], body["answer"])
+    assert remote.support is not None and remote.support.unsupported == 1
+    assert api.post("/v1/check", json={"answer": "x"}).status_code == 400
 
 
 def test_llm_down_is_502_with_the_chunks(tmp_path: Path, facts_dir: Path) -> None:

@@ -23,7 +23,9 @@ from ragdb.version import __version__
 if TYPE_CHECKING:
     from ragdb.api import KnowledgeBaseAPI
     from ragdb.knowledge_base import KnowledgeBase
+    from ragdb.query.answer import Answer
     from ragdb.query.retrieve import Hit
+    from ragdb.query.support import Support
     from ragdb.remote import RemoteKnowledgeBase
 
 
@@ -535,6 +537,11 @@ def _print_hit(hit: Hit, width: int = 300, show_kb: bool = False) -> None:
     help="Search knowledge base NAME (repeatable: several, fused into one ranking).",
 )
 @click.option("--all", "all_kbs", is_flag=True, help="Search every knowledge base of the store.")
+@click.option(
+    "--require-support",
+    is_flag=True,
+    help="Exit 5 (the answer still printed) when a sentence of it is not backed by the chunks.",
+)
 @setting_option("llm_url", metavar="URL")
 @setting_option("llm_model", metavar="NAME")
 @setting_option("llm_timeout", type=click.FloatRange(min=0.1), metavar="SECONDS")
@@ -556,6 +563,7 @@ def query(
     kind: str | None,
     kbs: tuple[str, ...],
     all_kbs: bool,
+    require_support: bool,
     llm_url: str | None,
     llm_model: str | None,
     llm_timeout: float | None,
@@ -565,7 +573,7 @@ def query(
 ) -> None:
     """Answer QUESTION from the knowledge base, citing the chunks retrieved."""
     from ragdb.config import check_kb_name
-    from ragdb.errors import LLMError
+    from ragdb.errors import LLMError, UnsupportedAnswerError
     from ragdb.query.filters import Filter
     from ragdb.query.generate import DEFAULT_CONTEXT_TOKENS
 
@@ -611,20 +619,99 @@ def query(
             on_text=None if as_json else on_text,
             where=conditions,
             kbs=asked,
+            require_support=require_support,
         )
+    except UnsupportedAnswerError as exc:
+        _show_answered(exc.answer, as_json, retrieve_only)
+        raise
     except LLMError as exc:
         if as_json and exc.answer is not None:
             _emit_json(exc.answer.to_dict())
         elif not as_json:
             click.echo()
         raise
+    _show_answered(result, as_json, retrieve_only)
+
+
+def _show_answered(result: Answer, as_json: bool, retrieve_only: bool) -> None:
+    """After the streamed answer: its support, and what cut it short."""
     if as_json:
         _emit_json(result.to_dict())
         return
     if not retrieve_only:
         click.echo()
+    if result.support is not None:
+        _print_support(result.support)
     if result.truncated:
         _warn(f"the answer was cut short: {result.truncated_note or result.truncated_reason}")
+
+
+def _print_support(support: Support) -> None:
+    """Each sentence the chunks do not fully back, marked, with what backs it
+    best; one line on stderr when some are not backed at all."""
+    marks = {"weak": "?", "unsupported": "!"}
+    doubtful = [s for s in support.sentences if s.verdict != "supported" or s.problems]
+    if doubtful:
+        click.echo()
+        click.secho("Support (! not backed by the chunks, ? weakly):", bold=True)
+    for s in doubtful:
+        best = f"best [{s.best[0]}], " if s.best else ""
+        click.echo(f"  {marks.get(s.verdict, ' ')} {s.text}  ({best}score {s.score:.2f})")
+        for problem in s.problems:
+            click.echo(f"      {problem}")
+    if support.unsupported:
+        _warn(
+            f"{support.unsupported} of {len(support.sentences)} sentence(s) of the answer "
+            "are not backed by the retrieved chunks"
+        )
+
+
+@cli.command()
+@click.argument("question")
+@click.option("--answer", "answer_text", metavar="TEXT", help="The answer to check.")
+@click.option(
+    "--answer-file",
+    type=click.File("r", encoding="utf-8"),
+    help="Read the answer from a file ('-': standard input).",
+)
+@click.option("-k", "k", type=click.IntRange(min=1), default=4, show_default=True,
+              help="How many chunks to check it against.")  # fmt: skip
+@mode_option
+@click.option("--where", multiple=True, metavar="COND", help="Only chunks meeting COND.")
+@click.option("--id", "ids", multiple=True, metavar="CHUNK", help="Check against these chunks.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def check(
+    ctx: click.Context,
+    question: str,
+    answer_text: str | None,
+    answer_file: Any,
+    k: int,
+    mode: str | None,
+    where: tuple[str, ...],
+    ids: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Check an ANSWER to QUESTION written elsewhere: which of its sentences the
+    knowledge base's chunks back. Exits 5 when one is not backed."""
+    if (answer_text is None) == (answer_file is None):
+        raise UsageError("give the answer with --answer TEXT or --answer-file FILE ('-': stdin)")
+    text = answer_text if answer_text is not None else answer_file.read()
+    checked = _open(ctx).check(question, text, k, mode=mode or DEFAULT_MODE, where=where, ids=ids)
+    if as_json:
+        _emit_json(checked.to_dict())
+    else:
+        for hit in checked.hits:
+            _print_hit(hit)
+        assert checked.support is not None
+        s = checked.support
+        click.echo(
+            f"{sum(x.verdict == 'supported' for x in s.sentences)} of {len(s.sentences)} "
+            f"sentence(s) backed (grounded {s.grounded:.0%})"
+        )
+        _print_support(s)
+    if checked.support is not None and checked.support.unsupported:
+        _fail("the answer has sentences the knowledge base does not back", 5)
 
 
 # -- remove, reset, status, sources -------------------------------------------------------

@@ -9,9 +9,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ragdb.errors import LLMError, UsageError
+from ragdb.errors import LLMError, UnsupportedAnswerError, UsageError
 from ragdb.query.generate import NOT_ENOUGH, Prompt, StreamState, build_prompt, stream_answer
 from ragdb.query.retrieve import Hit, Retrieval
+from ragdb.query.support import Encode, Support, check_support
 from ragdb.wire import from_fields
 
 if TYPE_CHECKING:
@@ -34,6 +35,9 @@ class Answer:
     truncated: bool = False
     truncated_reason: str | None = None
     truncated_note: str | None = None
+    # Which sentences the chunks back (see ragdb.query.support); None when the
+    # model was not asked.
+    support: Support | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """What ``ragdb query --json`` prints."""
@@ -51,13 +55,16 @@ class Answer:
             out["truncated_note"] = self.truncated_note
         if self.error is not None:
             out["error"] = self.error
+        if self.support is not None:
+            out["support"] = self.support.to_dict()
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Answer:
         """The answer :meth:`to_dict` wrote (a server's, say)."""
         hits = [Hit.from_dict(h) for h in data.get("chunks") or []]
-        return from_fields(cls, data, hits=hits)
+        support = Support.from_dict(data["support"]) if data.get("support") else None
+        return from_fields(cls, data, hits=hits, support=support)
 
 
 def cut_note(reason: str | None, settings: Settings) -> str:
@@ -90,9 +97,12 @@ def answer(
     retrieve_only: bool = False,
     on_hits: Callable[[list[Hit]], None] | None = None,
     on_text: Callable[[str], None] | None = None,
+    encode: Encode | None = None,
 ) -> Answer:
     """Answer ``retrieval``'s question from its chunks (see ``KnowledgeBase.ask``);
-    ``started`` is when the work began (``time.perf_counter()``)."""
+    ``started`` is when the work began (``time.perf_counter()``). With
+    ``encode`` (the store's model) the answer's sentences are checked against
+    the chunks it was given."""
     question, hits = retrieval.question, retrieval.hits
     timings = dict(retrieval.timings)
     if on_hits:
@@ -106,7 +116,11 @@ def answer(
         return Answer(question, hits, text, enough, None, timings)
     usable = [h for h in hits if min_score is None or h.score >= min_score]
     prompt = build_prompt(question, usable, context_tokens, count_tokens)
-    return _generate(settings, retrieval, prompt, timings, started, show_thinking, on_text)
+    result = _generate(settings, retrieval, prompt, timings, started, show_thinking, on_text)
+    if encode is not None and result.answer:
+        result.support = check_support(result.answer, prompt.used, encode)
+        result.timings["support_ms"] = result.support.ms
+    return result
 
 
 def _generate(
@@ -153,3 +167,15 @@ def _generate(
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 2)
+
+
+def refuse_unsupported(result: Answer) -> None:
+    """Raise :class:`UnsupportedAnswerError` (carrying ``result``) when the
+    chunks do not back one of its sentences."""
+    if result.support is not None and result.support.unsupported:
+        exc = UnsupportedAnswerError(
+            f"{result.support.unsupported} of {len(result.support.sentences)} sentence(s) of "
+            "the answer are not backed by the retrieved chunks (--require-support)"
+        )
+        exc.answer = result
+        raise exc

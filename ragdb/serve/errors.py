@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from ragdb.errors import InputError, LLMError, NotFoundError, RagdbError, UsageError, http_status
+from ragdb.errors import InputError, NotFoundError, RagdbError, UsageError, http_status
 from ragdb.serve.schemas import describe
 
 OPENAI_TAG = "openai"
@@ -82,8 +82,9 @@ def ragdb_error(openai: bool, exc: RagdbError) -> Response:
     if openai and isinstance(exc, (UsageError, InputError)):
         kind = "invalid_request_error"
     extra = exc.extra
-    if extra is None and isinstance(exc, LLMError) and exc.answer is not None:
-        extra = exc.answer.to_dict()
+    answer = getattr(exc, "answer", None)  # an LLMError's, an UnsupportedAnswerError's
+    if extra is None and answer is not None:
+        extra = answer.to_dict()
     return render(openai, http_status(exc), str(exc), kind, extra, exc.exit_code)
 
 

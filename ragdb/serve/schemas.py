@@ -63,6 +63,20 @@ class AskBody(SearchBody):
     show_thinking: bool | None = None
     context_tokens: int | None = Field(default=None, ge=16)
     stream: bool | None = None
+    require_support: bool | None = Field(
+        default=None,
+        description="an answer with a sentence the chunks do not back is a 422 carrying it",
+    )
+
+
+class CheckBody(SearchBody):
+    """``POST /v1/check``: an answer written elsewhere, checked."""
+
+    question: str | None = None
+    answer: str = Field(min_length=1, max_length=100_000)
+    ids: list[str] | None = Field(
+        default=None, max_length=1000, description="check against these chunks, in this order"
+    )
 
 
 class ChatOptions(Body):

@@ -27,6 +27,7 @@ from ragdb.errors import LLMError, NotFoundError, UsageError
 from ragdb.query.filters import Filter
 from ragdb.query.generate import NOT_ENOUGH, StreamState, build_prompt, stream_answer
 from ragdb.query.retrieve import DEFAULT_MODE, Query
+from ragdb.query.support import Support, check_support
 from ragdb.serve import citations
 from ragdb.serve.deps import Service, ServiceDep
 from ragdb.serve.errors import OPENAI_TAG
@@ -97,6 +98,13 @@ class Turn:
     sources: str = "annotations"
     # Folders the service reads, from which source names are shown.
     roots: tuple[Path, ...] = ()
+    # Which sentences of the answer the chunks back (ragdb.query.support).
+    support: Support | None = None
+
+    def check(self, service: Service, text: str) -> None:
+        """Check the answer's sentences against the chunks it was given."""
+        if self.hits and text:
+            self.support = check_support(text, self.hits, service.kb.embedder.encode)
 
     def annotations(self) -> list[dict[str, Any]]:
         """The sources as annotations (none where they go as events)."""
@@ -109,6 +117,8 @@ class Turn:
         out: dict[str, Any] = {"chunks": [h.to_dict() for h in self.hits]}
         if state is not None:
             out["truncated"], out["truncated_reason"] = state.truncated, state.reason
+        if self.support is not None:
+            out["support"] = self.support.to_dict()
         return out
 
 
@@ -138,6 +148,7 @@ async def chat(body: ChatBody, service: ServiceDep) -> Response:
     except LLMError as exc:
         exc.extra = {"chunks": [h.to_dict() for h in turn.hits]}
         raise
+    await run_in_threadpool(turn.check, service, text)
     return _whole(turn, text, _usage(service, turn.messages, text), finish_reason(state), state)
 
 
@@ -229,6 +240,7 @@ def _stream(
     yield chunks.delta({}, finish_reason(state))
     if turn.usage_wanted:
         yield chunks.usage(_usage(service, turn.messages, text))
+    turn.check(service, text.strip())  # (a generator the server runs in a thread)
     yield chunks.extra({"ragdb": turn.ragdb(state)})
     yield DONE
 

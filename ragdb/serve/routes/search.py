@@ -11,11 +11,11 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from ragdb.errors import LLMError, RagdbError
+from ragdb.errors import RagdbError, UsageError
 from ragdb.query.filters import Filter
 from ragdb.query.retrieve import DEFAULT_MODE, Query
 from ragdb.serve.deps import KbDep, ServiceDep
-from ragdb.serve.schemas import STREAM_OR_JSON, AskBody, SearchBody, errors_doc
+from ragdb.serve.schemas import STREAM_OR_JSON, AskBody, CheckBody, SearchBody, errors_doc
 from ragdb.serve.sse import sse, sse_response
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ async def ask(body: AskBody, service: ServiceDep, kb: KbDep) -> Response:
         "min_score": body.min_score,
         "retrieve_only": bool(body.retrieve_only),
         "show_thinking": bool(body.show_thinking),
+        "require_support": bool(body.require_support),
     }
     if body.context_tokens:
         options["context_tokens"] = body.context_tokens
@@ -62,6 +63,28 @@ async def ask(body: AskBody, service: ServiceDep, kb: KbDep) -> Response:
         return sse_response(ask_events(kb, question, k, options))
     answer = await run_in_threadpool(lambda: kb.ask(question, k, **options))
     return JSONResponse(answer.to_dict())
+
+
+@router.post("/v1/check")
+async def check(body: CheckBody, kb: KbDep) -> Response:
+    """Which sentences of an answer written elsewhere the chunks retrieved for
+    the question (or the chunks ``ids`` names) back: an answer object with
+    ``support``."""
+    question = body.query or body.question or ""
+    if not question.strip() and not body.ids:
+        raise UsageError("give the question the answer was to (or the chunk ids to check it by)")
+    checked = await run_in_threadpool(
+        lambda: kb.check(
+            question,
+            body.answer,
+            body.k or 4,
+            mode=body.mode or DEFAULT_MODE,
+            where=body.where or (),
+            kbs=body.kbs(),
+            ids=body.ids or (),
+        )
+    )
+    return JSONResponse(checked.to_dict())
 
 
 def ask_events(kb: KnowledgeBase, question: str, k: int, options: dict[str, Any]) -> Iterator[str]:
@@ -83,6 +106,8 @@ def ask_events(kb: KnowledgeBase, question: str, k: int, options: dict[str, Any]
                 on_text=lambda text: events.put({"event": "delta", "text": text}),
                 **options,
             )
+            if answer.support is not None:  # one event after the last delta
+                events.put({"event": "support", "support": answer.support.to_dict()})
             events.put(
                 {
                     "event": "done",
@@ -103,8 +128,9 @@ def ask_events(kb: KnowledgeBase, question: str, k: int, options: dict[str, Any]
                 "message": str(exc),
                 "exit_code": exc.exit_code,
             }
-            if isinstance(exc, LLMError) and exc.answer is not None:
-                event["ragdb"] = exc.answer.to_dict()
+            answered = getattr(exc, "answer", None)  # an LLMError's, an unsupported one's
+            if answered is not None:
+                event["ragdb"] = answered.to_dict()
             events.put(event)
         finally:
             events.put(None)
