@@ -197,6 +197,28 @@ def test_source_labels_are_short_and_unique_per_chunk() -> None:
     assert event["data"]["source"]["url"] == "https://example.org/p"
 
 
+def test_a_citation_points_at_the_chunk_that_backs_it() -> None:
+    from ragdb.query.retrieve import Hit
+    from ragdb.query.support import SentenceSupport, Support
+    from ragdb.serve import citations
+
+    text = "Summits are in Lisbon [1]. Coffee is upstairs [2]."
+    support = Support(
+        [
+            SentenceSupport("Summits are in Lisbon [1].", "supported", 0.9, [2], [1]),
+            SentenceSupport("Coffee is upstairs [2].", "supported", 0.8, [2, 1], [2]),
+        ],
+        1.0,
+        0,
+    )
+    spans = citations.citation_spans(text, support)
+    # The first [1] is backed by chunk 2, not 1: chunk 2's annotation spans it.
+    assert spans == {2: (22, 25)} and text[22:25] == "[1]"
+    hits = [Hit(i, f"c{i}", f"/kb/{i}.md", 0.5, "t", {"chunk_index": 0}) for i in (1, 2)]
+    notes = [a["url_citation"] for a in citations.url_citations(hits, spans=spans)]
+    assert [(n["start_index"], n["end_index"]) for n in notes] == [(0, 0), (22, 25)]
+
+
 def test_an_answer_the_llm_server_left_unfinished_is_reported_cut(
     tmp_path: Path, facts_dir: Path
 ) -> None:

@@ -43,7 +43,8 @@ WEAK = round(SUPPORTED - WEAK_BAND, 3)
 MIN_WORDS = 2
 VERDICTS = ("supported", "weak", "unsupported")
 
-_CITE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+# A citation marker: [2], [1, 3].
+CITE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _WORD = re.compile(r"[^\W_]+(?:[.'-][^\W_]+)*", re.UNICODE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
@@ -103,7 +104,7 @@ def split_sentences(text: str) -> list[str]:
             piece = piece.strip()
             if not piece:
                 continue
-            if out and _CITE.sub("", piece).strip(" .") == "":
+            if out and CITE.sub("", piece).strip(" .") == "":
                 out[-1] += " " + piece
             else:
                 out.append(piece)
@@ -113,7 +114,7 @@ def split_sentences(text: str) -> list[str]:
 def content_words(text: str) -> set[str]:
     """The words that carry meaning: lower-cased, stop words and citations out,
     crudely stemmed (a plural or -ed, -ing ending dropped)."""
-    words = _WORD.findall(_CITE.sub(" ", text).lower())
+    words = _WORD.findall(CITE.sub(" ", text).lower())
     return {_stem(w) for w in words if w not in STOP_WORDS and len(w) > 1}
 
 
@@ -127,7 +128,7 @@ def _stem(word: str) -> str:
 def novel_facts(sentence: str, chunks: Sequence[str]) -> list[str]:
     """Numbers and names (capitalised words past a sentence's first) that
     ``sentence`` states and none of ``chunks`` holds."""
-    bare = _CITE.sub(" ", sentence)
+    bare = CITE.sub(" ", sentence)
     held = " ".join(chunks).lower()
     found = [n for n in _NUMBER.findall(bare) if n not in held]
     words = _WORD.findall(bare)
@@ -164,7 +165,7 @@ def evidence(sentences: Sequence[str], texts: Sequence[str], encode: Encode) -> 
 
     pieces = [split_sentences(t) or [t] for t in texts]
     flat = [p for ps in pieces for p in ps]
-    bare = [_CITE.sub("", s) for s in sentences]
+    bare = [CITE.sub("", s) for s in sentences]
     # Short sentences only: a whole chunk (hundreds of tokens) costs the encoder
     # several times more, and the mean of its sentences stands in for it.
     vectors = np.asarray(encode([*bare, *flat]), dtype=np.float32)
@@ -231,7 +232,7 @@ def _unbacked(sentence: str, hits: Sequence[Hit]) -> SentenceSupport:
 
 def cited_ranks(sentence: str) -> list[int]:
     """The chunk numbers a sentence cites, as ``[2]`` or ``[1, 3]``."""
-    found = [int(n) for group in _CITE.findall(sentence) for n in group.split(",")]
+    found = [int(n) for group in CITE.findall(sentence) for n in group.split(",")]
     return list(dict.fromkeys(found))
 
 

@@ -14,8 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ragdb.query.support import CITE
+
 if TYPE_CHECKING:
     from ragdb.query.retrieve import Hit
+    from ragdb.query.support import Support
 
 FORMATS = ("annotations", "openwebui")
 
@@ -58,21 +61,44 @@ def title(hit: Hit, roots: Sequence[Path] = ()) -> str:
     return f"{label(hit.source, roots)} ({hit.location})"
 
 
-def url_citations(hits: Sequence[Hit], roots: Sequence[Path] = ()) -> list[dict[str, Any]]:
+def url_citations(
+    hits: Sequence[Hit],
+    roots: Sequence[Path] = (),
+    spans: dict[int, tuple[int, int]] | None = None,
+) -> list[dict[str, Any]]:
     """OpenAI ``url_citation`` annotations, one per chunk, in rank order (so
-    the model's ``[n]`` is the n-th)."""
+    the model's ``[n]`` is the n-th); each spans the citation it supports in
+    the answer (``spans``, see :func:`citation_spans`), else 0-0."""
     return [
         {
             "type": "url_citation",
             "url_citation": {
                 "url": chunk_key(hit),
                 "title": title(hit, roots),
-                "start_index": 0,
-                "end_index": 0,
+                "start_index": (spans or {}).get(hit.rank, (0, 0))[0],
+                "end_index": (spans or {}).get(hit.rank, (0, 0))[1],
             },
         }
         for hit in hits
     ]
+
+
+def citation_spans(text: str, support: Support | None) -> dict[int, tuple[int, int]]:
+    """Where in the answer each chunk is cited, by rank: the first ``[n]`` whose
+    sentence it backs best (the cited chunk when that backs it), so a citation
+    points at the chunk that supports it, not merely the one named."""
+    if support is None:
+        return {}
+    spans: dict[int, tuple[int, int]] = {}
+    for sentence in support.sentences:
+        start = text.find(sentence.text)
+        if start < 0:
+            continue
+        for mark in CITE.finditer(sentence.text):
+            for number in (int(n) for n in mark.group(1).split(",")):
+                backs = number if number in sentence.best or not sentence.best else sentence.best[0]
+                spans.setdefault(backs, (start + mark.start(), start + mark.end()))
+    return spans
 
 
 def source_events(hits: Sequence[Hit], roots: Sequence[Path] = ()) -> list[dict[str, Any]]:

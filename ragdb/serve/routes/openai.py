@@ -106,11 +106,13 @@ class Turn:
         if self.hits and text:
             self.support = check_support(text, self.hits, service.kb.embedder.encode)
 
-    def annotations(self) -> list[dict[str, Any]]:
-        """The sources as annotations (none where they go as events)."""
+    def annotations(self, text: str = "") -> list[dict[str, Any]]:
+        """The sources as annotations (none where they go as events): one per
+        chunk in rank order, each spanning the ``[n]`` in ``text`` it backs."""
         if self.sources != "annotations":
             return []
-        return citations.url_citations(self.hits, self.roots)
+        spans = citations.citation_spans(text, self.support)
+        return citations.url_citations(self.hits, self.roots, spans)
 
     def ragdb(self, state: StreamState | None = None) -> dict[str, Any]:
         """ragdb's own account of the answer: the chunks, and whether it was cut."""
@@ -234,13 +236,13 @@ def _stream(
         yield sse({"error": error, "ragdb": turn.ragdb()})
         yield DONE
         return
-    annotations = turn.annotations()
+    turn.check(service, text)  # (a generator the server runs in a thread)
+    annotations = turn.annotations(text)
     if annotations:
         yield chunks.delta({"annotations": annotations})
     yield chunks.delta({}, finish_reason(state))
     if turn.usage_wanted:
         yield chunks.usage(_usage(service, turn.messages, text))
-    turn.check(service, text.strip())  # (a generator the server runs in a thread)
     yield chunks.extra({"ragdb": turn.ragdb(state)})
     yield DONE
 
@@ -267,7 +269,7 @@ def _whole(
                 extra={"ragdb": turn.ragdb(state)},
             )
         )
-    message = {"role": "assistant", "content": text, "annotations": turn.annotations()}
+    message = {"role": "assistant", "content": text, "annotations": turn.annotations(text)}
     return JSONResponse(
         {
             "id": cid,
