@@ -22,6 +22,17 @@ class TokenProxy(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.upstream = urlparse(upstream)
         self.refused = 0
+        # Searches answered 429 before one goes through (-1: all of them).
+        self.limit_next = 0
+        self.limited = 0
+
+    def throttle(self) -> bool:
+        """Whether to answer this search 429, as a rate-limited server does."""
+        if self.limit_next == 0:
+            return False
+        self.limit_next -= 1 if self.limit_next > 0 else 0
+        self.limited += 1
+        return True
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -31,6 +42,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def _forward(self) -> None:
+        if self.path.endswith("/query") and self.server.throttle():
+            self._refuse_as_rate_limited()
+            return
         if self.headers.get("X-Token") != "sesame":
             self.server.refused += 1
             body = b'{"error": "missing or wrong token"}'
@@ -56,6 +70,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
         conn.close()
+
+    def _refuse_as_rate_limited(self) -> None:
+        # Alternately what chromadb knows (RateLimitError) and what it does not
+        # (Chroma Cloud's Backoff, raised by the client as a plain Exception).
+        known = self.server.limited % 2
+        kind = b"RateLimitError" if known else b"Backoff"
+        body = b'{"error": "' + kind + b'", "message": "quota exceeded, slow down"}'
+        self.send_response(429)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _forward
 
@@ -84,3 +110,20 @@ def test_chroma_header_reaches_the_server(proxy: TokenProxy, store: Path, facts_
     refused = proxy.refused
     status = bare.json("status", env={"RAGDB_CHROMA_HEADERS": "X-Token: sesame"})
     assert status["chunks"] == 4 and proxy.refused == refused
+
+
+def test_a_rate_limited_server_is_asked_again_then_given_up_on(
+    proxy: TokenProxy, store: Path, facts_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ragdb.store import session
+
+    url = f"http://127.0.0.1:{proxy.server_address[1]}"
+    kb = Ragdb(store, extra=["--chroma-header", "X-Token: sesame"], chroma_url=url)
+    kb("ingest", str(facts_dir))
+    proxy.limit_next = 4  # 429s of both kinds, then an answer
+    hits = kb.json("query", "octopus", "--retrieve-only", "--mode", "dense")["chunks"]
+    assert hits[0]["source"].endswith("fact3.txt") and proxy.limited == 4
+    monkeypatch.setattr(session, "RATE_LIMIT_SECONDS", 1.0)
+    proxy.limit_next = -1  # never an answer
+    err = kb("query", "octopus", "--retrieve-only", "--mode", "dense", code=4).stderr.strip()
+    assert len(err.splitlines()) == 1 and "kept refusing ragdb as rate limited for 1s" in err

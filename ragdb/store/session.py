@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from ragdb.errors import DiskFullError, RagdbError, StoreError, first_line
+from ragdb.errors import DiskFullError, RagdbError, StoreBusyError, StoreError, first_line
 from ragdb.store.backend import ALL, DEFAULT_KB, qualify
 from ragdb.store.manifest import kb_collection, kb_entries, kb_entry, utcnow
 from ragdb.store.records import ChunkRecord, source_key
@@ -42,6 +42,9 @@ HNSW_SETTINGS: dict[str, Any] = {
     "ef_search": 400,
 }
 RETRIES = 4
+# How long a rate-limited server (HTTP 429, Chroma's RateLimitError, Chroma
+# Cloud's Backoff) is asked again before the command gives up.
+RATE_LIMIT_SECONDS = 30.0
 
 
 def create_chunk_collection(
@@ -91,6 +94,18 @@ def transient(exc: BaseException) -> bool:
     )
 
 
+def rate_limited(exc: BaseException) -> bool:
+    """Whether a server's error says to slow down: chromadb raises its
+    RateLimitError for a 429 it knows, and a plain Exception carrying the
+    body for one it does not (Chroma Cloud's "Backoff")."""
+    from chromadb.errors import RateLimitError
+
+    if isinstance(exc, RateLimitError):
+        return True
+    text = str(exc).lower()
+    return any(s in text for s in ("backoff", "rate limit", "ratelimit", "too many requests"))
+
+
 # Sources named in one `where ... $in` filter (Chroma's filters grow with it).
 SOURCE_BATCH = 200
 
@@ -132,22 +147,39 @@ class Session:
     # -- the error boundary -----------------------------------------------------------------
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         """``fn()``, with Chroma's failures as one-line StoreErrors; retried with
-        jittered backoff on a server when the failure is transient."""
+        jittered backoff on a server when the failure is transient, and for up
+        to RATE_LIMIT_SECONDS when the server says it is rate limited."""
         errors = chroma_errors()
-        for attempt in range(RETRIES):
+        attempt, deadline = 0, None
+        while True:
             try:
                 return fn()
             except RagdbError:
                 raise
-            except errors as exc:
-                if self.backend.server and attempt < RETRIES - 1 and transient(exc):
+            except Exception as exc:
+                limited = self.backend.server and rate_limited(exc)
+                if not (limited or isinstance(exc, errors)):
+                    raise
+                if limited:
+                    deadline = deadline or time.monotonic() + RATE_LIMIT_SECONDS
+                    if time.monotonic() < deadline:
+                        time.sleep(min(2.0, 0.1 * 2 ** min(attempt, 5)) * (0.5 + random.random()))
+                        attempt += 1
+                        continue
+                elif self.backend.server and attempt < RETRIES - 1 and transient(exc):
                     time.sleep(0.05 * 2**attempt * (0.5 + random.random()))
+                    attempt += 1
                     continue
-                raise self._failure(what, exc) from exc
-        raise AssertionError("unreachable")
+                raise self._failure(what, exc, limited) from exc
 
-    def _failure(self, what: str, exc: BaseException) -> StoreError:
+    def _failure(self, what: str, exc: BaseException, limited: bool = False) -> StoreError:
         """Chroma's failure as the one line a user can act on."""
+        if limited:
+            return StoreBusyError(
+                f"the Chroma server at {self.backend.location} kept refusing ragdb as rate "
+                f"limited for {RATE_LIMIT_SECONDS:g}s ({what}: {first_line(exc)}); try again "
+                "later (a write cut short is finished by the next command)"
+            )
         full = self.backend.disk_full()
         if full is not None:
             return DiskFullError(
