@@ -34,10 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from tests.proofs.data import SCIFACT  # scripts/run-python puts the root on the path
-
 from ragdb.evaluate import load_qrels, load_queries
 from ragdb.query import support
+from tests.proofs.data import SCIFACT  # scripts/run-python puts the root on the path
 
 SYNONYMS = {
     "increase": "raise", "increased": "raised", "decrease": "reduce", "decreased": "reduced",
@@ -118,7 +117,11 @@ def features(cases: list[dict], encode: Any) -> dict[str, np.ndarray]:
         novel += [bool(n) for n in found.novel]
         labels += [1] * len(case["pos"]) + [0] * len(case["neg"])
     width = max(len(d) for d in dense)
-    pad = lambda rows: np.asarray([np.pad(r, (0, width - len(r)), constant_values=-1) for r in rows])  # noqa: E731
+
+    def pad(rows: list[Any]) -> np.ndarray:
+        """Rows of one width (claims have 4 or 5 chunks): -1 where none."""
+        return np.asarray([np.pad(r, (0, width - len(r)), constant_values=-1) for r in rows])
+
     return {
         "dense": pad(dense),
         "words": pad(words),
@@ -160,9 +163,7 @@ def tune(f: dict[str, np.ndarray]) -> dict[str, float]:
         for penalty in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5):
             s = scores(f, float(weight), penalty)
             cuts = np.unique(np.round(s, 3))
-            js = np.array(
-                [(s < t)[label == 0].mean() - (s < t)[label == 1].mean() for t in cuts]
-            )
+            js = np.array([(s < t)[label == 0].mean() - (s < t)[label == 1].mean() for t in cuts])
             band = cuts[js >= js.max() - 1e-9]
             width = float(band.max() - band.min())
             if (js.max(), width) > best[:2]:
@@ -184,7 +185,7 @@ def report(f: dict[str, np.ndarray], chosen: dict[str, float]) -> dict[str, Any]
     return {
         "not_supported_precision": round(below, 4),
         "not_supported_recall": round(caught, 4),
-        "sentences": int(len(s)),
+        "sentences": len(s),
         "supported_share": round(float(f["label"].mean()), 3),
         "auc": round(auc(s, f["label"]), 4),
         "auc_embedding_alone": round(auc(f["dense"].max(axis=1), f["label"]), 4),
