@@ -264,7 +264,7 @@ class KnowledgeBase:
         ``"*"``; a name the store lacks is an error naming those it holds."""
         if not kbs:
             return [self.name]
-        every = [info.name for info in self.knowledge_bases(counts=False)]
+        every = self.kb_names()
         if "*" in kbs:
             return every
         for name in kbs:
@@ -381,12 +381,15 @@ class KnowledgeBase:
             return remove_all(session)
 
     # -- knowledge bases ----------------------------------------------------------------
-    def knowledge_bases(self, counts: bool = True) -> list[KnowledgeBaseInfo]:
-        """The store's knowledge bases, by name (with ``counts``, what each holds)."""
+    def knowledge_bases(self) -> list[KnowledgeBaseInfo]:
+        """The store's knowledge bases, with what each holds, by name."""
         with self.store().session(kb=DEFAULT_KB) as session:
-            if counts:
-                return list_kbs(session)
-            return [KnowledgeBaseInfo(name, 0, 0) for name in session.kb_names()]
+            return list_kbs(session)
+
+    def kb_names(self) -> list[str]:
+        """The store's knowledge bases' names, sorted (no counting)."""
+        with self.store().session(kb=DEFAULT_KB) as session:
+            return session.kb_names()
 
     def create_kb(self, name: str) -> KnowledgeBaseInfo:
         """Make knowledge base ``name``, empty, in this store (made if need be)."""

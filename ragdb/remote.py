@@ -66,8 +66,7 @@ class RemoteKnowledgeBase:
     ) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         headers = {**self.headers, "Content-Type": "application/json"} if data else self.headers
-        if self.name != DEFAULT_KB and path.startswith("/v1/") and "kb=" not in path:
-            path += ("&" if "?" in path else "?") + f"kb={self.name}"
+        path = self._with_kb(path)
         conn = self._connect(timeout)
         try:
             conn.request(method, path, body=data, headers=headers)
@@ -75,6 +74,15 @@ class RemoteKnowledgeBase:
         except OSError as exc:
             conn.close()
             raise StoreError(f"the ragdb server at {self.url} failed: {exc}") from None
+
+    def _with_kb(self, path: str) -> str:
+        """``path`` naming this client's knowledge base, unless it names one."""
+        from urllib.parse import parse_qs, urlencode
+
+        query = path.partition("?")[2]
+        if self.name == DEFAULT_KB or not path.startswith("/v1/") or "kb" in parse_qs(query):
+            return path
+        return path + ("&" if query else "?") + urlencode({"kb": self.name})
 
     def alive(self) -> bool:
         """Whether the server answers its health check, quickly."""

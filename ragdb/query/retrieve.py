@@ -140,11 +140,17 @@ def check_query(query: Query) -> None:
         raise UsageError(f"unknown mode {query.mode!r}: use one of {', '.join(MODES)}")
 
 
-def retrieve_many(store: Store, embedder: Embedder, queries: Sequence[Query]) -> list[Retrieval]:
+def retrieve_many(
+    store: Store,
+    embedder: Embedder,
+    queries: Sequence[Query],
+    embedded: Any = None,
+) -> list[Retrieval]:
     """Each query's chunks, computed together: the questions are searched in one
     query of the vector index, their chunks read in one go, and embedded in one
     encoder call (how ``ragdb serve`` answers concurrent clients); the keyword
-    searches run beside the encoder."""
+    searches run beside the encoder. ``embedded``: the questions' vectors, when
+    computed already (one question asked of several knowledge bases)."""
     for query in queries:
         check_query(query)
     if not queries:
@@ -159,7 +165,7 @@ def retrieve_many(store: Store, embedder: Embedder, queries: Sequence[Query]) ->
     t0 = time.perf_counter()
     with store.session() as session:
         keyword = _keyword_searches(session, queries)
-        embeddings = embedder.encode_queries(questions)
+        embeddings = embedder.encode_queries(questions) if embedded is None else embedded
         t1 = time.perf_counter()
         found = keyword.result() if keyword is not None else [None] * len(queries)
         hits = search_many(session, queries, [list(map(float, e)) for e in embeddings], found)
@@ -182,15 +188,17 @@ def retrieve_across(
     check_query(query)
     deep = dataclasses.replace(query, k=candidate_depth("hybrid", query.k))
     found: list[Hit] = []
-    timings: dict[str, float] = {}
+    embedder.load()
+    t0 = time.perf_counter()
+    vector = embedder.encode_queries([query.question])  # once, for every one searched
+    timings: dict[str, float] = {"embed_ms": _ms(time.perf_counter() - t0)}
     for kb in dict.fromkeys(kbs):
         try:
-            (part,) = retrieve_many(store.view(kb), embedder, [deep])
+            (part,) = retrieve_many(store.view(kb), embedder, [deep], embedded=vector)
         except EmptyStoreError:
             continue
         found += part.hits
-        for key, ms in part.timings.items():
-            timings[key] = round(timings.get(key, 0.0) + ms, 2)
+        timings["search_ms"] = round(timings.get("search_ms", 0.0) + part.timings["search_ms"], 2)
     if not found:
         raise EmptyStoreError(
             f"the knowledge bases {', '.join(kbs)} at {store.location} are empty: "

@@ -189,8 +189,8 @@ def check_support(answer: str, hits: Sequence[Hit], encode: Encode) -> Support:
     of ``answer``; ``encode`` is the store's embedding model."""
     started = time.perf_counter()
     sentences = [s for s in split_sentences(answer) if len(content_words(s)) >= MIN_WORDS]
-    if not sentences or not hits:
-        return _summary([_unbacked(s, hits) for s in sentences], started)
+    if not sentences or not hits:  # nothing to check, or nothing to back them
+        return _summary([_unbacked(s) for s in sentences], started)
     found = evidence(sentences, [h.text for h in hits], encode)
     scores = found.scores()
     out = [
@@ -206,7 +206,7 @@ def _judge(
     order = sorted(range(len(hits)), key=lambda j: -scores[j])
     score = scores[order[0]] - (NOVEL_PENALTY if novel else 0.0)
     verdict = _verdict(score)
-    best = [hits[j].rank for j in order[:2] if _verdict(scores[j]) != "unsupported"][:2]
+    best = [hits[j].rank for j in order[:2] if _verdict(scores[j]) != "unsupported"]
     cited = cited_ranks(sentence)
     problems = []
     by_rank = {h.rank: scores[j] for j, h in enumerate(hits)}
@@ -220,14 +220,9 @@ def _judge(
     return SentenceSupport(sentence, verdict, round(score, 4), best, cited, problems, novel)
 
 
-def _unbacked(sentence: str, hits: Sequence[Hit]) -> SentenceSupport:
-    return (
-        _judge(sentence, hits, [0.0] * len(hits), [])
-        if hits
-        else SentenceSupport(
-            sentence, "unsupported", 0.0, [], cited_ranks(sentence), ["no chunk was retrieved"]
-        )
-    )
+def _unbacked(sentence: str) -> SentenceSupport:
+    problems = ["no chunk was retrieved"]
+    return SentenceSupport(sentence, "unsupported", 0.0, [], cited_ranks(sentence), problems)
 
 
 def cited_ranks(sentence: str) -> list[int]:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragdb.errors import ManifestError, StoreBusyError, StoreError, StoreNotFoundError, first_line
 from ragdb.store.backend import DEFAULT_KB, Abandoned, KeywordChanges
+from ragdb.store.manifest import kb_collection
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -238,8 +239,6 @@ class LocalBackend:
         named by its collection, which a rename keeps."""
         if kb == DEFAULT_KB:
             return self.path / KEYWORDS
-        from ragdb.store.manifest import kb_collection
-
         return self.path / f"ragdb.keywords.{kb_collection(manifest, kb)}.sqlite3"
 
     def forget_keywords(self) -> None:

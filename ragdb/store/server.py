@@ -41,6 +41,7 @@ from ragdb.store.backend import (
     writer_gone,
     writer_id,
 )
+from ragdb.store.manifest import kb_collection
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -171,8 +172,6 @@ class ServerBackend:
     def keywords_path(self, manifest: dict[str, Any], kb: str) -> Path:
         """This machine's keyword index for knowledge base ``kb``, in the user's cache."""
         from platformdirs import user_cache_path
-
-        from ragdb.store.manifest import kb_collection
 
         key = f"{self.url}|{self.tenant}|{self.database}|{manifest.get('created_at')}"
         if not (self.tenant or self.database):

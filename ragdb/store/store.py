@@ -185,11 +185,6 @@ class Store:
         with a store that holds the first one's work. Turns nest within one Store."""
         return self.backend.ingest_turn(waiting)
 
-    def keywords_path(self, manifest: dict[str, Any], kb: str | None = None) -> Path:
-        """Where this machine keeps knowledge base ``kb``'s keyword index (the
-        store's own by default)."""
-        return self.backend.keywords_path(manifest, kb or self.kb)
-
     # -- Chroma clients ------------------------------------------------------------------------
     def _client(self) -> ClientAPI:
         """This process's client for the store, reused while it is known to be

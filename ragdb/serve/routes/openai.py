@@ -62,7 +62,7 @@ async def models(service: ServiceDep) -> dict[str, Any]:
 
 
 def _model_names(service: Service) -> list[str]:
-    kbs = [info.name for info in service.kb.knowledge_bases(counts=False)]
+    kbs = service.kb.kb_names()
     return ["ragdb", *(f"ragdb/{kb}" for kb in kbs if f"ragdb/{kb}" not in MODELS), "ragdb/llm"]
 
 
