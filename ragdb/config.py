@@ -217,6 +217,23 @@ SETTINGS: tuple[Setting, ...] = (
         parse=_wait,
     ),
     Setting(
+        "lease",
+        None,
+        ("RAGDB_LEASE",),
+        "120",
+        "Seconds a writer on a Chroma server may go unheard (it renews every third of "
+        "that) before another process takes its write over",
+        parse=lambda name, raw: _seconds(name, raw, 0.0, strict=True),
+    ),
+    Setting(
+        "host_id",
+        None,
+        ("RAGDB_HOST_ID",),
+        "hostname, boot id and pid namespace",
+        "What tells this host's processes from other hosts' on a shared Chroma server "
+        "(pids are trusted only within one); set it where /proc cannot tell",
+    ),
+    Setting(
         "llm_url",
         "--llm-url",
         ("RAGDB_LLM_URL", "OLLAMA_HOST"),
@@ -328,6 +345,9 @@ class Settings:
     # Tokens an answer may have; a looping small model stops here at the latest.
     llm_max_tokens: int = 1024
     wait: float = 60.0
+    # Seconds a writer on a server may go unheard; this host's identity (None: from /proc).
+    lease: float = 120.0
+    host_id: str | None = None
     # A running `ragdb serve` to use; None: the one a local store's serve.json names.
     url: str | None = None
     serve_host: str = "127.0.0.1"

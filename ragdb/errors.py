@@ -100,6 +100,12 @@ class StoreBusyError(StoreError):
     exit_code = 4
 
 
+class LeaseLostError(StoreBusyError):
+    """A write stalled for longer than its lease on a Chroma server and another
+    process took it over: this one stopped before deleting anything, and the
+    next session settles its sources."""
+
+
 class AddressInUseError(RagdbError):
     """``ragdb serve`` cannot listen where it was asked to."""
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Self
 from ragdb import errors
 from ragdb.config import DEFAULT_KB
 from ragdb.errors import RagdbError, StoreError
-from ragdb.store.backend import alive
+from ragdb.store.leases import alive
 
 if TYPE_CHECKING:
     from ragdb.ingest.plan import IngestPlan, IngestReport, Progress, Warn

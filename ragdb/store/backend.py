@@ -13,7 +13,6 @@ beside a local store, a write log and per-source claims on a server).
 from __future__ import annotations
 
 import dataclasses
-import os
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -70,30 +69,6 @@ class KeywordChanges:
     full: bool
     sources: set[str]
     stamp: int | None
-
-
-def alive(pid: int) -> bool:
-    """Whether process ``pid`` runs on this host."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's, but there
-    return True
-
-
-def writer_gone(host: str, pid: int, expires: float) -> bool:
-    """Whether the process that recorded a write or claim is gone: on this host
-    one that no longer runs, elsewhere one whose lease (``expires``) ran out."""
-    import socket
-    import time
-
-    if host == socket.gethostname():
-        return not alive(pid)
-    return time.time() > expires
 
 
 def writer_id() -> str:
@@ -169,8 +144,15 @@ class Backend(Protocol):
     def begin_write(self, client: ClientAPI, sources: Sequence[str]) -> None:
         """Record a write about to touch ``sources``."""
 
+    def confirm_write(self, client: ClientAPI) -> None:
+        """Before a delete: raise LeaseLostError if the write in progress is no
+        longer this process's (another took it over)."""
+
     def end_write(self, client: ClientAPI) -> None:
         """Record that the write finished."""
+
+    def abandon_write(self, client: ClientAPI) -> None:
+        """Leave the write in progress, cut short, for the next session to settle."""
 
     def abandoned_writes(self, client: ClientAPI) -> list[Abandoned]:
         """Writes whose processes died part-way."""

@@ -321,9 +321,15 @@ class LocalBackend:
     def begin_write(self, client: ClientAPI, sources: Sequence[str]) -> None:
         atomic_write(self.path / PENDING, json.dumps({"sources": list(sources)}))
 
+    def confirm_write(self, client: ClientAPI) -> None:
+        """The lock is held for the whole session: the write stays this process's."""
+
     def end_write(self, client: ClientAPI) -> None:
         with contextlib.suppress(FileNotFoundError):
             (self.path / PENDING).unlink()
+
+    def abandon_write(self, client: ClientAPI) -> None:
+        """The note stays: the next session settles the write's sources."""
 
     def abandoned_writes(self, client: ClientAPI) -> list[Abandoned]:
         """The write a killed process left (its note), if any."""

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from ragdb.errors import (
+    LeaseLostError,
     ManifestError,
     StoreBusyError,
     StoreError,
@@ -38,9 +39,9 @@ from ragdb.store.backend import (
     KeywordChanges,
     by_kb,
     unqualify,
-    writer_gone,
     writer_id,
 )
+from ragdb.store.leases import LEASE, Heartbeat, ServerClock, host_identity, writer_gone
 from ragdb.store.manifest import kb_collection
 
 if TYPE_CHECKING:
@@ -51,8 +52,6 @@ MANIFEST_COLLECTION = "ragdb-manifest"
 # The write log (one entry per write, numbered without gaps) and the per-source claims.
 LOG_COLLECTION = "ragdb-writes"
 CLAIMS_COLLECTION = "ragdb-claims"
-# How long a claim or a pending write of another host counts as alive.
-LEASE = 120.0
 
 
 class ServerBackend:
@@ -67,16 +66,25 @@ class ServerBackend:
         tenant: str | None = None,
         database: str | None = None,
         wait: float = 60.0,
+        lease: float = LEASE,
+        host_id: str | None = None,
     ) -> None:
         self.url = url
         self.headers = dict(headers)
         self.tenant = tenant
         self.database = database
         self.wait = wait
+        self.lease = lease
+        self.me = host_identity(host_id)
+        self.clock = ServerClock()
         self._log = WriteLog()
-        self._claims = Claims()
+        self._claims = Claims(self.me, self.clock)
+        # The write in progress: its token, sources, claims, log entry, heartbeat.
+        self._token = ""
+        self._sources: list[str] = []
         self._held: list[str] = []
         self._entry: str | None = None
+        self._heartbeat: Heartbeat | None = None
 
     @property
     def location(self) -> str:
@@ -210,26 +218,91 @@ class ServerBackend:
 
     def begin_write(self, client: ClientAPI, sources: Sequence[str]) -> None:
         """Claim ``sources`` (waiting for another writer's claim up to --wait),
-        then append a pending entry to the write log."""
+        append a pending entry to the write log, and keep both alive with a
+        heartbeat until the write ends."""
         claimed = [s for s in sources if unqualify(s)[1] != ALL]
-        self._held = self._claims.acquire(client, claimed, self.wait)
-        self._entry = self._log.append(client, list(sources))
+        self._token = writer_id()
+        self._sources = list(sources)
+        self._held = self._claims.acquire(client, claimed, self.wait, self._lease_meta)
+        self._entry = self._log.append(client, self._sources, self._lease_meta)
+        self._heartbeat = Heartbeat(self.lease / 3, lambda: self.renew(client)).start()
+
+    def _lease_meta(self, client: ClientAPI) -> dict[str, Any]:
+        """What a claim or log entry records of its writer and its lease."""
+        return {
+            "owner": self._token,
+            "host": socket.gethostname(),
+            "hostid": self.me,
+            "pid": os.getpid(),
+            "expires": self.clock.now(client) + self.lease,
+        }
+
+    def renew(self, client: ClientAPI) -> bool:
+        """Extend the lease of the write in progress; False when it is no longer
+        this writer's (its entry was settled or a claim taken by another)."""
+        if self._entry is None:
+            return True
+        expires = self.clock.now(client) + self.lease
+        if not self._log.renew(client, self._entry, self._token, expires):
+            return False
+        return self._claims.renew(client, self._held, self._token, expires)
+
+    def confirm_write(self, client: ClientAPI) -> None:
+        """Before deleting: renew the lease, and stop if the write was lost
+        (another process took it over while this one stalled). Its sources are
+        left to the next session to settle: nothing is deleted here."""
+        if self._entry is None:
+            return
+        beat = self._heartbeat
+        if beat is not None and not beat.lost and self.renew(client):
+            return
+        self._stop_heartbeat()
+        dead = {"owner": writer_id(), "hostid": "", "pid": 0, "expires": 0.0}
+        self._log.append(client, self._sources, lambda c: dead)
+        self._claims.release(client, self._held, self._token)
+        self._entry, self._held = None, []
+        raise LeaseLostError(
+            f"this write stalled for longer than its {self.lease:g}s lease on {self.location} "
+            "and another process took it over; nothing was deleted, the next command settles "
+            "its sources: run the same command again"
+        )
 
     def end_write(self, client: ClientAPI) -> None:
         """Mark the log entry done and let the claims go."""
+        self._stop_heartbeat()
         if self._entry is not None:
             self._log.finish(client, self._entry, "done")
             self._entry = None
-        self._claims.release(client, self._held)
+        self._claims.release(client, self._held, self._token)
         self._held = []
 
+    def abandon_write(self, client: ClientAPI) -> None:
+        """Leave the write in progress for the next session to settle: its
+        lease ends now, and its claims go."""
+        self._stop_heartbeat()
+        if self._entry is not None:
+            self._log.expire(client, self._entry)
+            self._entry = None
+        self._claims.release(client, self._held, self._token)
+        self._held = []
+
+    def _stop_heartbeat(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+
     def abandoned_writes(self, client: ClientAPI) -> list[Abandoned]:
-        """Log entries of writers that died mid-write: on this host a process that
-        is gone, elsewhere one whose lease ran out."""
+        """Log entries of writers that are gone: on this host identity a process
+        that no longer runs, elsewhere one whose lease ran out on the server's
+        clock."""
+        pending = self._log.pending(client)
+        if not pending:
+            return []
+        now = self.clock.now(client)
         return [
             Abandoned(entry.sources, entry.id)
-            for entry in self._log.pending(client)
-            if entry.dead()
+            for entry in pending
+            if writer_gone(entry.meta, now, self.me)
         ]
 
     def settled(self, client: ClientAPI, abandoned: Abandoned) -> None:
@@ -286,6 +359,9 @@ def _small(client: ClientAPI, name: str) -> Any:
 _DUMMY = [[0.0]]
 
 
+LeaseMeta = Callable[["ClientAPI"], dict[str, Any]]
+
+
 @dataclasses.dataclass
 class LogEntry:
     """One write, as the log records it."""
@@ -294,13 +370,7 @@ class LogEntry:
     id: str
     state: str  # "pending", "done" or "settled"
     sources: list[str]
-    host: str
-    pid: int
-    expires: float
-
-    def dead(self) -> bool:
-        """Whether its writer is gone (see :func:`ragdb.store.backend.writer_gone`)."""
-        return writer_gone(self.host, self.pid, self.expires)
+    meta: dict[str, Any]  # its writer and lease (see ragdb.store.leases.writer_gone)
 
 
 class WriteLog:
@@ -310,9 +380,9 @@ class WriteLog:
     def count(self, client: ClientAPI) -> int:
         return int(_small(client, LOG_COLLECTION).count())
 
-    def append(self, client: ClientAPI, sources: list[str]) -> str:
+    def append(self, client: ClientAPI, sources: list[str], lease: LeaseMeta) -> str:
+        """A pending entry for ``sources`` under the next free number; its id."""
         log = _small(client, LOG_COLLECTION)
-        me = writer_id()
         number = log.count()
         while True:
             number += 1
@@ -321,21 +391,32 @@ class WriteLog:
                 "number": number,
                 "state": "pending",
                 "sources": json.dumps(sources),
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "writer": me,
-                "expires": time.time() + LEASE,
+                **lease(client),
             }
             log.add(ids=[entry_id], embeddings=_DUMMY, metadatas=[meta])
             got = log.get(ids=[entry_id], include=["metadatas"])
-            if got["metadatas"] and (got["metadatas"][0] or {}).get("writer") == me:
+            if got["metadatas"] and (got["metadatas"][0] or {}).get("owner") == meta["owner"]:
                 return entry_id  # the number is ours; otherwise try the next one
 
     def finish(self, client: ClientAPI, entry_id: str, state: str) -> None:
+        """Mark an entry ``state`` (Chroma merges the keys an update names)."""
+        _small(client, LOG_COLLECTION).update(ids=[entry_id], metadatas=[{"state": state}])
+
+    def renew(self, client: ClientAPI, entry_id: str, owner: str, expires: float) -> bool:
+        """Extend an entry's lease while it is still ``owner``'s and pending."""
         log = _small(client, LOG_COLLECTION)
         got = log.get(ids=[entry_id], include=["metadatas"])
-        if got["metadatas"]:
-            log.update(ids=[entry_id], metadatas=[{**(got["metadatas"][0] or {}), "state": state}])
+        meta = (got["metadatas"] or [None])[0] or {}
+        if meta.get("state") != "pending" or meta.get("owner") != owner:
+            return False
+        log.update(ids=[entry_id], metadatas=[{"expires": expires}])
+        return True
+
+    def expire(self, client: ClientAPI, entry_id: str) -> None:
+        """End an entry's lease now: the next reader settles its sources."""
+        _small(client, LOG_COLLECTION).update(
+            ids=[entry_id], metadatas=[{"expires": 0.0, "hostid": ""}]
+        )
 
     def pending(self, client: ClientAPI) -> list[LogEntry]:
         got = _small(client, LOG_COLLECTION).get(where={"state": "pending"}, include=["metadatas"])
@@ -352,24 +433,29 @@ class WriteLog:
 
 
 def _entry(entry_id: str, meta: Any) -> LogEntry:
-    meta = meta or {}
+    meta = dict(meta or {})
     return LogEntry(
         number=int(meta.get("number", entry_id)),
         id=entry_id,
         state=str(meta.get("state", "done")),
         sources=list(json.loads(meta.get("sources") or "[]")),
-        host=str(meta.get("host", "")),
-        pid=int(meta.get("pid", 0)),
-        expires=float(meta.get("expires", 0.0)),
+        meta=meta,
     )
 
 
 class Claims:
     """One writer at a time per source, across machines: a claim is a record
     whose id names the source and a number one above the last claim's; the
-    first writer to add it holds the source until it marks it released."""
+    first writer to add it holds the source until it marks it released, or its
+    lease runs out (see :mod:`ragdb.store.leases`)."""
 
-    def acquire(self, client: ClientAPI, sources: Sequence[str], wait: float) -> list[str]:
+    def __init__(self, me: str, clock: ServerClock) -> None:
+        self.me = me
+        self.clock = clock
+
+    def acquire(
+        self, client: ClientAPI, sources: Sequence[str], wait: float, lease: LeaseMeta
+    ) -> list[str]:
         """Claim every source (in one go where free), waiting up to ``wait``
         seconds for claims held by live writers. Returns the claim ids held."""
         from ragdb.store.records import source_key
@@ -378,43 +464,27 @@ class Claims:
             return []
         claims = _small(client, CLAIMS_COLLECTION)
         names = {source_key(s): s for s in sources}
-        me = writer_id()
         todo = set(names)
         held: list[str] = []
+        owner = ""
         deadline = time.monotonic() + wait
         try:
             while todo:
-                latest: dict[str, dict[str, Any]] = {}
-                keys = sorted(todo)
-                for i in range(0, len(keys), 200):
-                    part = keys[i : i + 200]
-                    where: Any = {"key": part[0]} if len(part) == 1 else {"key": {"$in": part}}
-                    got = claims.get(where=where, include=["metadatas"])
-                    for meta in got["metadatas"] or []:
-                        meta = dict(meta or {})
-                        if int(meta["epoch"]) > int(latest.get(meta["key"], {}).get("epoch", 0)):
-                            latest[meta["key"]] = meta
-                free = [k for k in keys if k not in latest or _claim_free(latest[k])]
+                latest = self._latest(claims, sorted(todo))
+                now = self.clock.now(client)
+                free = [k for k in sorted(todo) if k not in latest or self._free(latest[k], now)]
                 if free:
-                    ids = [f"{k}-{int(latest.get(k, {}).get('epoch', 0)) + 1:08d}" for k in free]
-                    metas = [
-                        {
-                            "key": k,
-                            "epoch": int(latest.get(k, {}).get("epoch", 0)) + 1,
-                            "owner": me,
-                            "host": socket.gethostname(),
-                            "pid": os.getpid(),
-                            "expires": time.time() + LEASE,
-                            "state": "held",
-                        }
-                        for k in free
-                    ]
+                    epochs = {k: int(latest.get(k, {}).get("epoch", 0)) + 1 for k in free}
+                    ids = [f"{k}-{epochs[k]:08d}" for k in free]
+                    meta = lease(client)
+                    owner = meta["owner"]
+                    metas = [{"key": k, "epoch": epochs[k], "state": "held", **meta} for k in free]
                     claims.add(ids=ids, embeddings=_DUMMY * len(ids), metadatas=metas)
                     got = claims.get(ids=ids, include=["metadatas"])
-                    for cid, meta in zip(got["ids"], got["metadatas"] or [], strict=True):
-                        if (meta or {}).get("owner") == me:
+                    for cid, m in zip(got["ids"], got["metadatas"] or [], strict=True):
+                        if (m or {}).get("owner") == owner:
                             held.append(cid)
-                            todo.discard(str((meta or {})["key"]))
+                            todo.discard(str((m or {})["key"]))
                 if not todo:
                     break
                 if time.monotonic() > deadline:
@@ -427,23 +497,55 @@ class Claims:
                     )
                 time.sleep(0.02 + 0.08 * random.random())
         except BaseException:
-            self.release(client, held)
+            self.release(client, held, owner)
             raise
         return held
 
-    def release(self, client: ClientAPI, held: Sequence[str]) -> None:
+    @staticmethod
+    def _latest(claims: Any, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The newest claim of each key that has one."""
+        latest: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(keys), 200):
+            part = list(keys[i : i + 200])
+            where: Any = {"key": part[0]} if len(part) == 1 else {"key": {"$in": part}}
+            got = claims.get(where=where, include=["metadatas"])
+            for meta in got["metadatas"] or []:
+                meta = dict(meta or {})
+                if int(meta["epoch"]) > int(latest.get(meta["key"], {}).get("epoch", 0)):
+                    latest[meta["key"]] = meta
+        return latest
+
+    def _free(self, meta: dict[str, Any], now: float) -> bool:
+        return meta.get("state") == "released" or writer_gone(meta, now, self.me)
+
+    def renew(self, client: ClientAPI, held: Sequence[str], owner: str, expires: float) -> bool:
+        """Extend the lease of claims ``held`` while each is still ``owner``'s
+        and the newest of its source (no other writer claimed it since)."""
+        if not held:
+            return True
+        claims = _small(client, CLAIMS_COLLECTION)
+        got = claims.get(ids=list(held), include=["metadatas"])
+        metas = [dict(m or {}) for m in got["metadatas"] or []]
+        if len(metas) != len(held) or any(
+            m.get("owner") != owner or m.get("state") != "held" for m in metas
+        ):
+            return False
+        latest = self._latest(claims, sorted({str(m["key"]) for m in metas}))
+        if any(latest[str(m["key"])]["epoch"] != m["epoch"] for m in metas):
+            return False
+        claims.update(ids=got["ids"], metadatas=[{"expires": expires}] * len(metas))
+        return True
+
+    def release(self, client: ClientAPI, held: Sequence[str], owner: str) -> None:
+        """Let go of the claims ``held`` that are still ``owner``'s."""
         if not held:
             return
         claims = _small(client, CLAIMS_COLLECTION)
         got = claims.get(ids=list(held), include=["metadatas"])
-        metas = [{**(m or {}), "state": "released"} for m in got["metadatas"] or []]
-        if metas:
-            claims.update(ids=got["ids"], metadatas=metas)
-
-
-def _claim_free(meta: dict[str, Any]) -> bool:
-    if meta.get("state") == "released":
-        return True
-    return writer_gone(
-        str(meta.get("host", "")), int(meta.get("pid", 0)), float(meta.get("expires", 0.0))
-    )
+        mine = [
+            cid
+            for cid, m in zip(got["ids"], got["metadatas"] or [], strict=True)
+            if (m or {}).get("owner") == owner
+        ]
+        if mine:
+            claims.update(ids=mine, metadatas=[{"state": "released"}] * len(mine))

@@ -425,9 +425,36 @@ class Session:
         recorded = [qualify(kb, s) for kb, names in sources.items() for s in names]
         self._call("recording a write", lambda: self.backend.begin_write(self.client, recorded))
 
-    def end_write(self) -> None:
-        """The write begun by :meth:`begin_write` is done."""
+    def end_write(self, written: Sequence[str] = ()) -> None:
+        """The write begun by :meth:`begin_write` is done. On a server it is
+        recorded done only once a re-read shows each source ``written`` (of the
+        knowledge base addressed) with at most one version, and that one whole;
+        otherwise the write is left for the next session to settle."""
+        if self.backend.server and written and not self._whole(written):
+            self._call("recording a write", lambda: self.backend.abandon_write(self.client))
+            return
         self._call("recording a write", lambda: self.backend.end_write(self.client))
+
+    def _whole(self, sources: Sequence[str]) -> bool:
+        """Whether each of ``sources`` holds no version or one whole one."""
+        from ragdb.store.records import version_problem, versions
+
+        found = versions(r for rs in self.records_of(sources).values() for r in rs)
+        return all(
+            len(by_hash) <= 1 and all(version_problem(v) is None for v in by_hash.values())
+            for by_hash in found.values()
+        )
+
+    def abandon_write(self) -> None:
+        """Leave a write cut short by an error for the next session to settle
+        (on a server its lease ends now, instead of when this process does)."""
+        with contextlib.suppress(Exception):
+            self.backend.abandon_write(self.client)
+
+    def _confirm(self) -> None:
+        """Before a delete: the write is still this process's (see
+        :meth:`ragdb.store.backend.Backend.confirm_write`)."""
+        self._call("renewing a write's lease", lambda: self.backend.confirm_write(self.client))
 
     def add(self, records: Sequence[ChunkRecord], vectors: Sequence[Any]) -> None:
         """Add chunks and their vectors (one batch, within :meth:`max_batch`).
@@ -459,6 +486,7 @@ class Session:
         batch = self.max_batch()
         for i in range(0, len(ids), batch):
             part = list(ids[i : i + batch])
+            self._confirm()
             self._call("deleting chunks", lambda part=part: self._coll.delete(ids=part))  # type: ignore[misc]
             self.keywords.delete(part)
 
@@ -468,6 +496,7 @@ class Session:
         n = self.count()
         name = self.collection_name
         self.begin_write([ALL])
+        self._confirm()
         self.keywords.clear()
         self._call("dropping the chunk collection", lambda: self.client.delete_collection(name))
         self._collections.pop(name, None)
@@ -491,7 +520,9 @@ class Session:
                 index.set_generation(int(entries[kb].get("generation", generation)))
 
     def close(self) -> None:
-        """Let go of the keyword indexes (the store closes its session)."""
+        """Let go of the keyword indexes (the store closes its session), and of
+        a write an error cut short."""
+        self.abandon_write()
         for index in self._indexes.values():
             index.close()
 

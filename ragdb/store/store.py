@@ -63,6 +63,8 @@ class Store:
                 settings.chroma_tenant,
                 settings.chroma_database,
                 settings.wait,
+                settings.lease,
+                settings.host_id,
             )
         else:
             self.backend = LocalBackend(settings.store, settings.wait)

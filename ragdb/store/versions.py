@@ -104,7 +104,7 @@ def write_versions(session: Session, new: Sequence[NewVersion]) -> None:
         session.add(records, vectors)
     keep = {cid for v in new for cid in v.ids}
     session.delete([r.id for v in new for r in old.get(v.source, []) if r.id not in keep])
-    session.end_write()
+    session.end_write([v.source for v in new])
 
 
 def remove_sources(session: Session, sources: Sequence[str]) -> int:
@@ -114,7 +114,7 @@ def remove_sources(session: Session, sources: Sequence[str]) -> int:
     session.begin_write(sources)
     ids = [r.id for found in records_of(session, sources).values() for r in found]
     session.delete(ids)
-    session.end_write()
+    session.end_write(sources)
     return len(ids)
 
 
