@@ -301,6 +301,14 @@ SETTINGS: tuple[Setting, ...] = (
         where="serve",
     ),
     Setting(
+        "api_key_file",
+        "--api-key-file",
+        ("RAGDB_API_KEY_FILE",),
+        "none",
+        "A file holding the API key (a mounted secret every replica shares)",
+        where="serve",
+    ),
+    Setting(
         "llm_api_key",
         None,
         ("RAGDB_LLM_API_KEY", "OPENAI_API_KEY"),
@@ -354,6 +362,7 @@ class Settings:
     serve_port: int = 7243
     # None: generated at first start and kept beside the store.
     api_key: str | None = None
+    api_key_file: str | None = None
 
     @classmethod
     def resolve(cls, env: Mapping[str, str] | None = None, **options: Any) -> Settings:

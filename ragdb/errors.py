@@ -57,6 +57,11 @@ class NotAllowedError(UsageError):
     ``--allow-reset``)."""
 
 
+class WrongReplicaError(UsageError):
+    """A write sent to a query replica of a service tier: it names the ingest
+    worker that takes writes (``--ingest-url``)."""
+
+
 class StoreError(RagdbError):
     """The knowledge base cannot be opened or used."""
 
@@ -98,6 +103,11 @@ class StoreBusyError(StoreError):
     """Another process held the store for longer than we were willing to wait."""
 
     exit_code = 4
+
+
+class StoreUnavailableError(StoreBusyError):
+    """The Chroma server cannot be reached (down, restarting, overloaded): the
+    same command, or request, works again once it is back."""
 
 
 class LeaseLostError(StoreBusyError):
@@ -148,6 +158,7 @@ HTTP_STATUS: dict[type[RagdbError], int] = {
     UnsupportedFormatError: 415,
     UsageError: 400,
     NotAllowedError: 403,
+    WrongReplicaError: 421,
     StoreError: 500,
     StoreNotFoundError: 404,
     KnowledgeBaseExistsError: 409,

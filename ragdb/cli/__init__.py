@@ -1119,7 +1119,21 @@ def reembed(
 @setting_option("serve_host", metavar="HOST")
 @setting_option("serve_port", type=click.IntRange(1, 65535), metavar="PORT")
 @setting_option("api_key", metavar="KEY")
+@setting_option("api_key_file", metavar="FILE")
 @click.option("--no-auth", is_flag=True, help="Need no API key (loopback addresses only).")
+@click.option(
+    "--role",
+    type=click.Choice(["all", "query", "ingest"]),
+    default="all",
+    show_default=True,
+    help="In a tier of replicas: query answers reads only (writes get 421 naming the worker); "
+    "ingest is the one worker that takes writes, jobs and watches.",
+)
+@click.option(
+    "--ingest-url",
+    metavar="URL",
+    help="The ingest worker's URL, named to clients whose writes reach a query replica.",
+)
 @click.option(
     "--allowed-host",
     "allowed_hosts",
@@ -1179,7 +1193,10 @@ def serve(
     serve_host: str | None,
     serve_port: int | None,
     api_key: str | None,
+    api_key_file: str | None,
     no_auth: bool,
+    role: str,
+    ingest_url: str | None,
     allowed_hosts: tuple[str, ...],
     cors: tuple[str, ...],
     allow_paths: tuple[str, ...],
@@ -1200,14 +1217,16 @@ def serve(
     chat model (base URL http://HOST:PORT/v1, model "ragdb")."""
     from pathlib import Path
 
-    from ragdb.serve.config import ServeConfig, resolve_key
+    from ragdb.serve.config import ServeConfig, check_role, resolve_key
     from ragdb.serve.run import serve
 
+    check_role(role, ingest_url, bool(watch), mcp_write)
     kb = _kb(
         ctx,
         serve_host=serve_host,
         serve_port=serve_port,
         api_key=api_key,
+        api_key_file=api_key_file,
         llm_url=llm_url,
         llm_model=llm_model,
         llm_timeout=llm_timeout,
@@ -1215,7 +1234,7 @@ def serve(
         device=device,
     )
     settings = kb.settings
-    key, token_file = resolve_key(kb, settings.serve_host, no_auth)
+    key, token_file = resolve_key(kb, settings.serve_host, no_auth, role)
     config = ServeConfig(
         host=settings.serve_host,
         port=settings.serve_port,
@@ -1230,6 +1249,8 @@ def serve(
         sources_format=sources_format,
         access_log=access_log,
         mcp_write=mcp_write,
+        role=role,
+        ingest_url=ingest_url,
     )
     serve(kb, config, token_file)
 

@@ -41,6 +41,10 @@ class ServeConfig:
     access_log: bool = False
     # /mcp offers the write tools (ingest_text, remove) too.
     mcp_write: bool = False
+    # In a service tier: "query" (reads only), "ingest" (the one worker) or "all".
+    role: str = "all"
+    # The ingest worker's URL, named by a query replica's refusal of a write.
+    ingest_url: str | None = None
     # Written by `serve` for the store's CLI users; removed at shutdown.
     serve_file: Path | None = None
 
@@ -53,6 +57,15 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def check_role(role: str, ingest_url: str | None, watch: bool, mcp_write: bool) -> None:
+    """Refuse what a replica of ``role`` cannot do."""
+    if role != "query" and ingest_url:
+        raise UsageError("--ingest-url is for --role query: it names the worker writes go to")
+    if role == "query" and (watch or mcp_write):
+        what = "--watch" if watch else "--mcp-write"
+        raise UsageError(f"{what} needs the ingest worker: --role ingest (or all), not query")
 
 
 def check_bind(host: str, api_key: str | None, no_auth: bool) -> None:
@@ -89,10 +102,28 @@ def load_or_make_token(path: Path) -> str:
     return token
 
 
-def resolve_key(kb: KnowledgeBase, host: str, no_auth: bool) -> tuple[str | None, Path | None]:
+def given_key(api_key: str | None, api_key_file: str | None) -> str | None:
+    """The key given by ``--api-key`` or read from ``--api-key-file``, if any."""
+    if api_key and api_key_file:
+        raise UsageError("give --api-key or --api-key-file, not both")
+    if not api_key_file:
+        return api_key
+    try:
+        key = Path(api_key_file).read_text().strip()
+    except OSError as exc:
+        raise UsageError(f"cannot read --api-key-file {api_key_file}: {exc.strerror}") from None
+    if not key:
+        raise UsageError(f"--api-key-file {api_key_file} is empty")
+    return key
+
+
+def resolve_key(
+    kb: KnowledgeBase, host: str, no_auth: bool, role: str = "all"
+) -> tuple[str | None, Path | None]:
     """The API key the service wants (None with ``--no-auth``) and the file a
-    generated one is kept in (None when the key was given)."""
-    key = kb.settings.api_key
+    generated one is kept in (None when the key was given). Replicas of a tier
+    (``role`` other than "all") share one given key: each would generate its own."""
+    key = given_key(kb.settings.api_key, kb.settings.api_key_file)
     if no_auth and key:
         raise UsageError("give --api-key or --no-auth, not both")
     check_bind(host, key, no_auth)
@@ -103,6 +134,11 @@ def resolve_key(kb: KnowledgeBase, host: str, no_auth: bool) -> tuple[str | None
     if not is_loopback(host):
         raise UsageError(
             f"listening on {host} needs an API key: give --api-key KEY (or RAGDB_API_KEY)"
+        )
+    if role != "all":
+        raise UsageError(
+            f"--role {role} is one replica of several: give them all one key with "
+            "--api-key-file FILE, --api-key KEY or RAGDB_API_KEY"
         )
     kb.store()  # the token lives beside the store: it must exist first
     path = token_path(kb)

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from ragdb.errors import InputError, NotFoundError
+from ragdb.errors import InputError, NotFoundError, WrongReplicaError
 from ragdb.ingest.inputs import under_roots
 from ragdb.ingest.plan import plan_paths
 from ragdb.serve.batching import QueryBatcher
@@ -154,3 +154,17 @@ async def get_kb(
 
 
 KbDep = Annotated["KnowledgeBase", Depends(get_kb)]
+
+
+async def require_worker(service: ServiceDep) -> None:
+    """Writes, jobs and watches are the ingest worker's: a query replica
+    refuses them (421), naming the worker."""
+    if service.config.role == "query":
+        where = service.config.ingest_url or "the replica started with --role ingest"
+        raise WrongReplicaError(
+            f"this replica answers queries only (--role query): send writes to {where}"
+        )
+
+
+Worker = Depends(require_worker)
+"""On every route that writes: see :func:`require_worker`."""

@@ -70,8 +70,11 @@ def serve(kb: KnowledgeBase, config: ServeConfig, token_file: Path | None) -> No
     sock = bind(config.host, config.port)
     kb.embedder.load()  # warm before the first request, not during it
     url = f"http://{config.host if ':' not in config.host else f'[{config.host}]'}:{config.port}"
-    where = f"in {token_file}" if token_file else "given by --api-key / RAGDB_API_KEY"
+    where = f"in {token_file}" if token_file else "given (--api-key or --api-key-file)"
     lines = [f"ragdb: serving {kb.store().location} at {url}"]
+    if config.role != "all":
+        writes = f"; writes go to {config.ingest_url}" if config.ingest_url else ""
+        lines.append(f"ragdb: role {config.role}{writes}")
     if config.api_key is None:
         lines.append("ragdb: no API key needed (--no-auth, loopback only)")
     else:

@@ -28,6 +28,7 @@ from ragdb.errors import (
     ManifestError,
     StoreBusyError,
     StoreError,
+    StoreUnavailableError,
     StoreVersionError,
     UsageError,
     first_line,
@@ -124,7 +125,10 @@ class ServerBackend:
             )
             version = str(client.get_version())
         except Exception as exc:
-            raise StoreError(
+            from ragdb.store.session import transient
+
+            error = StoreUnavailableError if transient(exc) else StoreError
+            raise error(
                 f"cannot reach the Chroma server at {self.location}: {first_line(exc)}"
             ) from exc
         check_server_version(version, self.url)

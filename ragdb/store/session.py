@@ -17,7 +17,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from ragdb.errors import DiskFullError, RagdbError, StoreBusyError, StoreError, first_line
+from ragdb.errors import (
+    DiskFullError,
+    RagdbError,
+    StoreBusyError,
+    StoreError,
+    StoreUnavailableError,
+    first_line,
+)
 from ragdb.store.backend import ALL, DEFAULT_KB, qualify
 from ragdb.store.manifest import kb_collection, kb_entries, kb_entry, utcnow
 from ragdb.store.records import ChunkRecord, source_key
@@ -75,23 +82,30 @@ def create_chunk_collection(
 
 
 def chroma_errors() -> tuple[type[BaseException], ...]:
-    """The exceptions that mean Chroma (or what it stands on) failed."""
+    """The exceptions that mean Chroma (or what it stands on, the network to a
+    server included) failed."""
+    import httpx
     from chromadb.errors import ChromaError
 
-    return (ChromaError, sqlite3.Error, OSError)
+    return (ChromaError, sqlite3.Error, OSError, httpx.HTTPError)
+
+
+def foreign(exc: BaseException, server: bool) -> bool:
+    """Whether ``exc`` is Chroma's failure (so a StoreError), not a bug of ours:
+    one of :func:`chroma_errors`, or on a server the plain Exception the 1.5
+    client raises for a server error whose name it does not know."""
+    return isinstance(exc, chroma_errors()) or (server and type(exc) is Exception)
 
 
 def transient(exc: BaseException) -> bool:
     """Whether a server's error is worth another try: a concurrent delete seen
     mid-read ("Error finding id"), a dropped connection, a busy server."""
+    import httpx
     from chromadb.errors import InternalError
 
-    if isinstance(exc, InternalError):
+    if isinstance(exc, (InternalError, httpx.TransportError)):
         return True
-    name = type(exc).__name__
-    return name in {"ConnectError", "ReadError", "RemoteProtocolError", "ReadTimeout"} or (
-        "503" in str(exc) or "502" in str(exc)
-    )
+    return "503" in str(exc) or "502" in str(exc)
 
 
 def rate_limited(exc: BaseException) -> bool:
@@ -108,6 +122,64 @@ def rate_limited(exc: BaseException) -> bool:
 
 # Sources named in one `where ... $in` filter (Chroma's filters grow with it).
 SOURCE_BATCH = 200
+
+
+def call_chroma(backend: Backend, what: str, fn: Callable[[], T]) -> T:
+    """``fn()``, with Chroma's failures as one-line StoreErrors; retried with
+    jittered backoff on a server when the failure is transient, and for up to
+    RATE_LIMIT_SECONDS when the server says it is rate limited."""
+    attempt, deadline = 0, None
+    while True:
+        try:
+            return fn()
+        except RagdbError:
+            raise
+        except Exception as exc:
+            limited = backend.server and rate_limited(exc)
+            if not (limited or foreign(exc, backend.server)):
+                raise
+            if limited:
+                deadline = deadline or time.monotonic() + RATE_LIMIT_SECONDS
+                if time.monotonic() < deadline:
+                    time.sleep(min(2.0, 0.1 * 2 ** min(attempt, 5)) * (0.5 + random.random()))
+                    attempt += 1
+                    continue
+            elif backend.server and attempt < RETRIES - 1 and transient(exc):
+                time.sleep(0.05 * 2**attempt * (0.5 + random.random()))
+                attempt += 1
+                continue
+            raise failure(backend, what, exc, limited) from exc
+
+
+def failure(backend: Backend, what: str, exc: BaseException, limited: bool = False) -> StoreError:
+    """Chroma's failure as the one line a user can act on."""
+    if limited:
+        return StoreBusyError(
+            f"the Chroma server at {backend.location} kept refusing ragdb as rate "
+            f"limited for {RATE_LIMIT_SECONDS:g}s ({what}: {first_line(exc)}); try again "
+            "later (a write cut short is finished by the next command)"
+        )
+    if backend.server and transient(exc):
+        return StoreUnavailableError(
+            f"the Chroma server at {backend.location} is unavailable ({what}: "
+            f"{first_line(exc)}); try again once it is back (a write cut short is "
+            "finished by the next command)"
+        )
+    full = backend.disk_full()
+    if full is not None:
+        return DiskFullError(
+            f"the disk holding {backend.location} is full ({full}): free some space, "
+            f"then run the same command again (Chroma failed {what}). What was stored "
+            "before is kept, and a write cut short is finished or undone by the next command"
+        )
+    hint = ""
+    text = str(exc).lower()
+    # A torn vector index: Chroma names HNSW when it cannot load it, and
+    # reports vectors it cannot find as internal errors.
+    torn = "hnsw" in text or "error finding id" in text or "error getting embedding" in text
+    if torn and not backend.server:
+        hint = "; `ragdb doctor --repair` rebuilds the vector index"
+    return StoreError(f"Chroma failed {what} in {backend.location}: {first_line(exc)}{hint}")
 
 
 class Session:
@@ -146,57 +218,8 @@ class Session:
 
     # -- the error boundary -----------------------------------------------------------------
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        """``fn()``, with Chroma's failures as one-line StoreErrors; retried with
-        jittered backoff on a server when the failure is transient, and for up
-        to RATE_LIMIT_SECONDS when the server says it is rate limited."""
-        errors = chroma_errors()
-        attempt, deadline = 0, None
-        while True:
-            try:
-                return fn()
-            except RagdbError:
-                raise
-            except Exception as exc:
-                limited = self.backend.server and rate_limited(exc)
-                if not (limited or isinstance(exc, errors)):
-                    raise
-                if limited:
-                    deadline = deadline or time.monotonic() + RATE_LIMIT_SECONDS
-                    if time.monotonic() < deadline:
-                        time.sleep(min(2.0, 0.1 * 2 ** min(attempt, 5)) * (0.5 + random.random()))
-                        attempt += 1
-                        continue
-                elif self.backend.server and attempt < RETRIES - 1 and transient(exc):
-                    time.sleep(0.05 * 2**attempt * (0.5 + random.random()))
-                    attempt += 1
-                    continue
-                raise self._failure(what, exc, limited) from exc
-
-    def _failure(self, what: str, exc: BaseException, limited: bool = False) -> StoreError:
-        """Chroma's failure as the one line a user can act on."""
-        if limited:
-            return StoreBusyError(
-                f"the Chroma server at {self.backend.location} kept refusing ragdb as rate "
-                f"limited for {RATE_LIMIT_SECONDS:g}s ({what}: {first_line(exc)}); try again "
-                "later (a write cut short is finished by the next command)"
-            )
-        full = self.backend.disk_full()
-        if full is not None:
-            return DiskFullError(
-                f"the disk holding {self.backend.location} is full ({full}): free some space, "
-                f"then run the same command again (Chroma failed {what}). What was stored "
-                "before is kept, and a write cut short is finished or undone by the next command"
-            )
-        hint = ""
-        text = str(exc).lower()
-        # A torn vector index: Chroma names HNSW when it cannot load it, and
-        # reports vectors it cannot find as internal errors.
-        torn = "hnsw" in text or "error finding id" in text or "error getting embedding" in text
-        if torn and not self.backend.server:
-            hint = "; `ragdb doctor --repair` rebuilds the vector index"
-        return StoreError(
-            f"Chroma failed {what} in {self.backend.location}: {first_line(exc)}{hint}"
-        )
+        """``fn()`` through :func:`call_chroma`."""
+        return call_chroma(self.backend, what, fn)
 
     # -- the collection -----------------------------------------------------------------------
     @property

@@ -35,7 +35,7 @@ from ragdb.store.manifest import (
     version_tuple,
 )
 from ragdb.store.server import ServerBackend
-from ragdb.store.session import Session
+from ragdb.store.session import Session, call_chroma
 from ragdb.version import __version__
 
 if TYPE_CHECKING:
@@ -152,10 +152,16 @@ class Store:
                     # Under the lock: another process may be creating the store.
                     self.backend.check_location(create)
                 client = self._client()
-                manifest = self._load_manifest(client, create, identity)
+                manifest = call_chroma(
+                    self.backend,
+                    "reading the manifest",
+                    lambda: self._load_manifest(client, create, identity),
+                )
                 session = Session(self.backend, client, manifest)
                 self._shared.session = session
-                self._recover(session)
+                call_chroma(
+                    self.backend, "settling writes cut short", lambda: self._recover(session)
+                )
                 with session.use(kb):
                     yield session
                 if session.wrote and not self.server:

@@ -26,6 +26,7 @@ async def status(service: ServiceDep, kb: KbDep) -> dict[str, Any]:
     return {
         **(await run_in_threadpool(kb.status)).to_dict(),
         "service": {
+            "role": service.config.role,
             "queue": jobs.pending(),
             "running": [j.id for j in jobs.all() if j.state == "running"],
             "watches": [w.to_dict() for w in service.watcher.all()],

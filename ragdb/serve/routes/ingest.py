@@ -16,7 +16,7 @@ from ragdb.errors import UnsupportedFormatError, UsageError
 from ragdb.ingest.extract import unsupported_format
 from ragdb.ingest.plan import IngestPlan, plan_paths, plan_text
 from ragdb.ingest.web import WebOptions, check_url, is_url
-from ragdb.serve.deps import KbDep, Service, ServiceDep
+from ragdb.serve.deps import KbDep, Service, ServiceDep, Worker
 from ragdb.serve.errors import Problem
 from ragdb.serve.jobs import Job
 from ragdb.serve.schemas import JOB_OR_REPORT, IngestBody, errors_doc
@@ -24,7 +24,7 @@ from ragdb.serve.schemas import JOB_OR_REPORT, IngestBody, errors_doc
 router = APIRouter(tags=["ingest"], responses=errors_doc())
 
 
-@router.post("/v1/ingest", status_code=202, responses=JOB_OR_REPORT)
+@router.post("/v1/ingest", status_code=202, responses=JOB_OR_REPORT, dependencies=[Worker])
 async def ingest(body: IngestBody, request: Request, service: ServiceDep, kb: KbDep) -> Response:
     """Queue an ingest; 202 with the job, or with ``?wait=true`` its report."""
     # Plans are made before queuing, so that bad input is this request's 400,
@@ -71,7 +71,7 @@ def plans_of(service: Service, body: IngestBody) -> list[IngestPlan]:
     return plans
 
 
-@router.post("/v1/documents", status_code=202, responses=JOB_OR_REPORT)
+@router.post("/v1/documents", status_code=202, responses=JOB_OR_REPORT, dependencies=[Worker])
 async def upload(request: Request, service: ServiceDep, kb: KbDep) -> Response:
     """Queue the ingest of one uploaded document (multipart field ``file``;
     optional ``name``, ``metadata`` and ``replace``)."""

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from ragdb.serve.deps import ServiceDep
+from ragdb.serve.deps import ServiceDep, Worker
 from ragdb.serve.schemas import EVENTS, errors_doc
 from ragdb.serve.sse import sse, sse_response
 
@@ -26,7 +26,7 @@ async def get_job(job_id: str, service: ServiceDep) -> dict[str, Any]:
     return service.job(job_id).to_dict()
 
 
-@router.delete("/v1/jobs/{job_id}")
+@router.delete("/v1/jobs/{job_id}", dependencies=[Worker])
 async def cancel_job(job_id: str, service: ServiceDep) -> dict[str, Any]:
     """Cancel a job (a running one stops between batches, or is abandoned)."""
     job = service.job(job_id)

@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from ragdb.errors import NotAllowedError
-from ragdb.serve.deps import ServiceDep
+from ragdb.serve.deps import ServiceDep, Worker
 from ragdb.serve.schemas import KbBody, errors_doc
 
 router = APIRouter(tags=["knowledge bases"], responses=errors_doc())
@@ -23,7 +23,7 @@ async def list_kbs(service: ServiceDep) -> dict[str, Any]:
     return {"knowledge_bases": [info.to_dict() for info in found]}
 
 
-@router.post("/v1/kbs", status_code=201)
+@router.post("/v1/kbs", status_code=201, dependencies=[Worker])
 async def create_kb(body: KbBody, service: ServiceDep) -> dict[str, Any]:
     """Make a knowledge base, empty (409 when the name is taken)."""
     # The job's report is the new knowledge base's record, as a dict.
@@ -31,14 +31,14 @@ async def create_kb(body: KbBody, service: ServiceDep) -> dict[str, Any]:
     return dict(info)
 
 
-@router.patch("/v1/kbs/{name}")
+@router.patch("/v1/kbs/{name}", dependencies=[Worker])
 async def rename_kb(name: str, body: KbBody, service: ServiceDep) -> dict[str, Any]:
     """Rename a knowledge base (its chunks stay)."""
     await service.write("rename-kb", lambda: service.kb.rename_kb(name, body.name))
     return {"renamed": name, "name": body.name}
 
 
-@router.delete("/v1/kbs/{name}")
+@router.delete("/v1/kbs/{name}", dependencies=[Worker])
 async def delete_kb(name: str, service: ServiceDep) -> dict[str, Any]:
     """Delete a knowledge base and its chunks (only with ``--allow-reset``)."""
     if not service.config.allow_reset:

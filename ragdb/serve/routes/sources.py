@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from ragdb.errors import NotAllowedError, SourceNotFoundError
-from ragdb.serve.deps import KbDep, Service, ServiceDep
+from ragdb.serve.deps import KbDep, Service, ServiceDep, Worker
 from ragdb.serve.schemas import RemoveBody, errors_doc
 
 if TYPE_CHECKING:
@@ -38,19 +38,19 @@ async def source(source: str, kb: KbDep) -> dict[str, Any]:
     return {"source": source, "chunks": [c.to_dict() for c in chunks]}
 
 
-@router.delete("/v1/sources/{source:path}")
+@router.delete("/v1/sources/{source:path}", dependencies=[Worker])
 async def delete_source(source: str, service: ServiceDep, kb: KbDep) -> dict[str, Any]:
     """Remove one source (404 when it is not stored)."""
     return await remove_exactly(service, kb, [source])
 
 
-@router.post("/v1/remove")
+@router.post("/v1/remove", dependencies=[Worker])
 async def remove(body: RemoveBody, service: ServiceDep, kb: KbDep) -> dict[str, Any]:
     """Remove the sources of exactly these names."""
     return await remove_exactly(service, kb, body.sources)
 
 
-@router.post("/v1/reset")
+@router.post("/v1/reset", dependencies=[Worker])
 async def reset(service: ServiceDep, kb: KbDep) -> dict[str, Any]:
     """Delete every chunk (only with ``--allow-reset``)."""
     if not service.config.allow_reset:

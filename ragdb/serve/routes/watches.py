@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from ragdb.errors import NotFoundError
-from ragdb.serve.deps import ServiceDep
+from ragdb.serve.deps import ServiceDep, Worker
 from ragdb.serve.schemas import WatchBody, errors_doc
 
 router = APIRouter(tags=["watches"], responses=errors_doc())
@@ -23,7 +23,7 @@ async def watches(service: ServiceDep) -> dict[str, Any]:
     return {"watches": [w.to_dict() for w in service.watcher.all()]}
 
 
-@router.post("/v1/watches", status_code=201)
+@router.post("/v1/watches", status_code=201, dependencies=[Worker])
 async def add_watch(body: WatchBody, service: ServiceDep) -> Response:
     """Watch a folder: reconcile now, then on every change."""
     path = service.allowed(body.path)
@@ -31,7 +31,7 @@ async def add_watch(body: WatchBody, service: ServiceDep) -> Response:
     return JSONResponse(watch.to_dict(), status_code=201)
 
 
-@router.delete("/v1/watches")
+@router.delete("/v1/watches", dependencies=[Worker])
 async def remove_watch(path: str, service: ServiceDep) -> dict[str, Any]:
     """Stop watching a folder (its sources stay)."""
     watch = await run_in_threadpool(service.watcher.remove, Path(path))
