@@ -43,8 +43,11 @@ class MigrationContext:
         create_chunk_collection(self.client, name, self.manifest["embed_model"], hnsw)
 
     def set_hnsw_search(self, name: str, ef_search: int) -> None:
-        """Change the search breadth of collection ``name``'s HNSW index."""
+        """Change the search breadth of collection ``name``'s HNSW index (a
+        SPANN index, on Chroma's distributed deployment or Cloud, has none)."""
         coll = self.client.get_collection(name)
+        if (coll.configuration_json or {}).get("spann"):
+            return
         coll.modify(configuration={"hnsw": {"ef_search": ef_search}})
 
 
@@ -155,3 +158,15 @@ def m004_knowledge_bases(ctx: MigrationContext) -> None:
             "generation": int(ctx.manifest.get("generation", 0)),
             "created_at": ctx.manifest.get("created_at"),
         }
+
+
+@migration
+def m005_manifest_as_record(ctx: MigrationContext) -> None:
+    """Keep a Chroma server's manifest as a record's document.
+
+    Chroma Cloud allows 256 bytes a metadata value, and the manifest outgrows
+    that; the save that records this migration writes it as the document of a
+    record (see :meth:`ragdb.store.server.ServerBackend.write_manifest`),
+    leaving in the metadata a stub that makes older ragdb versions refuse the
+    store as newer. A local store's manifest is a file: nothing changes there.
+    """

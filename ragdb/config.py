@@ -172,6 +172,22 @@ SETTINGS: tuple[Setting, ...] = (
         parse=lambda name, raw: parse_headers(raw.splitlines()),
     ),
     Setting(
+        "chroma_token",
+        "--chroma-token",
+        ("RAGDB_CHROMA_TOKEN",),
+        "none",
+        "Chroma's own API token (sent as X-Chroma-Token), for Chroma Cloud or a server with "
+        "token auth",
+    ),
+    Setting(
+        "chroma_max_batch",
+        "--chroma-max-batch",
+        ("RAGDB_CHROMA_MAX_BATCH",),
+        "300 for Chroma Cloud (*.trychroma.com), else the server's own limit",
+        "Most records one request to the Chroma server writes, deletes or reads",
+        parse=lambda name, raw: _max_tokens(name, raw),
+    ),
+    Setting(
         "chroma_tenant",
         "--chroma-tenant",
         ("RAGDB_CHROMA_TENANT",),
@@ -337,6 +353,9 @@ class Settings:
     kb: str = DEFAULT_KB
     chroma_url: str | None = None
     chroma_headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    chroma_token: str | None = None
+    # None: 300 against Chroma Cloud, else the server's reported limit.
+    chroma_max_batch: int | None = None
     # None: Chroma's default tenant and database.
     chroma_tenant: str | None = None
     chroma_database: str | None = None

@@ -512,5 +512,7 @@ class KnowledgeBase:
         store = self.store()
         with store.session() as session:
             chunks, sources = session.count(), len(list_sources(session))
-            manifest = dict(session.manifest)
-        return Status.of(store.location, bool(store.server), store.kb, chunks, sources, manifest)
+            manifest, index = dict(session.manifest), session.index_kind()
+        return Status.of(
+            store.location, bool(store.server), store.kb, chunks, sources, manifest, index
+        )

@@ -35,6 +35,9 @@ class Status:
     updated_at: str | None
     # Every knowledge base in the store, by name.
     knowledge_bases: list[str] = dataclasses.field(default_factory=list)
+    # The vector index the collection has: "hnsw" (single-node Chroma) or
+    # "spann" (Chroma's distributed deployment and Cloud).
+    index: str = "hnsw"
 
     def to_dict(self) -> dict[str, Any]:
         """What ``ragdb status --json`` prints."""
@@ -47,7 +50,14 @@ class Status:
 
     @classmethod
     def of(
-        cls, location: str, server: bool, kb: str, chunks: int, sources: int, manifest: Any
+        cls,
+        location: str,
+        server: bool,
+        kb: str,
+        chunks: int,
+        sources: int,
+        manifest: Any,
+        index: str = "hnsw",
     ) -> Status:
         """The status of knowledge base ``kb`` of a store at ``location`` from
         its manifest and counts."""
@@ -71,6 +81,7 @@ class Status:
             chromadb_version=manifest.get("chromadb_version"),
             created_at=manifest.get("created_at"),
             updated_at=manifest.get("updated_at"),
+            index=index,
         )
 
 

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -47,6 +48,9 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, session_cache: P
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(session_cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    if CLOUD_PROXY:
+        monkeypatch.setenv("RAGDB_CHROMA_HEADERS", "X-Cloud-Check: 1")
+        monkeypatch.setenv("RAGDB_CHROMA_MAX_BATCH", "300")
 
 
 @pytest.fixture
@@ -141,9 +145,35 @@ def clear_server(url: str) -> None:
         client.delete_collection(coll.name)
 
 
+# RAGDB_TEST_CLOUD_PROXY=1: every server-mode test reaches its `chroma run`
+# through the Chroma-Cloud-shaped proxy (tests/cloudproxy.py), with ragdb sending
+# the header that has its requests checked and Cloud's batch cap.
+CLOUD_PROXY = bool(os.environ.get("RAGDB_TEST_CLOUD_PROXY"))
+
+
 @pytest.fixture(scope="session")
 def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Chroma server (`chroma run`) on a free loopback port."""
+    """A real Chroma server (`chroma run`) on a free loopback port (behind the
+    Cloud-shaped proxy with RAGDB_TEST_CLOUD_PROXY=1)."""
+    with _chroma_run(tmp_path_factory) as url:
+        if not CLOUD_PROXY:
+            yield url
+            return
+        from .cloudproxy import CloudProxy
+
+        proxy = CloudProxy(url)
+        thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+        thread.start()
+        yield proxy.url
+        proxy.shutdown()
+        assert not proxy.refused, "requests beyond Chroma Cloud's limits:\n" + "\n".join(
+            proxy.refused[:20]
+        )
+
+
+@contextlib.contextmanager
+def _chroma_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`chroma run` on a free loopback port for the block."""
     import shutil
 
     chroma = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")

@@ -123,7 +123,7 @@ def test_a_rate_limited_server_is_asked_again_then_given_up_on(
     proxy.limit_next = 4  # 429s of both kinds, then an answer
     hits = kb.json("query", "octopus", "--retrieve-only", "--mode", "dense")["chunks"]
     assert hits[0]["source"].endswith("fact3.txt") and proxy.limited == 4
-    monkeypatch.setattr(session, "RATE_LIMIT_SECONDS", 1.0)
+    monkeypatch.setattr(session, "RETRY_SECONDS", 1.0)
     proxy.limit_next = -1  # never an answer
     err = kb("query", "octopus", "--retrieve-only", "--mode", "dense", code=4).stderr.strip()
     assert len(err.splitlines()) == 1 and "kept refusing ragdb as rate limited for 1s" in err

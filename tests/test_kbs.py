@@ -174,7 +174,10 @@ def test_a_single_collection_store_becomes_default(
         chunks = records(local_ragdb, "default")  # as the older ragdb reads them
     before = json.loads((store / "ragdb.json").read_text())
     assert "knowledge_bases" not in before
-    assert local_ragdb.json("migrate")["applied"] == ["m004_knowledge_bases"]
+    assert local_ragdb.json("migrate")["applied"] == [
+        "m004_knowledge_bases",
+        "m005_manifest_as_record",
+    ]
     after = json.loads((store / "ragdb.json").read_text())
     assert after["knowledge_bases"]["default"]["collection"] == before["collection"]
     assert "collection" not in after

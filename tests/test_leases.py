@@ -33,8 +33,8 @@ NEW = OLD.replace("llamas", "octopus")
 
 
 class StoppingProxy(http.server.ThreadingHTTPServer):
-    """Forwards to a Chroma server; once its chunks (a write with documents)
-    are stored, stops process :attr:`pid` (SIGSTOP) before it hears back."""
+    """Forwards to a Chroma server; once its chunks (records with a chunk
+    index) are stored, stops process :attr:`pid` (SIGSTOP) before it hears back."""
 
     def __init__(self, upstream: str) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
@@ -63,7 +63,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         resp = conn.getresponse()
         payload = resp.read()
         conn.close()
-        chunks = self.path.endswith("/add") and data and json.loads(data).get("documents")
+        body = json.loads(data) if self.path.endswith("/add") and data else {}
+        chunks = any("chunk_index" in (m or {}) for m in body.get("metadatas") or [])
         if chunks and not self.server.stopped.is_set():
             os.kill(self.server.pid, signal.SIGSTOP)
             self.server.stopped.set()

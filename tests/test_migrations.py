@@ -138,9 +138,13 @@ def test_store_from_before_backends_is_recorded_as_torch(
     del manifest["embed_model"]["backend"]
     path.write_text(json.dumps(manifest))
     out = local_ragdb.json("migrate")
-    assert out["applied"] == ["m003_record_embed_backend", "m004_knowledge_bases"]
+    assert out["applied"] == [
+        "m003_record_embed_backend",
+        "m004_knowledge_bases",
+        "m005_manifest_as_record",
+    ]
     after = json.loads(path.read_text())
-    assert after["embed_model"]["backend"] == "torch" and after["format_version"] == 4
+    assert after["embed_model"]["backend"] == "torch" and after["format_version"] == 5
     # Its queries are embedded by torch's family; int8 is refused.
     hits = local_ragdb.json("query", "octopus", "--retrieve-only", "--mode", "dense")["chunks"]
     assert hits[0]["source"].endswith("fact3.txt")

@@ -10,9 +10,11 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import chromadb
+import pytest
 
 from ragdb import KnowledgeBase
 
@@ -159,3 +161,39 @@ def test_killed_writer_is_settled_by_the_next_reader(
     chunks = ragdb.chunks()
     assert len({c["source_hash"] for c in chunks}) == 1 and "llamas" in chunks[0]["text"]
     assert json.loads(ragdb("doctor", "--json").stdout)["healthy"] is True
+
+
+def test_a_keyword_index_refilled_while_another_process_deletes_misses_nothing(
+    chroma_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ragdb.store import session as session_module
+    from ragdb.store.session import Session
+
+    clear_server(chroma_server)
+    kb = KnowledgeBase(chroma_url=chroma_server, chroma_max_batch=5)
+    for i in range(4):
+        kb.ingest_text(f"doc{i}", f"Document {i} about topic {i}. " * 3)
+    kb.ingest_text("big", "\n\n".join(f"Part {j} of a long text. " * 40 for j in range(8)))
+    host, port = chroma_server.rsplit("//", 1)[1].split(":")
+    coll = chromadb.HttpClient(host=host, port=int(port)).get_collection("ragdb-chunks")
+    doomed: list[str] = []
+    real_texts = Session.texts
+
+    def texts_with_a_delete_between_pages(self: Session) -> Iterator[tuple[list[str], list[str]]]:
+        for n, page in enumerate(real_texts(self)):
+            yield page
+            if n == 0:  # another process deletes read records: later ones shift up a page
+                coll.delete(ids=doomed)
+
+    monkeypatch.setattr(Session, "texts", texts_with_a_delete_between_pages)
+    for checks in (0, 5):
+        monkeypatch.setattr(session_module, "REFILL_CHECKS", checks)
+        doomed[:] = coll.get(limit=5, include=[])["ids"][:3]
+        with kb.store().session() as session:
+            session.rebuild_keywords()
+            stored, indexed = session.ids(), session.keywords.ids()
+        assert len(stored) >= 10 and not set(doomed) & stored
+        if checks:
+            assert indexed == stored
+        else:
+            assert stored - indexed  # offset paging alone skipped records

@@ -233,6 +233,8 @@ def _server(ctx: click.Context) -> RemoteKnowledgeBase | None:
 @setting_option("kb", metavar="NAME")
 @setting_option("chroma_url", metavar="URL")
 @setting_option("chroma_headers", multiple=True, metavar="'NAME: VALUE'")
+@setting_option("chroma_token", metavar="TOKEN")
+@setting_option("chroma_max_batch", type=click.IntRange(min=1), metavar="N")
 @setting_option("chroma_tenant", metavar="NAME")
 @setting_option("chroma_database", metavar="NAME")
 @setting_option("embed_model", metavar="NAME")
@@ -251,6 +253,8 @@ def cli(
     kb: str | None,
     chroma_url: str | None,
     chroma_headers: tuple[str, ...],
+    chroma_token: str | None,
+    chroma_max_batch: int | None,
     chroma_tenant: str | None,
     chroma_database: str | None,
     embed_model: str | None,
@@ -271,6 +275,8 @@ def cli(
         "kb": kb,
         "chroma_url": chroma_url,
         "chroma_headers": parse_headers(chroma_headers) if chroma_headers else None,
+        "chroma_token": chroma_token,
+        "chroma_max_batch": chroma_max_batch,
         "chroma_tenant": chroma_tenant,
         "chroma_database": chroma_database,
         "embed_model": embed_model,
@@ -776,6 +782,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
         "mode": "mode",
         "kb": "knowledge base",
         "collection": "collection",
+        "index": "vector index",
         "chunks": "chunks",
         "sources": "sources",
         "embed_model": "embedding model",

@@ -82,6 +82,8 @@ class Backend(Protocol):
     ask of a directory or of a Chroma server."""
 
     server: bool
+    # Most records one request writes, deletes or reads (None: Chroma's own limit).
+    batch_cap: int | None
 
     @property
     def location(self) -> str:

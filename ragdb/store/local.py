@@ -60,6 +60,8 @@ class LocalBackend:
     """A store in a local directory."""
 
     server = False
+    # No cap on a request's records but Chroma's own.
+    batch_cap: int | None = None
 
     def __init__(self, path: Path, wait: float) -> None:
         self.path = path.resolve()

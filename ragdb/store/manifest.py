@@ -158,6 +158,19 @@ class ManifestRepair:
     source: str
 
 
+def _first_chunk_dates(coll: Any, page: int = 300) -> list[str]:
+    """When each source of ``coll`` was ingested (its first chunk's date), read
+    a page at a time (a hosted Chroma serves 300 records a request)."""
+    dates: list[str] = []
+    offset = 0
+    while True:
+        got = coll.get(where={"chunk_index": 0}, include=["metadatas"], limit=page, offset=offset)
+        dates += [str(m.get("ingested_at")) for m in got["metadatas"] or [] if m]
+        if len(got["ids"]) < page:
+            return dates
+        offset += page
+
+
 def rebuild_manifest(
     client: ClientAPI, location: str, backup: str | None, device: str
 ) -> ManifestRepair:
@@ -202,7 +215,6 @@ def rebuild_manifest(
             "cannot rebuild the manifest"
         )
     sample: Any = coll.get(limit=1, include=cast(Any, ["embeddings"]))
-    firsts: Any = coll.get(where={"chunk_index": 0}, include=["metadatas"])
     count = coll.count()
     name, backend = str(config["model_name"]), str(config.get("backend", "torch"))
     from ragdb.embed import get_embedder
@@ -213,7 +225,7 @@ def rebuild_manifest(
             f"collection {coll.name!r} holds {len(sample['embeddings'][0])}-dimensional "
             f"vectors, but {name} makes {identity.dimension}: cannot rebuild the manifest"
         )
-    dates = [str(m.get("ingested_at")) for m in firsts["metadatas"] or [] if m]
+    dates = _first_chunk_dates(coll)
     manifest = new_manifest(identity)
     manifest["created_at"] = min(dates, default=manifest["created_at"])
     # The default's collection (made anew, empty, on use if it was lost); the

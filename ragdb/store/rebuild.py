@@ -39,7 +39,7 @@ def _next_name(current: str, taken: set[str]) -> str:
 def _read_page(
     session: Session, offset: int, with_embeddings: bool
 ) -> list[tuple[ChunkRecord, Any]]:
-    pages = session.pages(embeddings=with_embeddings, size=PAGE, offset=offset)
+    pages = session.pages(embeddings=with_embeddings, offset=offset)
     return next(pages, [])
 
 

@@ -20,7 +20,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlparse
 
 from ragdb.errors import (
@@ -48,10 +48,15 @@ from ragdb.store.manifest import kb_collection
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
 
-# The collection whose metadata holds the manifest.
+# The collection holding the manifest, as the document of record MANIFEST_ID.
 MANIFEST_COLLECTION = "ragdb-manifest"
+MANIFEST_ID = "manifest"
 # The write log (one entry per write, numbered without gaps) and the per-source claims.
 LOG_COLLECTION = "ragdb-writes"
+# Chroma Cloud takes at most 300 records a request (and reports 1,000:
+# chroma-core/chroma #5453); reads of the bookkeeping stay within that anywhere.
+CLOUD_DOMAIN = "trychroma.com"
+CLOUD_BATCH = 300
 CLAIMS_COLLECTION = "ragdb-claims"
 
 
@@ -69,6 +74,7 @@ class ServerBackend:
         wait: float = 60.0,
         lease: float = LEASE,
         host_id: str | None = None,
+        max_batch: int | None = None,
     ) -> None:
         self.url = url
         self.headers = dict(headers)
@@ -76,10 +82,12 @@ class ServerBackend:
         self.database = database
         self.wait = wait
         self.lease = lease
+        cloud = (urlparse(url).hostname or "").endswith(CLOUD_DOMAIN)
+        self.batch_cap = max_batch or (CLOUD_BATCH if cloud else None)
         self.me = host_identity(host_id)
         self.clock = ServerClock()
-        self._log = WriteLog()
-        self._claims = Claims(self.me, self.clock)
+        self._log = WriteLog(self)
+        self._claims = Claims(self)
         # The write in progress: its token, sources, claims, log entry, heartbeat.
         self._token = ""
         self._sources: list[str] = []
@@ -108,11 +116,22 @@ class ServerBackend:
             raise UsageError(f"--chroma-url {self.url!r} is not an http(s)://HOST:PORT URL")
 
     def connect(self) -> ClientAPI:
+        """A client of the server, tried again while it is unavailable."""
+        url = urlparse(self.url)
+        for attempt in range(4):  # a server restarting, a dropped connection
+            try:
+                return self._connect(url)
+            except StoreUnavailableError:
+                if attempt == 3:
+                    raise
+                time.sleep(0.1 * 2**attempt * (0.5 + random.random()))
+        raise AssertionError("unreachable")
+
+    def _connect(self, url: Any) -> ClientAPI:
         import chromadb
         from chromadb.config import DEFAULT_DATABASE, DEFAULT_TENANT
         from chromadb.config import Settings as ChromaSettings
 
-        url = urlparse(self.url)
         try:
             client = chromadb.HttpClient(
                 host=str(url.hostname),
@@ -125,9 +144,10 @@ class ServerBackend:
             )
             version = str(client.get_version())
         except Exception as exc:
-            from ragdb.store.session import transient
+            from ragdb.store.session import rate_limited, transient
 
-            error = StoreUnavailableError if transient(exc) else StoreError
+            again = transient(exc) or rate_limited(exc)
+            error = StoreUnavailableError if again else StoreError
             raise error(
                 f"cannot reach the Chroma server at {self.location}: {first_line(exc)}"
             ) from exc
@@ -148,20 +168,44 @@ class ServerBackend:
 
     # -- the manifest ----------------------------------------------------------------------
     def read_manifest(self, client: ClientAPI) -> tuple[str, str] | None:
+        """The manifest: the document of a record of its own collection (a
+        hosted Chroma allows 256 bytes a metadata value); a store an older ragdb
+        wrote keeps it in the collection's metadata until its next save."""
         from chromadb.errors import NotFoundError
 
-        try:
-            coll = client.get_collection(MANIFEST_COLLECTION)
-        except NotFoundError:
+        from ragdb.store.session import call_chroma
+
+        def find() -> Any:
+            try:
+                return client.get_collection(MANIFEST_COLLECTION)
+            except NotFoundError:
+                return None
+
+        found = call_chroma(self, "reading the manifest", find)
+        if found is None:
             return None
-        stored = (coll.metadata or {}).get("manifest")
+        coll = Retrying(found, self, "reading the manifest")
+        got = coll.get(ids=[MANIFEST_ID], include=["documents"])
+        stored: str | None = (got["documents"] or [""])[0]
+        if not stored:
+            legacy = str((coll.metadata or {}).get("manifest") or "")
+            stored = None if not legacy or '"stub"' in legacy else legacy
         if not stored:
             return None
         return str(stored), f"the manifest of {self.location}"
 
     def write_manifest(self, client: ClientAPI, manifest: dict[str, Any]) -> None:
-        coll = client.get_or_create_collection(MANIFEST_COLLECTION, embedding_function=None)
-        coll.modify(metadata={"manifest": json.dumps(manifest, sort_keys=True)})
+        """Save the manifest as its record's document (one upsert: atomic), and
+        drop an older ragdb's copy in the collection's metadata."""
+        made = Retrying(client, self, "writing the manifest").get_or_create_collection(
+            MANIFEST_COLLECTION, embedding_function=None
+        )
+        coll = Retrying(made, self, "writing the manifest")
+        text = json.dumps(manifest, sort_keys=True)
+        coll.upsert(ids=[MANIFEST_ID], documents=[text], embeddings=_DUMMY)
+        stub = _stub(manifest)
+        if (coll.metadata or {}).get("manifest") != stub:
+            coll.modify(metadata={"ragdb": MANIFEST_COLLECTION, "manifest": stub})
 
     def read_backup(self) -> str | None:
         """A server keeps no backup copy: the chunks' own collection is the
@@ -228,7 +272,14 @@ class ServerBackend:
         self._token = writer_id()
         self._sources = list(sources)
         self._held = self._claims.acquire(client, claimed, self.wait, self._lease_meta)
-        self._entry = self._log.append(client, self._sources, self._lease_meta)
+        try:
+            self._entry = self._log.append(client, self._sources, self._lease_meta)
+        except BaseException:
+            # Let the claims go (best effort) so that a retry does not wait on them.
+            with contextlib.suppress(Exception):
+                self._claims.release(client, self._held, self._token)
+            self._held = []
+            raise
         self._heartbeat = Heartbeat(self.lease / 3, lambda: self.renew(client)).start()
 
     def _lease_meta(self, client: ClientAPI) -> dict[str, Any]:
@@ -238,15 +289,19 @@ class ServerBackend:
             "host": socket.gethostname(),
             "hostid": self.me,
             "pid": os.getpid(),
-            "expires": self.clock.now(client) + self.lease,
+            "expires": self.server_now(client) + self.lease,
         }
+
+    def server_now(self, client: ClientAPI) -> float:
+        """The Chroma server's time (see :class:`ragdb.store.leases.ServerClock`)."""
+        return self.clock.now(cast(Any, Retrying(client, self, "reading the server's clock")))
 
     def renew(self, client: ClientAPI) -> bool:
         """Extend the lease of the write in progress; False when it is no longer
         this writer's (its entry was settled or a claim taken by another)."""
         if self._entry is None:
             return True
-        expires = self.clock.now(client) + self.lease
+        expires = self.server_now(client) + self.lease
         if not self._log.renew(client, self._entry, self._token, expires):
             return False
         return self._claims.renew(client, self._held, self._token, expires)
@@ -302,7 +357,7 @@ class ServerBackend:
         pending = self._log.pending(client)
         if not pending:
             return []
-        now = self.clock.now(client)
+        now = self.server_now(client)
         return [
             Abandoned(entry.sources, entry.id)
             for entry in pending
@@ -353,14 +408,55 @@ def check_server_version(version: str, url: str) -> None:
         )
 
 
-def _small(client: ClientAPI, name: str) -> Any:
-    """A bookkeeping collection of ragdb's: records with a one-number vector.
-    (Looked up each time, a request to the server: a cached handle would go
-    stale when the collection is dropped and made again.)"""
-    return client.get_or_create_collection(name, embedding_function=None, metadata={"ragdb": name})
+def _small(client: ClientAPI, name: str, backend: ServerBackend) -> Any:
+    """A bookkeeping collection of ragdb's: records with a one-number vector,
+    each request to it retried on its own (see :class:`Retrying`). (Looked up
+    each time, a request to the server: a cached handle would go stale when
+    the collection is dropped and made again.)"""
+    made = Retrying(client, backend, f"opening {name}").get_or_create_collection(
+        name, embedding_function=None, metadata={"ragdb": name}
+    )
+    return Retrying(made, backend, f"updating {name}")
 
 
-_DUMMY = [[0.0]]
+class Retrying:
+    """A Chroma client or collection whose every request is retried on its own
+    when it fails transiently or is rate limited (see
+    :func:`ragdb.store.session.call_chroma`): the bookkeeping of one write is a
+    dozen requests, and against a hosted Chroma each may meet a 429 or a 503."""
+
+    def __init__(self, target: Any, backend: ServerBackend, what: str) -> None:
+        self._target, self._backend, self._what = target, backend, what
+
+    def __getattr__(self, name: str) -> Any:
+        from ragdb.store.session import call_chroma
+
+        attr = getattr(self._target, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return call_chroma(self._backend, self._what, lambda: attr(*args, **kwargs))
+
+        return call
+
+
+_DUMMY: Any = [[0.0]]
+
+
+def _stub(manifest: dict[str, Any]) -> str:
+    """What stays in the manifest collection's metadata (under 256 bytes): an
+    older ragdb, which reads the manifest there, finds a format it does not
+    know and refuses the store instead of calling the manifest lost."""
+    return json.dumps(
+        {
+            "stub": 1,
+            "embed_model": {"name": "-", "dimension": 0, "max_seq_length": 0},
+            "format_version": manifest.get("format_version", 0),
+            "ragdb_version": manifest.get("ragdb_version", "?"),
+        },
+        sort_keys=True,
+    )
 
 
 LeaseMeta = Callable[["ClientAPI"], dict[str, Any]]
@@ -381,34 +477,37 @@ class WriteLog:
     """Entries numbered 1, 2, 3... with no gaps: the store's generation on a
     server is their count, and no concurrent writer's entry is ever lost."""
 
+    def __init__(self, backend: ServerBackend) -> None:
+        self.backend = backend
+
     def count(self, client: ClientAPI) -> int:
-        return int(_small(client, LOG_COLLECTION).count())
+        return int(_small(client, LOG_COLLECTION, self.backend).count())
 
     def append(self, client: ClientAPI, sources: list[str], lease: LeaseMeta) -> str:
         """A pending entry for ``sources`` under the next free number; its id."""
-        log = _small(client, LOG_COLLECTION)
+        log = _small(client, LOG_COLLECTION, self.backend)
         number = log.count()
         while True:
             number += 1
             entry_id = f"{number:012d}"
-            meta = {
-                "number": number,
-                "state": "pending",
-                "sources": json.dumps(sources),
-                **lease(client),
-            }
-            log.add(ids=[entry_id], embeddings=_DUMMY, metadatas=[meta])
+            meta = {"number": number, "state": "pending", **lease(client)}
+            # The sources go in the document: a metadata value is capped on Chroma Cloud.
+            log.add(
+                ids=[entry_id], embeddings=_DUMMY, metadatas=[meta], documents=[json.dumps(sources)]
+            )
             got = log.get(ids=[entry_id], include=["metadatas"])
             if got["metadatas"] and (got["metadatas"][0] or {}).get("owner") == meta["owner"]:
                 return entry_id  # the number is ours; otherwise try the next one
 
     def finish(self, client: ClientAPI, entry_id: str, state: str) -> None:
         """Mark an entry ``state`` (Chroma merges the keys an update names)."""
-        _small(client, LOG_COLLECTION).update(ids=[entry_id], metadatas=[{"state": state}])
+        _small(client, LOG_COLLECTION, self.backend).update(
+            ids=[entry_id], metadatas=[{"state": state}]
+        )
 
     def renew(self, client: ClientAPI, entry_id: str, owner: str, expires: float) -> bool:
         """Extend an entry's lease while it is still ``owner``'s and pending."""
-        log = _small(client, LOG_COLLECTION)
+        log = _small(client, LOG_COLLECTION, self.backend)
         got = log.get(ids=[entry_id], include=["metadatas"])
         meta = (got["metadatas"] or [None])[0] or {}
         if meta.get("state") != "pending" or meta.get("owner") != owner:
@@ -418,33 +517,53 @@ class WriteLog:
 
     def expire(self, client: ClientAPI, entry_id: str) -> None:
         """End an entry's lease now: the next reader settles its sources."""
-        _small(client, LOG_COLLECTION).update(
+        _small(client, LOG_COLLECTION, self.backend).update(
             ids=[entry_id], metadatas=[{"expires": 0.0, "hostid": ""}]
         )
 
     def pending(self, client: ClientAPI) -> list[LogEntry]:
-        got = _small(client, LOG_COLLECTION).get(where={"state": "pending"}, include=["metadatas"])
-        return [_entry(i, m) for i, m in zip(got["ids"], got["metadatas"] or [], strict=True)]
+        """The entries still pending, a page at a time (one settled meanwhile
+        may shift another past a page: it is found at the next look)."""
+        log = _small(client, LOG_COLLECTION, self.backend)
+        out: list[LogEntry] = []
+        while True:
+            got = log.get(
+                where={"state": "pending"},
+                include=["metadatas", "documents"],
+                limit=CLOUD_BATCH,
+                offset=len(out),
+            )
+            out += _entries(got)
+            if len(got["ids"]) < CLOUD_BATCH:
+                return out
 
     def entries(self, client: ClientAPI, first: int, last: int) -> list[LogEntry]:
         ids = [f"{n:012d}" for n in range(first, last + 1)]
         out: list[LogEntry] = []
-        log = _small(client, LOG_COLLECTION)
-        for i in range(0, len(ids), 1000):
-            got = log.get(ids=ids[i : i + 1000], include=["metadatas"])
-            out += [_entry(e, m) for e, m in zip(got["ids"], got["metadatas"] or [], strict=True)]
+        log = _small(client, LOG_COLLECTION, self.backend)
+        for i in range(0, len(ids), CLOUD_BATCH):
+            got = log.get(ids=ids[i : i + CLOUD_BATCH], include=["metadatas", "documents"])
+            out += _entries(got)
         return out
 
 
-def _entry(entry_id: str, meta: Any) -> LogEntry:
-    meta = dict(meta or {})
-    return LogEntry(
-        number=int(meta.get("number", entry_id)),
-        id=entry_id,
-        state=str(meta.get("state", "done")),
-        sources=list(json.loads(meta.get("sources") or "[]")),
-        meta=meta,
-    )
+def _entries(got: Any) -> list[LogEntry]:
+    """Log entries from a ``get`` of the log (sources in the document; an older
+    ragdb's entries held them in the metadata)."""
+    out = []
+    docs = got.get("documents") or [None] * len(got["ids"])
+    for entry_id, meta, doc in zip(got["ids"], got["metadatas"] or [], docs, strict=True):
+        meta = dict(meta or {})
+        out.append(
+            LogEntry(
+                number=int(meta.get("number", entry_id)),
+                id=entry_id,
+                state=str(meta.get("state", "done")),
+                sources=list(json.loads(doc or meta.get("sources") or "[]")),
+                meta=meta,
+            )
+        )
+    return out
 
 
 class Claims:
@@ -453,9 +572,9 @@ class Claims:
     first writer to add it holds the source until it marks it released, or its
     lease runs out (see :mod:`ragdb.store.leases`)."""
 
-    def __init__(self, me: str, clock: ServerClock) -> None:
-        self.me = me
-        self.clock = clock
+    def __init__(self, backend: ServerBackend) -> None:
+        self.backend = backend
+        self.me = backend.me
 
     def acquire(
         self, client: ClientAPI, sources: Sequence[str], wait: float, lease: LeaseMeta
@@ -466,7 +585,7 @@ class Claims:
 
         if not sources:
             return []
-        claims = _small(client, CLAIMS_COLLECTION)
+        claims = _small(client, CLAIMS_COLLECTION, self.backend)
         names = {source_key(s): s for s in sources}
         todo = set(names)
         held: list[str] = []
@@ -475,7 +594,7 @@ class Claims:
         try:
             while todo:
                 latest = self._latest(claims, sorted(todo))
-                now = self.clock.now(client)
+                now = self.backend.server_now(client)
                 free = [k for k in sorted(todo) if k not in latest or self._free(latest[k], now)]
                 if free:
                     epochs = {k: int(latest.get(k, {}).get("epoch", 0)) + 1 for k in free}
@@ -485,10 +604,20 @@ class Claims:
                     metas = [{"key": k, "epoch": epochs[k], "state": "held", **meta} for k in free]
                     claims.add(ids=ids, embeddings=_DUMMY * len(ids), metadatas=metas)
                     got = claims.get(ids=ids, include=["metadatas"])
-                    for cid, m in zip(got["ids"], got["metadatas"] or [], strict=True):
-                        if (m or {}).get("owner") == owner:
+                    ours = {
+                        str((m or {})["key"]): cid
+                        for cid, m in zip(got["ids"], got["metadatas"] or [], strict=True)
+                        if (m or {}).get("owner") == owner
+                    }
+                    # Ours only if still the newest: old epochs are pruned, so a
+                    # writer that read long ago may re-add a pruned number.
+                    newest = self._latest(claims, sorted(ours))
+                    for key, cid in ours.items():
+                        if newest[key]["epoch"] == epochs[key]:
                             held.append(cid)
-                            todo.discard(str((m or {})["key"]))
+                            todo.discard(key)
+                        else:
+                            self.release(client, [cid], owner)
                 if not todo:
                     break
                 if time.monotonic() > deadline:
@@ -507,16 +636,23 @@ class Claims:
 
     @staticmethod
     def _latest(claims: Any, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The newest claim of each key that has one."""
+        """The newest claim of each key that has one (read a page at a time)."""
         latest: dict[str, dict[str, Any]] = {}
-        for i in range(0, len(keys), 200):
-            part = list(keys[i : i + 200])
+        for i in range(0, len(keys), 100):
+            part = list(keys[i : i + 100])
             where: Any = {"key": part[0]} if len(part) == 1 else {"key": {"$in": part}}
-            got = claims.get(where=where, include=["metadatas"])
-            for meta in got["metadatas"] or []:
-                meta = dict(meta or {})
-                if int(meta["epoch"]) > int(latest.get(meta["key"], {}).get("epoch", 0)):
-                    latest[meta["key"]] = meta
+            offset = 0
+            while True:
+                got = claims.get(
+                    where=where, include=["metadatas"], limit=CLOUD_BATCH, offset=offset
+                )
+                for meta in got["metadatas"] or []:
+                    meta = dict(meta or {})
+                    if int(meta["epoch"]) > int(latest.get(meta["key"], {}).get("epoch", 0)):
+                        latest[meta["key"]] = meta
+                if len(got["ids"]) < CLOUD_BATCH:
+                    break
+                offset += CLOUD_BATCH
         return latest
 
     def _free(self, meta: dict[str, Any], now: float) -> bool:
@@ -527,7 +663,7 @@ class Claims:
         and the newest of its source (no other writer claimed it since)."""
         if not held:
             return True
-        claims = _small(client, CLAIMS_COLLECTION)
+        claims = _small(client, CLAIMS_COLLECTION, self.backend)
         got = claims.get(ids=list(held), include=["metadatas"])
         metas = [dict(m or {}) for m in got["metadatas"] or []]
         if len(metas) != len(held) or any(
@@ -544,12 +680,24 @@ class Claims:
         """Let go of the claims ``held`` that are still ``owner``'s."""
         if not held:
             return
-        claims = _small(client, CLAIMS_COLLECTION)
+        claims = _small(client, CLAIMS_COLLECTION, self.backend)
         got = claims.get(ids=list(held), include=["metadatas"])
         mine = [
-            cid
+            (cid, dict(m or {}))
             for cid, m in zip(got["ids"], got["metadatas"] or [], strict=True)
             if (m or {}).get("owner") == owner
         ]
-        if mine:
-            claims.update(ids=mine, metadatas=[{"state": "released"}] * len(mine))
+        if not mine:
+            return
+        claims.update(ids=[c for c, _ in mine], metadatas=[{"state": "released"}] * len(mine))
+        # Older epochs of these sources are spent: the newest is all that
+        # compare-and-swap needs (see acquire). Each release prunes the two
+        # before it, so the claims stay about one a source (a writer that died
+        # holding one leaves a record behind).
+        spent = [
+            f"{m['key']}-{e:08d}"
+            for _, m in mine
+            for e in range(max(1, int(m["epoch"]) - 2), int(m["epoch"]))
+        ]
+        for i in range(0, len(spent), CLOUD_BATCH):
+            claims.delete(ids=spent[i : i + CLOUD_BATCH])

@@ -48,10 +48,13 @@ HNSW_SETTINGS: dict[str, Any] = {
     "max_neighbors": 32,
     "ef_search": 400,
 }
-RETRIES = 4
-# How long a rate-limited server (HTTP 429, Chroma's RateLimitError, Chroma
-# Cloud's Backoff) is asked again before the command gives up.
-RATE_LIMIT_SECONDS = 30.0
+# How long a server that fails transiently (a dropped connection, 502/503, a
+# concurrent delete seen mid-read) or says it is rate limited (HTTP 429, Chroma's
+# RateLimitError, Chroma Cloud's Backoff) is asked again, with growing jittered
+# pauses, before the command gives up.
+RETRY_SECONDS = 30.0
+# A server that refuses connections is down, not busy: asked again this long only.
+DOWN_SECONDS = 2.0
 
 
 def create_chunk_collection(
@@ -108,6 +111,13 @@ def transient(exc: BaseException) -> bool:
     return "503" in str(exc) or "502" in str(exc)
 
 
+def down(exc: BaseException) -> bool:
+    """Whether a server refused the connection outright (it is not running)."""
+    import httpx
+
+    return isinstance(exc, httpx.ConnectError)
+
+
 def rate_limited(exc: BaseException) -> bool:
     """Whether a server's error says to slow down: chromadb raises its
     RateLimitError for a 429 it knows, and a plain Exception carrying the
@@ -120,15 +130,19 @@ def rate_limited(exc: BaseException) -> bool:
     return any(s in text for s in ("backoff", "rate limit", "ratelimit", "too many requests"))
 
 
+# How many times a keyword index refilled from a server is checked against its ids.
+REFILL_CHECKS = 5
+
 # Sources named in one `where ... $in` filter (Chroma's filters grow with it).
 SOURCE_BATCH = 200
 
 
 def call_chroma(backend: Backend, what: str, fn: Callable[[], T]) -> T:
-    """``fn()``, with Chroma's failures as one-line StoreErrors; retried with
-    jittered backoff on a server when the failure is transient, and for up to
-    RATE_LIMIT_SECONDS when the server says it is rate limited."""
-    attempt, deadline = 0, None
+    """``fn()``, with Chroma's failures as one-line StoreErrors; on a server,
+    retried with jittered backoff for up to RETRY_SECONDS when the failure is
+    transient or the server says it is rate limited."""
+    started = time.monotonic()
+    attempt, deadline = 0, started + RETRY_SECONDS
     while True:
         try:
             return fn()
@@ -138,14 +152,11 @@ def call_chroma(backend: Backend, what: str, fn: Callable[[], T]) -> T:
             limited = backend.server and rate_limited(exc)
             if not (limited or foreign(exc, backend.server)):
                 raise
-            if limited:
-                deadline = deadline or time.monotonic() + RATE_LIMIT_SECONDS
-                if time.monotonic() < deadline:
-                    time.sleep(min(2.0, 0.1 * 2 ** min(attempt, 5)) * (0.5 + random.random()))
-                    attempt += 1
-                    continue
-            elif backend.server and attempt < RETRIES - 1 and transient(exc):
-                time.sleep(0.05 * 2**attempt * (0.5 + random.random()))
+            again = limited or (backend.server and transient(exc))
+            if down(exc):  # refused outright: fail fast, a service answers 503
+                deadline = min(deadline, started + DOWN_SECONDS)
+            if again and time.monotonic() < deadline:
+                time.sleep(min(2.0, 0.05 * 2 ** min(attempt, 6)) * (0.5 + random.random()))
                 attempt += 1
                 continue
             raise failure(backend, what, exc, limited) from exc
@@ -156,7 +167,7 @@ def failure(backend: Backend, what: str, exc: BaseException, limited: bool = Fal
     if limited:
         return StoreBusyError(
             f"the Chroma server at {backend.location} kept refusing ragdb as rate "
-            f"limited for {RATE_LIMIT_SECONDS:g}s ({what}: {first_line(exc)}); try again "
+            f"limited for {RETRY_SECONDS:g}s ({what}: {first_line(exc)}); try again "
             "later (a write cut short is finished by the next command)"
         )
     if backend.server and transient(exc):
@@ -260,7 +271,7 @@ class Session:
                 ),
             )
             if changes.full:
-                index.rebuild(self.texts())
+                self._refill(index)
             elif changes.sources:
                 # Other writers changed these sources: take their chunks afresh.
                 found = self.records_of(sorted(changes.sources), text=True)
@@ -274,21 +285,70 @@ class Session:
 
     def rebuild_keywords(self) -> None:
         """Refill the keyword index from the collection."""
-        self.keywords.rebuild(self.texts())
+        self._refill(self.keywords)
         self.mark_written()
 
+    def _refill(self, index: KeywordIndex) -> None:
+        """Refill ``index`` from the collection. On a server, where another
+        process may delete while the pages are read (shifting records past the
+        page being read), the index's ids are then checked against a fresh
+        listing of the collection's, and mended, until they agree."""
+        index.rebuild(self.texts())
+        for _ in range(REFILL_CHECKS if self.backend.server else 0):
+            stored, held = self.ids(), index.ids()
+            if stored == held:
+                return
+            index.delete(held - stored)
+            found = self.fetch_records(ids=sorted(stored - held), text=True)
+            index.add([r.id for r in found], [r.text for r in found])
+
     def max_batch(self) -> int:
-        """Chunks per write: the server's limit, at most MAX_BATCH."""
+        """Chunks per write: the server's limit, at most MAX_BATCH and the
+        backend's cap (--chroma-max-batch; Chroma Cloud reports more than it takes)."""
         limit = self._call("reading its batch limit", self.client.get_max_batch_size)
-        return max(1, min(int(limit), MAX_BATCH))
+        return max(1, min(int(limit), MAX_BATCH, self.backend.batch_cap or MAX_BATCH))
+
+    @property
+    def page(self) -> int:
+        """Records per read: PAGE, or fewer where the backend caps requests."""
+        return min(PAGE, self.backend.batch_cap or PAGE)
 
     def count(self) -> int:
         """How many chunks the store holds."""
         return int(self._call("counting chunks", self._coll.count))
 
     # -- reads --------------------------------------------------------------------------------
-    def _get(self, what: str, **kw: Any) -> Any:
-        return self._call(what, lambda: self._coll.get(**kw))
+    def _get(self, what: str, coll: Any = None, **kw: Any) -> Any:
+        return self._call(what, lambda: (coll or self._coll).get(**kw))
+
+    def _get_all(
+        self,
+        what: str,
+        ids: list[str] | None = None,
+        where: Any = None,
+        coll: Any = None,
+        **kw: Any,
+    ) -> dict[str, Any]:
+        """Every record a ``get`` names. On a server, read a page at a time (a
+        page of ids, or a ``limit`` on a filter), so that no request asks for
+        more than a hosted Chroma serves; a local store reads them in one go."""
+        if not self.backend.server:
+            return dict(self._get(what, coll, ids=ids, where=where, **kw))
+        fields = ["ids", *kw.get("include", [])]
+        out: dict[str, list[Any]] = {f: [] for f in fields}
+        offset = 0
+        while True:
+            if ids is not None:
+                part: Any = self._get(what, coll, ids=ids[offset : offset + self.page], **kw)
+            else:
+                part = self._get(what, coll, where=where, limit=self.page, offset=offset, **kw)
+            for field in fields:
+                out[field] += list(part[field]) if part[field] is not None else []
+            offset += self.page
+            if (ids is not None and offset >= len(ids)) or (
+                ids is None and len(part["ids"]) < self.page
+            ):
+                return out
 
     def records_of(
         self, sources: Sequence[str], text: bool = False
@@ -320,7 +380,7 @@ class Session:
         """Chunks by filter or id (all of them with neither). Chunks without
         ragdb's records are left out; their ids go to ``unreadable``."""
         include = ["metadatas", "documents"] if text else ["metadatas"]
-        got = self._get(
+        got = self._get_all(
             "reading chunks",
             where=where,
             ids=list(ids) if ids is not None else None,
@@ -332,25 +392,29 @@ class Session:
         self, *, where: dict[str, Any] | None = None, ids: Sequence[str] | None = None
     ) -> list[tuple[ChunkRecord, Any]]:
         """Chunks (with text) and their stored vectors."""
-        got = self._get(
+        got = self._get_all(
             "reading vectors",
             where=where,
             ids=list(ids) if ids is not None else None,
             include=["metadatas", "documents", "embeddings"],
         )
         records = list(self._records(got, True, None, keep_all=True))
-        vectors = got["embeddings"] if got["embeddings"] is not None else [None] * len(records)
+        vectors = got["embeddings"]
+        if vectors is None or len(vectors) == 0:
+            vectors = [None] * len(records)
         return [(r, v) for r, v in zip(records, vectors, strict=True) if r is not None]
 
     def ids(self) -> set[str]:
         """Every chunk id."""
-        return set(self._get("listing chunk ids", include=[])["ids"])
+        return set(self._get_all("listing chunk ids", include=[])["ids"])
 
     def pages(
-        self, *, embeddings: bool = False, size: int = PAGE, offset: int = 0
+        self, *, embeddings: bool = False, size: int | None = None, offset: int = 0
     ) -> Iterator[list[tuple[ChunkRecord, Any]]]:
         """Every chunk (from ``offset`` on) with its text (and vector), a page
-        at a time. Chunks without ragdb's records are left out."""
+        at a time (:attr:`page` records unless ``size``). Chunks without
+        ragdb's records are left out."""
+        size = size or self.page
         include = ["metadatas", "documents"] + (["embeddings"] if embeddings else [])
         while True:
             got = self._get("reading chunks", limit=size, offset=offset, include=include)
@@ -367,7 +431,7 @@ class Session:
         """Every chunk's id and text, a page at a time (for the keyword index)."""
         offset = 0
         while True:
-            got = self._get("reading chunks", limit=PAGE, offset=offset, include=["documents"])
+            got = self._get("reading chunks", limit=self.page, offset=offset, include=["documents"])
             if not got["ids"]:
                 return
             yield list(got["ids"]), [d or "" for d in got["documents"] or []]
@@ -568,6 +632,14 @@ class Session:
         )
         return dict(config.get("hnsw") or {})
 
+    def index_kind(self) -> str:
+        """The collection's vector index: "spann" where the server builds that
+        (Chroma's distributed deployment, Cloud), else "hnsw"."""
+        config = self._call(
+            "reading the collection's settings", lambda: self._coll.configuration_json
+        )
+        return "spann" if config.get("spann") else "hnsw"
+
     def recorded_model(self) -> str | None:
         """The model the collection's embedding function names, if it says."""
         try:
@@ -586,32 +658,35 @@ class Session:
 
     def add_to(self, name: str, records: Sequence[ChunkRecord], vectors: Sequence[Any]) -> None:
         """Add chunks to collection ``name`` (being rebuilt), not the active one."""
-        if not records:
-            return
+        coll = self._call("opening a collection", lambda: self.client.get_collection(name))
+        batch = self.max_batch()
+        for i in range(0, len(records), batch):
+            part, part_vectors = records[i : i + batch], vectors[i : i + batch]
 
-        def write() -> None:
-            self.client.get_collection(name).upsert(
-                ids=[r.id for r in records],
-                documents=[r.text for r in records],
-                metadatas=cast(Any, [r.metadata() for r in records]),
-                embeddings=cast(Any, [list(map(float, v)) for v in vectors]),
-            )
+            def write(
+                part: Sequence[ChunkRecord] = part, vecs: Sequence[Any] = part_vectors
+            ) -> None:
+                coll.upsert(
+                    ids=[r.id for r in part],
+                    documents=[r.text for r in part],
+                    metadatas=cast(Any, [r.metadata() for r in part]),
+                    embeddings=cast(Any, [list(map(float, v)) for v in vecs]),
+                )
 
-        self._call("writing the rebuilt collection", write)
+            self._call("writing the rebuilt collection", write)
 
     def ids_of(self, name: str) -> set[str]:
         """Every chunk id of collection ``name``."""
-        got: Any = self._call(
-            "listing chunk ids", lambda: self.client.get_collection(name).get(include=[])
-        )
-        return set(got["ids"])
+        coll = self._call("opening a collection", lambda: self.client.get_collection(name))
+        return set(self._get_all("listing chunk ids", coll=coll, include=[])["ids"])
 
     def delete_from(self, name: str, ids: Sequence[str]) -> None:
         """Delete chunks from collection ``name`` (being rebuilt)."""
-        if ids:
-            self._call(
-                "deleting chunks", lambda: self.client.get_collection(name).delete(ids=list(ids))
-            )
+        coll = self._call("opening a collection", lambda: self.client.get_collection(name))
+        batch = self.max_batch()
+        for i in range(0, len(ids), batch):
+            part = list(ids[i : i + batch])
+            self._call("deleting chunks", lambda part=part: coll.delete(ids=part))  # type: ignore[misc]
 
     def switch_collections(self, new: dict[str, str], embed_model: dict[str, Any]) -> None:
         """Make ``new[kb]`` each knowledge base's collection, all in one manifest

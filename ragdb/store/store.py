@@ -57,14 +57,16 @@ class Store:
         self.settings = settings
         self.backend: Backend
         if settings.chroma_url is not None:
+            token = {"X-Chroma-Token": settings.chroma_token} if settings.chroma_token else {}
             self.backend = ServerBackend(
                 settings.chroma_url,
-                settings.chroma_headers,
+                {**settings.chroma_headers, **token},
                 settings.chroma_tenant,
                 settings.chroma_database,
                 settings.wait,
                 settings.lease,
                 settings.host_id,
+                settings.chroma_max_batch,
             )
         else:
             self.backend = LocalBackend(settings.store, settings.wait)
