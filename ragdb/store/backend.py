@@ -143,6 +143,13 @@ class Backend(Protocol):
     def salvage(self, collection: str) -> list[tuple[str, str, dict[str, Any]]]:
         """Every chunk (id, text, metadata) read around a broken vector index."""
 
+    def collection(self, client: ClientAPI, name: str) -> Any | None:
+        """A handle of chunk collection ``name`` kept from an earlier session
+        while the store has not changed, if the backend keeps them."""
+
+    def opened(self, client: ClientAPI, name: str, collection: Any) -> None:
+        """A session opened chunk collection ``name``: keep it if worth it."""
+
     def begin_write(self, client: ClientAPI, sources: Sequence[str]) -> None:
         """Record a write about to touch ``sources``."""
 

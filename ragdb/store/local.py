@@ -323,6 +323,13 @@ class LocalBackend:
     def begin_write(self, client: ClientAPI, sources: Sequence[str]) -> None:
         atomic_write(self.path / PENDING, json.dumps({"sources": list(sources)}))
 
+    def collection(self, client: ClientAPI, name: str) -> Any | None:
+        """An embedded client opens a collection without a request: none kept."""
+        return None
+
+    def opened(self, client: ClientAPI, name: str, collection: Any) -> None:
+        """Nothing kept (see :meth:`collection`)."""
+
     def confirm_write(self, client: ClientAPI) -> None:
         """The lock is held for the whole session: the write stays this process's."""
 

@@ -94,6 +94,9 @@ class ServerBackend:
         self._held: list[str] = []
         self._entry: str | None = None
         self._heartbeat: Heartbeat | None = None
+        # What this process last read of the store, valid while the log's length holds.
+        self._head: _Head | None = None
+        self._log_handle: tuple[Any, Any] | None = None
 
     @property
     def location(self) -> str:
@@ -170,7 +173,25 @@ class ServerBackend:
     def read_manifest(self, client: ClientAPI) -> tuple[str, str] | None:
         """The manifest: the document of a record of its own collection (a
         hosted Chroma allows 256 bytes a metadata value); a store an older ragdb
-        wrote keeps it in the collection's metadata until its next save."""
+        wrote keeps it in the collection's metadata until its next save.
+
+        Read once per change of the store: every change (a write, a manifest
+        save) appends to the write log, so while the log's length is the one
+        last seen, the manifest read then, the pending writes found then and
+        the chunk collections opened since still hold, and a session costs
+        one request (the length) before its own work."""
+        count = self._log_count(client)
+        head = self._head
+        if head is not None and head.client is client and head.count == count:
+            return head.manifest, f"the manifest of {self.location}"
+        self._head = None
+        stored = self._read_manifest(client)
+        if stored is None:
+            return None
+        self._head = _Head(client, count, stored)
+        return stored, f"the manifest of {self.location}"
+
+    def _read_manifest(self, client: ClientAPI) -> str | None:
         from chromadb.errors import NotFoundError
 
         from ragdb.store.session import call_chroma
@@ -190,9 +211,55 @@ class ServerBackend:
         if not stored:
             legacy = str((coll.metadata or {}).get("manifest") or "")
             stored = None if not legacy or '"stub"' in legacy else legacy
-        if not stored:
+        return stored or None
+
+    def _log_count(self, client: ClientAPI) -> int:
+        """The write log's length (0 before the first write), through a handle
+        kept for the client (looked up again if its collection was dropped)."""
+        from chromadb.errors import NotFoundError
+
+        from ragdb.store.session import call_chroma
+
+        for _ in range(2):
+            if self._log_handle is None or self._log_handle[0] is not client:
+                try:
+                    found = call_chroma(
+                        self, "reading the write log", lambda: client.get_collection(LOG_COLLECTION)
+                    )
+                except StoreError as exc:
+                    if isinstance(exc.__cause__, NotFoundError):
+                        return 0
+                    raise
+                self._log_handle = (client, found)
+            coll = self._log_handle[1]
+            try:
+                return int(call_chroma(self, "reading the write log", coll.count))
+            except StoreError as exc:
+                if not isinstance(exc.__cause__, NotFoundError):
+                    raise
+                self._log_handle = None
+        return 0
+
+    def generation(self, client: ClientAPI) -> int:
+        """The write log's length as this session saw it at its start."""
+        head = self._head
+        if head is not None and head.client is client:
+            return head.count
+        return self._log_count(client)
+
+    def collection(self, client: ClientAPI, name: str) -> Any | None:
+        """The handle of chunk collection ``name`` opened since the store last
+        changed, if any (a reset makes the collection anew: a change)."""
+        head = self._head
+        if head is None or head.client is not client:
             return None
-        return str(stored), f"the manifest of {self.location}"
+        return head.collections.get(name)
+
+    def opened(self, client: ClientAPI, name: str, collection: Any) -> None:
+        """Keep a chunk collection's handle until the store changes."""
+        head = self._head
+        if head is not None and head.client is client:
+            head.collections[name] = collection
 
     def write_manifest(self, client: ClientAPI, manifest: dict[str, Any]) -> None:
         """Save the manifest as its record's document (one upsert: atomic), and
@@ -206,6 +273,11 @@ class ServerBackend:
         stub = _stub(manifest)
         if (coll.metadata or {}).get("manifest") != stub:
             coll.modify(metadata={"ragdb": MANIFEST_COLLECTION, "manifest": stub})
+        # A change every process must see: the log's length moves (an entry
+        # with no sources, done at once).
+        self._head = None
+        entry = self._log.append(client, [], lambda c: {"owner": writer_id(), "pid": 0})
+        self._log.finish(client, entry, "done")
 
     def read_backup(self) -> str | None:
         """A server keeps no backup copy: the chunks' own collection is the
@@ -354,7 +426,12 @@ class ServerBackend:
         """Log entries of writers that are gone: on this host identity a process
         that no longer runs, elsewhere one whose lease ran out on the server's
         clock."""
+        head = self._head
+        if head is not None and head.client is client and head.settled:
+            return []  # none were pending at this length of the log
         pending = self._log.pending(client)
+        if head is not None and head.client is client:
+            head.settled = not pending
         if not pending:
             return []
         now = self.server_now(client)
@@ -374,7 +451,7 @@ class ServerBackend:
     ) -> KeywordChanges:
         """What this machine's keyword index of ``kb`` lacks: its sources in
         every log entry after its stamp (all of them when it has none)."""
-        count = self._log.count(client)
+        count = self.generation(client)
         if stamp is not None and stamp == count:
             return KeywordChanges(False, set(), None)
         if stamp is None or stamp > count:
@@ -460,6 +537,18 @@ def _stub(manifest: dict[str, Any]) -> str:
 
 
 LeaseMeta = Callable[["ClientAPI"], dict[str, Any]]
+
+
+@dataclasses.dataclass
+class _Head:
+    """What a process read of a server store at one length of its write log."""
+
+    client: Any
+    count: int
+    manifest: str
+    # No write was pending at this length (None pending: nothing to settle).
+    settled: bool = False
+    collections: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass

@@ -237,6 +237,10 @@ class Session:
     def _coll(self) -> Collection:
         name = self.collection_name
         if name not in self._collections:
+            known = self.backend.collection(self.client, name)
+            if known is not None:
+                self._collections[name] = known
+                return known
             from chromadb.errors import NotFoundError
 
             try:
@@ -254,6 +258,7 @@ class Session:
                     ),
                 )
             self._collections[name] = found
+            self.backend.opened(self.client, name, found)
         return self._collections[name]
 
     @property
