@@ -174,6 +174,7 @@ class Traffic:
     def __init__(self, lb: str, replicas: list[str]) -> None:
         self.lb, self.replicas = lb, replicas
         self.errors: collections.Counter[str] = collections.Counter()
+        self.samples: dict[str, str] = {}  # the first answer of each kind of error
         self.requests = 0
         self.latencies: list[float] = []
         # Per document, the states it may end in: the last acknowledged one
@@ -192,7 +193,10 @@ class Traffic:
                 return True
             status = "no answer" if response is None else str(response.status_code)
             expected = self.disturbed.is_set() and status in ("503", "no answer", "502")
-            self.errors[f"{what} {status}{' (during a fault: expected)' if expected else ''}"] += 1
+            kind = f"{what} {status}{' (during a fault: expected)' if expected else ''}"
+            self.errors[kind] += 1
+            if response is not None and kind not in self.samples:
+                self.samples[kind] = response.text[:300]
             return False
 
     def outcome(self, name: str, state: str | None, acknowledged: bool) -> None:
@@ -212,6 +216,20 @@ class Traffic:
         if what == "search" and response is not None and response.status_code == 200:
             self.latencies.append(time.perf_counter() - t0)
         return response if self.note(response, what) else None
+
+    def remove(self, name: str) -> bool:
+        """Remove ``name``; True when it is gone (404: it was not stored)."""
+        try:
+            response = httpx.post(
+                self.lb + "/v1/remove", json={"sources": [name]}, headers=AUTH, timeout=120
+            )
+        except httpx.HTTPError:
+            response = None
+        if response is not None and response.status_code == 404:
+            with self.lock:
+                self.requests += 1
+            return True
+        return self.note(response, "remove")
 
     def searcher(self) -> None:
         words = ["octopus", "llama", "glacier", "volcano", "document", "harbour"]
@@ -238,8 +256,8 @@ class Traffic:
                     self.stale_reads.append(f"{replica}: {name} v{i}")
             if i % 7 == 6:
                 doomed = f"doc-{(i + 3) % 12}"
-                gone = self.post(self.lb, "/v1/remove", {"sources": [doomed]}, "remove")
-                self.outcome(doomed, None, gone is not None)
+                gone = self.remove(doomed)
+                self.outcome(doomed, None, gone)
 
 
 def faults(cluster: Cluster, traffic: Traffic, seconds: float, log: list[str]) -> None:
@@ -283,8 +301,7 @@ def faults(cluster: Cluster, traffic: Traffic, seconds: float, log: list[str]) -
     ]
     gap = seconds / (len(steps) + 1)
     for what, action in steps:
-        if traffic.stop.wait(gap):
-            return
+        time.sleep(gap)
         log.append(f"{time.strftime('%H:%M:%S')} {what}")
         disturbing(action)()
 
@@ -345,8 +362,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     args = parser.parse_args()
     from ragdb import KnowledgeBase
+    from ragdb.config import DEFAULT_EMBED_MODEL
+    from ragdb.embed import get_embedder
 
-    KnowledgeBase().embedder.load()  # the ONNX export, once, before the replicas share it
+    # The ONNX export, made once here, before the replicas share it.
+    get_embedder(DEFAULT_EMBED_MODEL, "cpu", "onnx-int8").load()
     root = Path(tempfile.mkdtemp(prefix="ragdb-replicas-"))
     cluster = Cluster(root)
     fault_log: list[str] = []
@@ -366,19 +386,21 @@ def main() -> int:
         threads.append(threading.Thread(target=traffic.writer))
         for t in threads:
             t.start()
+        started = time.monotonic()
         chaos = threading.Thread(target=faults, args=(cluster, traffic, args.seconds, fault_log))
         chaos.start()
-        time.sleep(args.seconds)
+        chaos.join()  # every fault, however long restarts take
+        time.sleep(max(0.0, args.seconds - (time.monotonic() - started)))
         traffic.stop.set()
-        chaos.join()
         for t in threads:
             t.join()
+        elapsed = time.monotonic() - started
         problems = check(cluster, traffic)
     finally:
         cluster.stop_all()
     lat = sorted(traffic.latencies)
     print(
-        f"{args.seconds:g} s; {traffic.requests} requests; searches p50 "
+        f"{elapsed:.0f} s; {traffic.requests} requests; searches p50 "
         f"{lat[len(lat) // 2] * 1000:.0f} ms"
         if lat
         else "no search answered"
@@ -389,6 +411,8 @@ def main() -> int:
     for kind, n in sorted(traffic.errors.items()):
         print(f"answers not 2xx: {kind}: {n}")
     unexpected = [k for k in traffic.errors if "expected" not in k]
+    for kind in unexpected:
+        print(f"  e.g. {traffic.samples.get(kind, '')}")
     for line in traffic.stale_reads:
         print(f"stale read (an acknowledged ingest not answered by a replica): {line}")
     for line in problems:

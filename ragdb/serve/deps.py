@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from ragdb.errors import InputError, NotFoundError, WrongReplicaError
+from ragdb.errors import InputError, NotFoundError, WrongReplicaError, http_status
 from ragdb.ingest.inputs import under_roots
 from ragdb.ingest.plan import plan_paths
 from ragdb.serve.batching import QueryBatcher
@@ -109,7 +109,9 @@ class Service:
             await run_in_threadpool(job.wait)
             if job.state == "succeeded":
                 return JSONResponse(job.report)
-            status = 409 if job.state == "cancelled" else 500
+            # A failed job answers as its error would (503 for a store that is
+            # down or busy: try again), a cancelled one 409.
+            status = 409 if job.state == "cancelled" else http_status(job.exception())
             message = job.error or f"the job was {job.state}"
             raise Problem(status, message, "JobFailed", job.to_dict())
         return JSONResponse(

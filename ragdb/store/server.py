@@ -149,7 +149,10 @@ class ServerBackend:
         except Exception as exc:
             from ragdb.store.session import rate_limited, transient
 
-            again = transient(exc) or rate_limited(exc)
+            # chromadb reports a failed tenant check as a ValueError raised
+            # while handling the real error: judge that one.
+            real = exc.__cause__ or exc.__context__ or exc
+            again = any(transient(e) or rate_limited(e) for e in (exc, real))
             error = StoreUnavailableError if again else StoreError
             raise error(
                 f"cannot reach the Chroma server at {self.location}: {first_line(exc)}"
