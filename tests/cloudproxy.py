@@ -28,8 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlparse
 
-WRITE_LIMIT = 300
-READ_LIMIT = 300
+WRITE_LIMIT = 300  # records a write, delete or read
 COLLECTION_VALUE_BYTES = 256
 RECORD_VALUE_BYTES = 8182
 CONCURRENT = 10
@@ -43,9 +42,19 @@ class CloudProxy(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, upstream: str, port: int = 0, faults: float = 0.02, seed: int = 7):
+    def __init__(
+        self,
+        upstream: str,
+        port: int = 0,
+        faults: float = 0.02,
+        seed: int = 7,
+        limit: int = WRITE_LIMIT,
+    ):
         super().__init__(("127.0.0.1", port), _Handler)
         self.upstream = urlparse(upstream)
+        # Records a write, a delete or a read may carry (Cloud's 300; a test
+        # may ask for fewer, to cross the limit with fewer chunks).
+        self.limit = limit
         self.faults = faults
         self.random = random.Random(seed)
         self.lock = threading.Lock()
@@ -63,8 +72,8 @@ class CloudProxy(http.server.ThreadingHTTPServer):
         match = _COLLECTION.search(path.split("?")[0])
         op = match.group(2) if match else None
         ids = body.get("ids") or []
-        if op in ("add", "upsert", "update", "delete") and len(ids) > WRITE_LIMIT:
-            return f"{op} of {len(ids)} records (limit {WRITE_LIMIT})"
+        if op in ("add", "upsert", "update", "delete") and len(ids) > self.limit:
+            return f"{op} of {len(ids)} records (limit {self.limit})"
         if op in ("add", "upsert", "update"):
             for meta in body.get("metadatas") or []:
                 for key, value in (meta or {}).items():
@@ -73,9 +82,9 @@ class CloudProxy(http.server.ThreadingHTTPServer):
         if op == "get":
             if body.get("ids") is None and body.get("limit") is None:
                 return "a get without ids or a limit"
-            if len(ids) > READ_LIMIT or int(body.get("limit") or 0) > READ_LIMIT:
+            if len(ids) > self.limit or int(body.get("limit") or 0) > self.limit:
                 return f"a get of {max(len(ids), int(body.get('limit') or 0))} records"
-        if op == "query" and int(body.get("n_results") or 0) > READ_LIMIT:
+        if op == "query" and int(body.get("n_results") or 0) > self.limit:
             return f"a query of {body['n_results']} results"
         metadata = body.get("metadata") if op is None else None
         if method == "PUT":
@@ -147,7 +156,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             with server.lock:
                 server.in_flight[key] -= 1
         if checked and self.path.endswith("/pre-flight-checks"):
-            payload = json.dumps({**json.loads(payload), "max_batch_size": 1000}).encode()
+            reported = max(1000, self.server.limit)  # more than it takes, as Cloud does
+            payload = json.dumps({**json.loads(payload), "max_batch_size": reported}).encode()
         self._reply(status, payload, headers)
 
     def _upstream(self, data: bytes) -> tuple[int, bytes, list[tuple[str, str]]]:

@@ -186,6 +186,20 @@ def _chroma_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
+def machine(tmp_path: Path, name: str, host: bool = False) -> dict[str, str]:
+    """The environment of another machine, for a ragdb subprocess: a cache
+    directory of its own (its keyword indexes) sharing the session's ONNX
+    export; with ``host``, a host identity of its own too (``name``: its pids
+    then say nothing to the others, its leases do)."""
+    cache = tmp_path / f"cache-{name}"
+    onnx = cache / "ragdb" / "onnx"
+    if not onnx.exists():
+        onnx.parent.mkdir(parents=True, exist_ok=True)
+        onnx.symlink_to(Path(os.environ["XDG_CACHE_HOME"]) / "ragdb" / "onnx")
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache), "HF_HUB_OFFLINE": "1"}
+    return {**env, "RAGDB_HOST_ID": name} if host else env
+
+
 @pytest.fixture
 def facts_dir(tmp_path: Path) -> Path:
     d = tmp_path / "facts"

@@ -26,7 +26,7 @@ import pytest
 from ragdb import KnowledgeBase
 from ragdb.store.leases import ServerClock, host_identity, writer_gone
 
-from .conftest import clear_server
+from .conftest import clear_server, machine
 
 OLD = "\n\n".join(f"Paragraph {i} about llamas. " + "More on llamas. " * 30 for i in range(4))
 NEW = OLD.replace("llamas", "octopus")
@@ -117,17 +117,7 @@ def start(
 ) -> subprocess.Popen[str]:
     """`ragdb ingest - --name doc` on host ``host`` (its own cache and host
     identity), with a wall clock ``skew`` seconds off."""
-    cache = tmp_path / f"cache-{host}"
-    if not cache.exists():  # a machine's own cache, sharing the one ONNX export
-        (cache / "ragdb").mkdir(parents=True)
-        (cache / "ragdb" / "onnx").symlink_to(Path(os.environ["XDG_CACHE_HOME"]) / "ragdb" / "onnx")
-    env = {
-        **os.environ,
-        "XDG_CACHE_HOME": str(cache),
-        "HF_HUB_OFFLINE": "1",
-        "RAGDB_HOST_ID": host,
-        "RAGDB_LEASE": str(lease),
-    }
+    env = {**machine(tmp_path, host, host=True), "RAGDB_LEASE": str(lease)}
     args = ["--chroma-url", url, "--wait", str(wait), "ingest", "-", "--name", "doc"]
     cmd = [sys.executable, "-c", SKEWED, str(skew), *args]
     if OWN_HOSTNAME:  # another machine's name too, where the test may give it one

@@ -8,7 +8,6 @@ answer again by themselves once it is back."""
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from .conftest import free_port, wait_http
+from .conftest import free_port, machine, wait_http
 
 KEY = "tier-key-0123456789"
 
@@ -39,17 +38,6 @@ def chroma(path: Path, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]
         proc.wait(10)
 
 
-def machine(tmp_path: Path, name: str) -> dict[str, str]:
-    """Another machine's environment: its own cache (sharing the ONNX export)
-    and host identity."""
-    cache = tmp_path / f"cache-{name}"
-    (cache / "ragdb").mkdir(parents=True, exist_ok=True)
-    onnx = cache / "ragdb" / "onnx"
-    if not onnx.exists():
-        onnx.symlink_to(Path(os.environ["XDG_CACHE_HOME"]) / "ragdb" / "onnx")
-    return {**os.environ, "XDG_CACHE_HOME": str(cache), "RAGDB_HOST_ID": name}
-
-
 @contextlib.contextmanager
 def replica(tmp_path: Path, name: str, chroma_url: str, *args: str) -> Iterator[str]:
     port = free_port()
@@ -58,7 +46,7 @@ def replica(tmp_path: Path, name: str, chroma_url: str, *args: str) -> Iterator[
     cmd += ["--port", str(port), "--api-key-file", str(tmp_path / "key"), *args]
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
-            cmd, stdout=fh, stderr=subprocess.STDOUT, env=machine(tmp_path, name)
+            cmd, stdout=fh, stderr=subprocess.STDOUT, env=machine(tmp_path, name, host=True)
         )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", proc, 180, log)

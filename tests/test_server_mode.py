@@ -18,14 +18,16 @@ import pytest
 
 from ragdb import KnowledgeBase
 
-from .conftest import Ragdb, clear_server
+from .conftest import Ragdb, clear_server, machine
 
 
-def machine(tmp_path: Path, name: str) -> dict[str, str]:
-    """The environment of another machine: a cache of its own."""
-    cache = tmp_path / f"cache-{name}"
-    cache.mkdir(exist_ok=True)
-    return {**os.environ, "XDG_CACHE_HOME": str(cache), "HF_HUB_OFFLINE": "1"}
+@pytest.fixture
+def server_kb(chroma_server: str, facts_dir: Path) -> KnowledgeBase:
+    """An emptied server store holding the four facts."""
+    clear_server(chroma_server)
+    kb = KnowledgeBase(chroma_url=chroma_server)
+    kb.ingest([facts_dir])
+    return kb
 
 
 def run(url: str, env: dict[str, str], *args: str, input: str | None = None) -> str:
@@ -46,11 +48,9 @@ def bm25_sources(kb: KnowledgeBase, question: str) -> list[str]:
 
 
 def test_each_machines_keyword_index_sees_the_others_writes(
-    chroma_server: str, facts_dir: Path, tmp_path: Path
+    chroma_server: str, server_kb: KnowledgeBase, tmp_path: Path
 ) -> None:
-    clear_server(chroma_server)
-    kb = KnowledgeBase(chroma_url=chroma_server)
-    kb.ingest([facts_dir])
+    kb = server_kb
     assert "zeppelins" not in bm25_sources(kb, "zeppelin hangar")
     other = machine(tmp_path, "b")
     run(
@@ -197,3 +197,38 @@ def test_a_keyword_index_refilled_while_another_process_deletes_misses_nothing(
             assert indexed == stored
         else:
             assert stored - indexed  # offset paging alone skipped records
+
+
+def test_two_processes_on_one_host_rebuild_a_shared_keyword_index_at_once(
+    chroma_server: str, server_kb: KnowledgeBase, tmp_path: Path
+) -> None:
+    kb = server_kb
+    for i in range(30):
+        kb.ingest_text(f"note{i}", f"Note {i} on harbours and tides, with the word t{i}word.")
+    with kb.store().session() as session:
+        path = session.backend.keywords_path(session.manifest, "default")
+        expected = session.ids()
+    env = machine(tmp_path, "one-host")  # one cache directory: one index file for both
+    shared = Path(env["XDG_CACHE_HOME"]) / path.relative_to(os.environ["XDG_CACHE_HOME"])
+    args = ["--chroma-url", chroma_server, "query", "t7word", "--retrieve-only", "--mode", "bm25"]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "ragdb", *args, "--json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        assert json.loads(out)["chunks"][0]["source"] == "note7"
+    from ragdb.store.keywords import KeywordIndex
+
+    index = KeywordIndex(shared)
+    try:
+        assert index.ids() == expected
+    finally:
+        index.close()

@@ -84,6 +84,8 @@ class ServerBackend:
         self.lease = lease
         cloud = (urlparse(url).hostname or "").endswith(CLOUD_DOMAIN)
         self.batch_cap = max_batch or (CLOUD_BATCH if cloud else None)
+        # Records per request of the bookkeeping's own reads and deletes.
+        self.page = min(CLOUD_BATCH, self.batch_cap or CLOUD_BATCH)
         self.me = host_identity(host_id)
         self.clock = ServerClock()
         self._log = WriteLog(self)
@@ -524,6 +526,11 @@ class Retrying:
 _DUMMY: Any = [[0.0]]
 
 
+def _pages(items: list[str], size: int) -> list[list[str]]:
+    """``items`` in lists of at most ``size``."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
 def _stub(manifest: dict[str, Any]) -> str:
     """What stays in the manifest collection's metadata (under 256 bytes): an
     older ragdb, which reads the manifest there, finds a format it does not
@@ -622,19 +629,19 @@ class WriteLog:
             got = log.get(
                 where={"state": "pending"},
                 include=["metadatas", "documents"],
-                limit=CLOUD_BATCH,
+                limit=self.backend.page,
                 offset=len(out),
             )
             out += _entries(got)
-            if len(got["ids"]) < CLOUD_BATCH:
+            if len(got["ids"]) < self.backend.page:
                 return out
 
     def entries(self, client: ClientAPI, first: int, last: int) -> list[LogEntry]:
         ids = [f"{n:012d}" for n in range(first, last + 1)]
         out: list[LogEntry] = []
         log = _small(client, LOG_COLLECTION, self.backend)
-        for i in range(0, len(ids), CLOUD_BATCH):
-            got = log.get(ids=ids[i : i + CLOUD_BATCH], include=["metadatas", "documents"])
+        for i in range(0, len(ids), self.backend.page):
+            got = log.get(ids=ids[i : i + self.backend.page], include=["metadatas", "documents"])
             out += _entries(got)
         return out
 
@@ -688,6 +695,7 @@ class Claims:
                 latest = self._latest(claims, sorted(todo))
                 now = self.backend.server_now(client)
                 free = [k for k in sorted(todo) if k not in latest or self._free(latest[k], now)]
+                free = free[: self.backend.page]  # the rest at the next turn of the loop
                 if free:
                     epochs = {k: int(latest.get(k, {}).get("epoch", 0)) + 1 for k in free}
                     ids = [f"{k}-{epochs[k]:08d}" for k in free]
@@ -726,8 +734,7 @@ class Claims:
             raise
         return held
 
-    @staticmethod
-    def _latest(claims: Any, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    def _latest(self, claims: Any, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The newest claim of each key that has one (read a page at a time)."""
         latest: dict[str, dict[str, Any]] = {}
         for i in range(0, len(keys), 100):
@@ -736,15 +743,15 @@ class Claims:
             offset = 0
             while True:
                 got = claims.get(
-                    where=where, include=["metadatas"], limit=CLOUD_BATCH, offset=offset
+                    where=where, include=["metadatas"], limit=self.backend.page, offset=offset
                 )
                 for meta in got["metadatas"] or []:
                     meta = dict(meta or {})
                     if int(meta["epoch"]) > int(latest.get(meta["key"], {}).get("epoch", 0)):
                         latest[meta["key"]] = meta
-                if len(got["ids"]) < CLOUD_BATCH:
+                if len(got["ids"]) < self.backend.page:
                     break
-                offset += CLOUD_BATCH
+                offset += self.backend.page
         return latest
 
     def _free(self, meta: dict[str, Any], now: float) -> bool:
@@ -756,8 +763,7 @@ class Claims:
         if not held:
             return True
         claims = _small(client, CLAIMS_COLLECTION, self.backend)
-        got = claims.get(ids=list(held), include=["metadatas"])
-        metas = [dict(m or {}) for m in got["metadatas"] or []]
+        got_ids, metas = self._read(claims, held)
         if len(metas) != len(held) or any(
             m.get("owner") != owner or m.get("state") != "held" for m in metas
         ):
@@ -765,23 +771,34 @@ class Claims:
         latest = self._latest(claims, sorted({str(m["key"]) for m in metas}))
         if any(latest[str(m["key"])]["epoch"] != m["epoch"] for m in metas):
             return False
-        claims.update(ids=got["ids"], metadatas=[{"expires": expires}] * len(metas))
+        for part in _pages(got_ids, self.backend.page):
+            claims.update(ids=part, metadatas=[{"expires": expires}] * len(part))
         return True
+
+    def _read(self, claims: Any, ids: Sequence[str]) -> tuple[list[str], list[dict[str, Any]]]:
+        """Claims by id, a page at a time: their ids and metadata."""
+        got_ids: list[str] = []
+        metas: list[dict[str, Any]] = []
+        for part in _pages(list(ids), self.backend.page):
+            got = claims.get(ids=part, include=["metadatas"])
+            got_ids += got["ids"]
+            metas += [dict(m or {}) for m in got["metadatas"] or []]
+        return got_ids, metas
 
     def release(self, client: ClientAPI, held: Sequence[str], owner: str) -> None:
         """Let go of the claims ``held`` that are still ``owner``'s."""
         if not held:
             return
         claims = _small(client, CLAIMS_COLLECTION, self.backend)
-        got = claims.get(ids=list(held), include=["metadatas"])
         mine = [
-            (cid, dict(m or {}))
-            for cid, m in zip(got["ids"], got["metadatas"] or [], strict=True)
-            if (m or {}).get("owner") == owner
+            (c, m)
+            for c, m in zip(*self._read(claims, held), strict=True)
+            if m.get("owner") == owner
         ]
         if not mine:
             return
-        claims.update(ids=[c for c, _ in mine], metadatas=[{"state": "released"}] * len(mine))
+        for part in _pages([c for c, _ in mine], self.backend.page):
+            claims.update(ids=part, metadatas=[{"state": "released"}] * len(part))
         # Older epochs of these sources are spent: the newest is all that
         # compare-and-swap needs (see acquire). Each release prunes the two
         # before it, so the claims stay about one a source (a writer that died
@@ -791,5 +808,5 @@ class Claims:
             for _, m in mine
             for e in range(max(1, int(m["epoch"]) - 2), int(m["epoch"]))
         ]
-        for i in range(0, len(spent), CLOUD_BATCH):
-            claims.delete(ids=spent[i : i + CLOUD_BATCH])
+        for i in range(0, len(spent), self.backend.page):
+            claims.delete(ids=spent[i : i + self.backend.page])
