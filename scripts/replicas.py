@@ -1,9 +1,10 @@
 """The README's replica topology, run for real on loopback, with faults.
 
 One `chroma run`, one ingest worker (`ragdb serve --role ingest`) and three
-query replicas (`--role query --ingest-url ...`), each its own process with its
-own cache directory and host identity, one shared key file and a 6 s lease; a
-small round-robin proxy in front routes as the README tells a load balancer to.
+query replicas (`--role query --ingest-url ...`; the third with a wall clock an
+hour ahead), each its own process with its own cache directory and host
+identity, one shared key file and a 6 s lease; a small round-robin proxy in
+front routes as the README tells a load balancer to.
 For --seconds (default 60) three clients search through the proxy while a
 writer ingests and removes documents through it; after each acknowledged
 ingest every query replica is asked directly for the new document's unique
@@ -48,6 +49,17 @@ KEY = "replicas-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 WRITES = ("/v1/ingest", "/v1/documents", "/v1/remove", "/v1/reset", "/v1/watches", "/v1/kbs")
 READS = ("/v1/search", "/v1/ask", "/v1/check", "/v1/chat/completions", "/chat/completions")
+
+
+# `ragdb ARGS...` with a wall clock SKEW seconds off: python -c SKEWED SKEW ARGS...
+SKEWED = """
+import sys, time
+_real, _skew = time.time, float(sys.argv[1])
+time.time = lambda: _real() + _skew
+from ragdb.cli import main
+sys.argv = ["ragdb", *sys.argv[2:]]
+main()
+"""
 
 
 class Balancer(http.server.ThreadingHTTPServer):
@@ -139,7 +151,10 @@ class Cluster:
     def start_ragdb(self, name: str, *args: str) -> None:
         port = self.urls.get(name, "").rsplit(":", 1)[-1] or str(free_port())
         self.urls[name] = f"http://127.0.0.1:{port}"
-        cmd = [sys.executable, "-m", "ragdb", "serve", "--port", port, *args]
+        # q3's wall clock runs an hour ahead (an injected clock): leases are judged
+        # on the Chroma server's clock, so it must take nothing over early.
+        skew = "3600" if name == "q3" else "0"
+        cmd = [sys.executable, "-c", SKEWED, skew, "serve", "--port", port, *args]
         self._start(name, cmd, f"{self.urls[name]}/healthz", self.env(name))
 
     def _start(self, name: str, cmd: list[str], health: str, env: Any = None) -> None:
