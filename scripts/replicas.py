@@ -26,9 +26,9 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
-import http.client
 import http.server
 import itertools
+import json
 import os
 import random
 import shutil
@@ -40,26 +40,17 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import httpx
 
 from tests.proofs.data import free_port  # scripts/run-python puts the root on the path
+from tests.relay import SKEWED, answer, read_body, relay
 
 KEY = "replicas-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 WRITES = ("/v1/ingest", "/v1/documents", "/v1/remove", "/v1/reset", "/v1/watches", "/v1/kbs")
 READS = ("/v1/search", "/v1/ask", "/v1/check", "/v1/chat/completions", "/chat/completions")
-
-
-# `ragdb ARGS...` with a wall clock SKEW seconds off: python -c SKEWED SKEW ARGS...
-SKEWED = """
-import sys, time
-_real, _skew = time.time, float(sys.argv[1])
-time.time = lambda: _real() + _skew
-from ragdb.cli import main
-sys.argv = ["ragdb", *sys.argv[2:]]
-main()
-"""
 
 
 class Balancer(http.server.ThreadingHTTPServer):
@@ -90,25 +81,12 @@ class _Route(http.server.BaseHTTPRequestHandler):
         pass
 
     def _forward(self) -> None:
-        data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        host, port = self.server.target(self.command, self.path)[7:].split(":")
-        conn = http.client.HTTPConnection(host, int(port), timeout=300)
+        data = read_body(self)
+        target = urlparse(self.server.target(self.command, self.path))
         try:
-            headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-            conn.request(self.command, self.path, body=data or None, headers=headers)
-            resp = conn.getresponse()
-            status, payload, got = resp.status, resp.read(), resp.getheaders()
-        except OSError as exc:
-            status, payload, got = 502, f'{{"detail": "{exc}"}}'.encode(), []
-        finally:
-            conn.close()
-        self.send_response(status)
-        for key, value in got:
-            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
-                self.send_header(key, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+            answer(self, *relay(self, target, data))
+        except OSError as exc:  # the replica is down: what a load balancer says
+            answer(self, 502, json.dumps({"detail": str(exc)}).encode())
 
     do_GET = do_POST = do_DELETE = do_PATCH = _forward
 

@@ -17,16 +17,16 @@ Run it alone (``python -m tests.cloudproxy UPSTREAM [PORT]``) or as the
 from __future__ import annotations
 
 import collections
-import http.client
 import http.server
 import json
 import random
 import re
 import sys
 import threading
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlparse
+
+from .relay import answer, read_body, relay
 
 WRITE_LIMIT = 300  # records a write, delete or read
 COLLECTION_VALUE_BYTES = 256
@@ -102,22 +102,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
-    def _reply(self, status: int, payload: bytes, headers: Sequence[tuple[str, str]] = ()) -> None:
-        self.send_response(status)
-        for key, value in headers:
-            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
-                self.send_header(key, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
     def _error(self, status: int, name: str, message: str) -> None:
-        body = json.dumps({"error": name, "message": message}).encode()
-        self._reply(status, body, [("Content-Type", "application/json")])
+        answer(self, status, json.dumps({"error": name, "message": message}).encode())
 
     def _forward(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        data = self.rfile.read(length) if length else b""
+        data = read_body(self)
         checked = self.headers.get(HEADER) is not None
         match = _COLLECTION.search(self.path.split("?")[0])
         key = match.group(1) if match else ""
@@ -151,27 +140,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         with server.lock:
             server.in_flight[key] += 1
         try:
-            status, payload, headers = self._upstream(data)
+            status, payload, headers = relay(self, server.upstream, data, drop=[HEADER])
         finally:
             with server.lock:
                 server.in_flight[key] -= 1
         if checked and self.path.endswith("/pre-flight-checks"):
             reported = max(1000, self.server.limit)  # more than it takes, as Cloud does
             payload = json.dumps({**json.loads(payload), "max_batch_size": reported}).encode()
-        self._reply(status, payload, headers)
-
-    def _upstream(self, data: bytes) -> tuple[int, bytes, list[tuple[str, str]]]:
-        up = self.server.upstream
-        conn = http.client.HTTPConnection(up.hostname or "127.0.0.1", up.port, timeout=120)
-        try:
-            headers = {
-                k: v for k, v in self.headers.items() if k.lower() not in ("host", HEADER.lower())
-            }
-            conn.request(self.command, self.path, body=data or None, headers=headers)
-            resp = conn.getresponse()
-            return resp.status, resp.read(), resp.getheaders()
-        finally:
-            conn.close()
+        answer(self, status, payload, headers)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _forward
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import http.server
 import threading
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from urllib.parse import urlparse
 import pytest
 
 from .conftest import Ragdb, clear_server
+from .relay import answer, read_body, relay
 
 
 class TokenProxy(http.server.ThreadingHTTPServer):
@@ -47,29 +47,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         if self.headers.get("X-Token") != "sesame":
             self.server.refused += 1
-            body = b'{"error": "missing or wrong token"}'
-            self.send_response(401)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            answer(self, 401, b'{"error": "missing or wrong token"}')
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        data = self.rfile.read(length) if length else None
-        up = self.server.upstream
-        conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "x-token")}
-        conn.request(self.command, self.path, body=data, headers=headers)
-        resp = conn.getresponse()
-        payload = resp.read()
-        self.send_response(resp.status)
-        for key, value in resp.getheaders():
-            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
-                self.send_header(key, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-        conn.close()
+        answer(self, *relay(self, self.server.upstream, read_body(self), drop=["x-token"]))
 
     def _refuse_as_rate_limited(self) -> None:
         # Alternately what chromadb knows (RateLimitError) and what it does not
@@ -77,11 +57,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         known = self.server.limited % 2
         kind = b"RateLimitError" if known else b"Backoff"
         body = b'{"error": "' + kind + b'", "message": "quota exceeded, slow down"}'
-        self.send_response(429)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        answer(self, 429, body)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _forward
 

@@ -7,7 +7,6 @@ new version is stored, before it deletes the old one."""
 
 from __future__ import annotations
 
-import http.client
 import http.server
 import json
 import os
@@ -27,6 +26,7 @@ from ragdb import KnowledgeBase
 from ragdb.store.leases import ServerClock, host_identity, writer_gone
 
 from .conftest import clear_server, machine
+from .relay import SKEWED, answer, read_body, relay
 
 OLD = "\n\n".join(f"Paragraph {i} about llamas. " + "More on llamas. " * 30 for i in range(4))
 NEW = OLD.replace("llamas", "octopus")
@@ -54,27 +54,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def _forward(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        data = self.rfile.read(length) if length else None
-        up = self.server.upstream
-        conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
-        headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-        conn.request(self.command, self.path, body=data, headers=headers)
-        resp = conn.getresponse()
-        payload = resp.read()
-        conn.close()
+        data = read_body(self)
+        status, payload, headers = relay(self, self.server.upstream, data)
         body = json.loads(data) if self.path.endswith("/add") and data else {}
         chunks = any("chunk_index" in (m or {}) for m in body.get("metadatas") or [])
         if chunks and not self.server.stopped.is_set():
             os.kill(self.server.pid, signal.SIGSTOP)
             self.server.stopped.set()
-        self.send_response(resp.status)
-        for key, value in resp.getheaders():
-            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
-                self.send_header(key, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        answer(self, status, payload, headers)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _forward
 
@@ -87,17 +74,6 @@ def proxy(chroma_server: str) -> Iterator[StoppingProxy]:
     thread.start()
     yield server
     server.shutdown()
-
-
-# A ragdb command whose wall clock runs SKEW seconds ahead (an injected clock).
-SKEWED = """
-import sys, time
-_real, _skew = time.time, float(sys.argv[1])
-time.time = lambda: _real() + _skew
-from ragdb.cli import main
-sys.argv = ["ragdb", *sys.argv[2:]]
-main()
-"""
 
 
 def _own_hostname() -> bool:
