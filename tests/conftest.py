@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -160,12 +159,11 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield url
             return
         from .cloudproxy import CloudProxy
+        from .site import running
 
         proxy = CloudProxy(url)
-        thread = threading.Thread(target=proxy.serve_forever, daemon=True)
-        thread.start()
-        yield proxy.url
-        proxy.shutdown()
+        with running(proxy):
+            yield proxy.url
         assert not proxy.refused, "requests beyond Chroma Cloud's limits:\n" + "\n".join(
             proxy.refused[:20]
         )

@@ -20,6 +20,7 @@ sys.argv = ["ragdb", *sys.argv[2:]]
 main()
 """
 
+
 # Headers a relay sets itself rather than passing on.
 _HOP = ("transfer-encoding", "connection", "content-length")
 

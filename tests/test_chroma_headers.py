@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
@@ -12,6 +11,7 @@ import pytest
 
 from .conftest import Ragdb, clear_server
 from .relay import answer, read_body, relay
+from .site import running
 
 
 class TokenProxy(http.server.ThreadingHTTPServer):
@@ -66,10 +66,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def proxy(chroma_server: str) -> Iterator[TokenProxy]:
     clear_server(chroma_server)
     server = TokenProxy(chroma_server)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
+    with running(server):
+        yield server
 
 
 def test_chroma_header_reaches_the_server(proxy: TokenProxy, store: Path, facts_dir: Path) -> None:

@@ -9,7 +9,6 @@ out, and what is stored is what the same work stores directly."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from ragdb import KnowledgeBase
 
 from .cloudproxy import COLLECTION_VALUE_BYTES, CloudProxy
 from .conftest import clear_server
+from .site import running
 
 LIMIT = 40
 
@@ -30,10 +30,8 @@ def cloud(chroma_server: str) -> Iterator[CloudProxy]:
     # Cloud's limits, with 40 records a request instead of 300: the same paths
     # (batched writes, paged reads) crossed with a seventh of the chunks.
     proxy = CloudProxy(chroma_server, faults=0.05, limit=LIMIT)
-    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
-    thread.start()
-    yield proxy
-    proxy.shutdown()
+    with running(proxy):
+        yield proxy
 
 
 def test_a_store_within_chroma_clouds_limits(

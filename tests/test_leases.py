@@ -27,6 +27,7 @@ from ragdb.store.leases import ServerClock, host_identity, writer_gone
 
 from .conftest import clear_server, machine
 from .relay import SKEWED, answer, read_body, relay
+from .site import running
 
 OLD = "\n\n".join(f"Paragraph {i} about llamas. " + "More on llamas. " * 30 for i in range(4))
 NEW = OLD.replace("llamas", "octopus")
@@ -70,10 +71,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def proxy(chroma_server: str) -> Iterator[StoppingProxy]:
     clear_server(chroma_server)
     server = StoppingProxy(chroma_server)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
+    with running(server):
+        yield server
 
 
 def _own_hostname() -> bool:

@@ -579,9 +579,6 @@ class WriteLog:
     def __init__(self, backend: ServerBackend) -> None:
         self.backend = backend
 
-    def count(self, client: ClientAPI) -> int:
-        return int(_small(client, LOG_COLLECTION, self.backend).count())
-
     def append(self, client: ClientAPI, sources: list[str], lease: LeaseMeta) -> str:
         """A pending entry for ``sources`` under the next free number; its id."""
         log = _small(client, LOG_COLLECTION, self.backend)
