@@ -170,3 +170,16 @@ def m005_manifest_as_record(ctx: MigrationContext) -> None:
     leaving in the metadata a stub that makes older ragdb versions refuse the
     store as newer. A local store's manifest is a file: nothing changes there.
     """
+
+
+@migration
+def m006_pruned_write_log(ctx: MigrationContext) -> None:
+    """Let a Chroma server's write log be pruned.
+
+    Until now the log's length was its newest entry's number, and a writer took
+    the number one above it. Pruning settled entries (see
+    :mod:`ragdb.store.writelog`) breaks that, so from here on the numbers are
+    found by asking for entries above the newest one seen, and an older ragdb,
+    which would take numbers by the length again, must refuse the store: this
+    migration's record in the manifest does that. Nothing else changes.
+    """

@@ -1,8 +1,8 @@
 """How many requests ragdb sends a Chroma server per search, counted by a
 proxy in front of a real `chroma run` (loopback, a temporary directory).
 
-A session on a server store reads the write log's length first; while it is
-the one last seen, the manifest, the pending writes and the chunk collection
+A session on a server store first asks whether its write log has an entry
+newer than the one last seen; while it has none, the manifest, the pending writes and the chunk collection
 handles read then still hold. Before that cache (commit 1d93de4) a hybrid
 search cost 9 requests and a dense one 7.
 

@@ -177,6 +177,7 @@ def test_a_single_collection_store_becomes_default(
     assert local_ragdb.json("migrate")["applied"] == [
         "m004_knowledge_bases",
         "m005_manifest_as_record",
+        "m006_pruned_write_log",
     ]
     after = json.loads((store / "ragdb.json").read_text())
     assert after["knowledge_bases"]["default"]["collection"] == before["collection"]

@@ -142,9 +142,10 @@ def test_store_from_before_backends_is_recorded_as_torch(
         "m003_record_embed_backend",
         "m004_knowledge_bases",
         "m005_manifest_as_record",
+        "m006_pruned_write_log",
     ]
     after = json.loads(path.read_text())
-    assert after["embed_model"]["backend"] == "torch" and after["format_version"] == 5
+    assert after["embed_model"]["backend"] == "torch" and after["format_version"] == LATEST
     # Its queries are embedded by torch's family; int8 is refused.
     hits = local_ragdb.json("query", "octopus", "--retrieve-only", "--mode", "dense")["chunks"]
     assert hits[0]["source"].endswith("fact3.txt")

@@ -1,7 +1,9 @@
 """A store on a Chroma server (``chroma run``, or Chroma's distributed deployment).
 
 The server serialises its own writes, so there is no lock file to take; the
-manifest lives in the metadata of a small collection of its own; each client
+manifest is a record of a small collection of its own; writes in flight are
+recorded in a write log (:mod:`ragdb.store.writelog`) and per-source claims
+(:mod:`ragdb.store.claims`); each client
 machine keeps its keyword index in its own cache, rebuilt when the store's
 generation moves. The client is made for one tenant and database, with the
 headers a proxy in front of the server may need, and refuses a server whose
@@ -26,7 +28,6 @@ from urllib.parse import urlparse
 from ragdb.errors import (
     LeaseLostError,
     ManifestError,
-    StoreBusyError,
     StoreError,
     StoreUnavailableError,
     StoreVersionError,
@@ -42,8 +43,11 @@ from ragdb.store.backend import (
     unqualify,
     writer_id,
 )
+from ragdb.store.bookkeeping import DUMMY, Retrying
+from ragdb.store.claims import CLAIMS_COLLECTION, Claims
 from ragdb.store.leases import LEASE, Heartbeat, ServerClock, host_identity, writer_gone
 from ragdb.store.manifest import kb_collection
+from ragdb.store.writelog import LOG_COLLECTION, WriteLog
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -51,13 +55,10 @@ if TYPE_CHECKING:
 # The collection holding the manifest, as the document of record MANIFEST_ID.
 MANIFEST_COLLECTION = "ragdb-manifest"
 MANIFEST_ID = "manifest"
-# The write log (one entry per write, numbered without gaps) and the per-source claims.
-LOG_COLLECTION = "ragdb-writes"
 # Chroma Cloud takes at most 300 records a request (and reports 1,000:
 # chroma-core/chroma #5453); reads of the bookkeeping stay within that anywhere.
 CLOUD_DOMAIN = "trychroma.com"
 CLOUD_BATCH = 300
-CLAIMS_COLLECTION = "ragdb-claims"
 
 
 class ServerBackend:
@@ -96,9 +97,9 @@ class ServerBackend:
         self._held: list[str] = []
         self._entry: str | None = None
         self._heartbeat: Heartbeat | None = None
-        # What this process last read of the store, valid while the log's length holds.
+        # What this process last read of the store, valid while the log's head holds.
         self._head: _Head | None = None
-        self._log_handle: tuple[Any, Any] | None = None
+        self._seen: tuple[Any, int] | None = None  # the log's newest entry, as last read
 
     @property
     def location(self) -> str:
@@ -181,13 +182,13 @@ class ServerBackend:
         wrote keeps it in the collection's metadata until its next save.
 
         Read once per change of the store: every change (a write, a manifest
-        save) appends to the write log, so while the log's length is the one
+        save) appends to the write log, so while its newest entry is the one
         last seen, the manifest read then, the pending writes found then and
         the chunk collections opened since still hold, and a session costs
-        one request (the length) before its own work."""
-        count = self._log_count(client)
+        one request (is there a newer entry?) before its own work."""
+        count = self._log_head(client)
         head = self._head
-        if head is not None and head.client is client and head.count == count:
+        if head is not None and head.client is client and head.newest == count:
             return head.manifest, f"the manifest of {self.location}"
         self._head = None
         stored = self._read_manifest(client)
@@ -218,39 +219,23 @@ class ServerBackend:
             stored = None if not legacy or '"stub"' in legacy else legacy
         return stored or None
 
-    def _log_count(self, client: ClientAPI) -> int:
-        """The write log's length (0 before the first write), through a handle
-        kept for the client (looked up again if its collection was dropped)."""
-        from chromadb.errors import NotFoundError
+    def _log_head(self, client: ClientAPI) -> int:
+        """The write log's newest entry number (0 before the first write): one
+        request while it is the one this process saw last."""
+        newest = self._log.head(client, self._last_seen(client))
+        self._seen = (client, newest)
+        return newest
 
-        from ragdb.store.session import call_chroma
-
-        for _ in range(2):
-            if self._log_handle is None or self._log_handle[0] is not client:
-                try:
-                    found = call_chroma(
-                        self, "reading the write log", lambda: client.get_collection(LOG_COLLECTION)
-                    )
-                except StoreError as exc:
-                    if isinstance(exc.__cause__, NotFoundError):
-                        return 0
-                    raise
-                self._log_handle = (client, found)
-            coll = self._log_handle[1]
-            try:
-                return int(call_chroma(self, "reading the write log", coll.count))
-            except StoreError as exc:
-                if not isinstance(exc.__cause__, NotFoundError):
-                    raise
-                self._log_handle = None
-        return 0
+    def _last_seen(self, client: ClientAPI) -> int | None:
+        seen = self._seen
+        return seen[1] if seen is not None and seen[0] is client else None
 
     def generation(self, client: ClientAPI) -> int:
-        """The write log's length as this session saw it at its start."""
+        """The write log's newest entry as this session saw it at its start."""
         head = self._head
         if head is not None and head.client is client:
-            return head.count
-        return self._log_count(client)
+            return head.newest
+        return self._log_head(client)
 
     def collection(self, client: ClientAPI, name: str) -> Any | None:
         """The handle of chunk collection ``name`` opened since the store last
@@ -274,14 +259,15 @@ class ServerBackend:
         )
         coll = Retrying(made, self, "writing the manifest")
         text = json.dumps(manifest, sort_keys=True)
-        coll.upsert(ids=[MANIFEST_ID], documents=[text], embeddings=_DUMMY)
+        coll.upsert(ids=[MANIFEST_ID], documents=[text], embeddings=DUMMY)
         stub = _stub(manifest)
         if (coll.metadata or {}).get("manifest") != stub:
             coll.modify(metadata={"ragdb": MANIFEST_COLLECTION, "manifest": stub})
-        # A change every process must see: the log's length moves (an entry
+        # A change every process must see: the log's head moves (an entry
         # with no sources, done at once).
         self._head = None
-        entry = self._log.append(client, [], lambda c: {"owner": writer_id(), "pid": 0})
+        mine = {"owner": writer_id(), "pid": 0}
+        entry = self._log.append(client, [], lambda c: mine, self._last_seen(client))
         self._log.finish(client, entry, "done")
 
     def read_backup(self) -> str | None:
@@ -350,7 +336,9 @@ class ServerBackend:
         self._sources = list(sources)
         self._held = self._claims.acquire(client, claimed, self.wait, self._lease_meta)
         try:
-            self._entry = self._log.append(client, self._sources, self._lease_meta)
+            self._entry = self._log.append(
+                client, self._sources, self._lease_meta, self._last_seen(client)
+            )
         except BaseException:
             # Let the claims go (best effort) so that a retry does not wait on them.
             with contextlib.suppress(Exception):
@@ -394,7 +382,7 @@ class ServerBackend:
             return
         self._stop_heartbeat()
         dead = {"owner": writer_id(), "hostid": "", "pid": 0, "expires": 0.0}
-        self._log.append(client, self._sources, lambda c: dead)
+        self._log.append(client, self._sources, lambda c: dead, self._last_seen(client))
         self._claims.release(client, self._held, self._token)
         self._entry, self._held = None, []
         raise LeaseLostError(
@@ -408,6 +396,10 @@ class ServerBackend:
         self._stop_heartbeat()
         if self._entry is not None:
             self._log.finish(client, self._entry, "done")
+            # Bounded growth: the writer prunes the log when it is long enough;
+            # a failure leaves that to the next one (the write itself is done).
+            with contextlib.suppress(StoreError):
+                self._log.prune(client, int(self._entry))
             self._entry = None
         self._claims.release(client, self._held, self._token)
         self._held = []
@@ -433,7 +425,7 @@ class ServerBackend:
         clock."""
         head = self._head
         if head is not None and head.client is client and head.settled:
-            return []  # none were pending at this length of the log
+            return []  # none were pending at this head of the log
         pending = self._log.pending(client)
         if head is not None and head.client is client:
             head.settled = not pending
@@ -463,10 +455,12 @@ class ServerBackend:
             pending = [e.number for e in self._log.pending(client)]
             return KeywordChanges(True, set(), min(pending, default=count + 1) - 1)
         entries = self._log.entries(client, stamp + 1, count)
-        sources = {s for e in entries for s in by_kb(e.sources).get(kb, [])}
         pending = [e.number for e in entries if e.state == "pending"]
         # Never stamp past a write still in flight: its sources are looked at again.
         new_stamp = min(pending) - 1 if pending else count
+        if len(entries) < count - stamp:  # pruned past the stamp: look at everything
+            return KeywordChanges(True, set(), new_stamp)
+        sources = {s for e in entries for s in by_kb(e.sources).get(kb, [])}
         return KeywordChanges(ALL in sources, sources - {ALL}, new_stamp)
 
     def after_write(self) -> None:
@@ -490,47 +484,6 @@ def check_server_version(version: str, url: str) -> None:
         )
 
 
-def _small(client: ClientAPI, name: str, backend: ServerBackend) -> Any:
-    """A bookkeeping collection of ragdb's: records with a one-number vector,
-    each request to it retried on its own (see :class:`Retrying`). (Looked up
-    each time, a request to the server: a cached handle would go stale when
-    the collection is dropped and made again.)"""
-    made = Retrying(client, backend, f"opening {name}").get_or_create_collection(
-        name, embedding_function=None, metadata={"ragdb": name}
-    )
-    return Retrying(made, backend, f"updating {name}")
-
-
-class Retrying:
-    """A Chroma client or collection whose every request is retried on its own
-    when it fails transiently or is rate limited (see
-    :func:`ragdb.store.session.call_chroma`): the bookkeeping of one write is a
-    dozen requests, and against a hosted Chroma each may meet a 429 or a 503."""
-
-    def __init__(self, target: Any, backend: ServerBackend, what: str) -> None:
-        self._target, self._backend, self._what = target, backend, what
-
-    def __getattr__(self, name: str) -> Any:
-        from ragdb.store.session import call_chroma
-
-        attr = getattr(self._target, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return call_chroma(self._backend, self._what, lambda: attr(*args, **kwargs))
-
-        return call
-
-
-_DUMMY: Any = [[0.0]]
-
-
-def _pages(items: list[str], size: int) -> list[list[str]]:
-    """``items`` in lists of at most ``size``."""
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
 def _stub(manifest: dict[str, Any]) -> str:
     """What stays in the manifest collection's metadata (under 256 bytes): an
     older ragdb, which reads the manifest there, finds a format it does not
@@ -546,264 +499,13 @@ def _stub(manifest: dict[str, Any]) -> str:
     )
 
 
-LeaseMeta = Callable[["ClientAPI"], dict[str, Any]]
-
-
 @dataclasses.dataclass
 class _Head:
-    """What a process read of a server store at one length of its write log."""
+    """What a process read of a server store at one head of its write log."""
 
     client: Any
-    count: int
+    newest: int
     manifest: str
-    # No write was pending at this length (None pending: nothing to settle).
+    # No write was pending at this head (None pending: nothing to settle).
     settled: bool = False
     collections: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass
-class LogEntry:
-    """One write, as the log records it."""
-
-    number: int
-    id: str
-    state: str  # "pending", "done" or "settled"
-    sources: list[str]
-    meta: dict[str, Any]  # its writer and lease (see ragdb.store.leases.writer_gone)
-
-
-class WriteLog:
-    """Entries numbered 1, 2, 3... with no gaps: the store's generation on a
-    server is their count, and no concurrent writer's entry is ever lost."""
-
-    def __init__(self, backend: ServerBackend) -> None:
-        self.backend = backend
-
-    def append(self, client: ClientAPI, sources: list[str], lease: LeaseMeta) -> str:
-        """A pending entry for ``sources`` under the next free number; its id."""
-        log = _small(client, LOG_COLLECTION, self.backend)
-        number = log.count()
-        while True:
-            number += 1
-            entry_id = f"{number:012d}"
-            meta = {"number": number, "state": "pending", **lease(client)}
-            # The sources go in the document: a metadata value is capped on Chroma Cloud.
-            log.add(
-                ids=[entry_id], embeddings=_DUMMY, metadatas=[meta], documents=[json.dumps(sources)]
-            )
-            got = log.get(ids=[entry_id], include=["metadatas"])
-            if got["metadatas"] and (got["metadatas"][0] or {}).get("owner") == meta["owner"]:
-                return entry_id  # the number is ours; otherwise try the next one
-
-    def finish(self, client: ClientAPI, entry_id: str, state: str) -> None:
-        """Mark an entry ``state`` (Chroma merges the keys an update names)."""
-        _small(client, LOG_COLLECTION, self.backend).update(
-            ids=[entry_id], metadatas=[{"state": state}]
-        )
-
-    def renew(self, client: ClientAPI, entry_id: str, owner: str, expires: float) -> bool:
-        """Extend an entry's lease while it is still ``owner``'s and pending."""
-        log = _small(client, LOG_COLLECTION, self.backend)
-        got = log.get(ids=[entry_id], include=["metadatas"])
-        meta = (got["metadatas"] or [None])[0] or {}
-        if meta.get("state") != "pending" or meta.get("owner") != owner:
-            return False
-        log.update(ids=[entry_id], metadatas=[{"expires": expires}])
-        return True
-
-    def expire(self, client: ClientAPI, entry_id: str) -> None:
-        """End an entry's lease now: the next reader settles its sources."""
-        _small(client, LOG_COLLECTION, self.backend).update(
-            ids=[entry_id], metadatas=[{"expires": 0.0, "hostid": ""}]
-        )
-
-    def pending(self, client: ClientAPI) -> list[LogEntry]:
-        """The entries still pending, a page at a time (one settled meanwhile
-        may shift another past a page: it is found at the next look)."""
-        log = _small(client, LOG_COLLECTION, self.backend)
-        out: list[LogEntry] = []
-        while True:
-            got = log.get(
-                where={"state": "pending"},
-                include=["metadatas", "documents"],
-                limit=self.backend.page,
-                offset=len(out),
-            )
-            out += _entries(got)
-            if len(got["ids"]) < self.backend.page:
-                return out
-
-    def entries(self, client: ClientAPI, first: int, last: int) -> list[LogEntry]:
-        ids = [f"{n:012d}" for n in range(first, last + 1)]
-        out: list[LogEntry] = []
-        log = _small(client, LOG_COLLECTION, self.backend)
-        for i in range(0, len(ids), self.backend.page):
-            got = log.get(ids=ids[i : i + self.backend.page], include=["metadatas", "documents"])
-            out += _entries(got)
-        return out
-
-
-def _entries(got: Any) -> list[LogEntry]:
-    """Log entries from a ``get`` of the log (sources in the document; an older
-    ragdb's entries held them in the metadata)."""
-    out = []
-    docs = got.get("documents") or [None] * len(got["ids"])
-    for entry_id, meta, doc in zip(got["ids"], got["metadatas"] or [], docs, strict=True):
-        meta = dict(meta or {})
-        out.append(
-            LogEntry(
-                number=int(meta.get("number", entry_id)),
-                id=entry_id,
-                state=str(meta.get("state", "done")),
-                sources=list(json.loads(doc or meta.get("sources") or "[]")),
-                meta=meta,
-            )
-        )
-    return out
-
-
-class Claims:
-    """One writer at a time per source, across machines: a claim is a record
-    whose id names the source and a number one above the last claim's; the
-    first writer to add it holds the source until it marks it released, or its
-    lease runs out (see :mod:`ragdb.store.leases`)."""
-
-    def __init__(self, backend: ServerBackend) -> None:
-        self.backend = backend
-        self.me = backend.me
-
-    def acquire(
-        self, client: ClientAPI, sources: Sequence[str], wait: float, lease: LeaseMeta
-    ) -> list[str]:
-        """Claim every source (in one go where free), waiting up to ``wait``
-        seconds for claims held by live writers. Returns the claim ids held."""
-        from ragdb.store.records import source_key
-
-        if not sources:
-            return []
-        claims = _small(client, CLAIMS_COLLECTION, self.backend)
-        names = {source_key(s): s for s in sources}
-        todo = set(names)
-        held: list[str] = []
-        owner = ""
-        deadline = time.monotonic() + wait
-        try:
-            while todo:
-                latest = self._latest(claims, sorted(todo))
-                now = self.backend.server_now(client)
-                free = [k for k in sorted(todo) if k not in latest or self._free(latest[k], now)]
-                free = free[: self.backend.page]  # the rest at the next turn of the loop
-                if free:
-                    epochs = {k: int(latest.get(k, {}).get("epoch", 0)) + 1 for k in free}
-                    ids = [f"{k}-{epochs[k]:08d}" for k in free]
-                    meta = lease(client)
-                    owner = meta["owner"]
-                    metas = [{"key": k, "epoch": epochs[k], "state": "held", **meta} for k in free]
-                    claims.add(ids=ids, embeddings=_DUMMY * len(ids), metadatas=metas)
-                    got = claims.get(ids=ids, include=["metadatas"])
-                    ours = {
-                        str((m or {})["key"]): cid
-                        for cid, m in zip(got["ids"], got["metadatas"] or [], strict=True)
-                        if (m or {}).get("owner") == owner
-                    }
-                    # Ours only if still the newest: old epochs are pruned, so a
-                    # writer that read long ago may re-add a pruned number.
-                    newest = self._latest(claims, sorted(ours))
-                    for key, cid in ours.items():
-                        if newest[key]["epoch"] == epochs[key]:
-                            held.append(cid)
-                            todo.discard(key)
-                        else:
-                            self.release(client, [cid], owner)
-                if not todo:
-                    break
-                if time.monotonic() > deadline:
-                    key = sorted(todo)[0]
-                    holder = latest.get(key, {})
-                    raise StoreBusyError(
-                        f"store is busy: process {holder.get('pid', '?')} on "
-                        f"{holder.get('host', '?')} has been writing {names[key]!r} for longer "
-                        f"than --wait {wait:g}s; try again or raise --wait"
-                    )
-                time.sleep(0.02 + 0.08 * random.random())
-        except BaseException:
-            self.release(client, held, owner)
-            raise
-        return held
-
-    def _latest(self, claims: Any, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The newest claim of each key that has one (read a page at a time)."""
-        latest: dict[str, dict[str, Any]] = {}
-        for i in range(0, len(keys), 100):
-            part = list(keys[i : i + 100])
-            where: Any = {"key": part[0]} if len(part) == 1 else {"key": {"$in": part}}
-            offset = 0
-            while True:
-                got = claims.get(
-                    where=where, include=["metadatas"], limit=self.backend.page, offset=offset
-                )
-                for meta in got["metadatas"] or []:
-                    meta = dict(meta or {})
-                    if int(meta["epoch"]) > int(latest.get(meta["key"], {}).get("epoch", 0)):
-                        latest[meta["key"]] = meta
-                if len(got["ids"]) < self.backend.page:
-                    break
-                offset += self.backend.page
-        return latest
-
-    def _free(self, meta: dict[str, Any], now: float) -> bool:
-        return meta.get("state") == "released" or writer_gone(meta, now, self.me)
-
-    def renew(self, client: ClientAPI, held: Sequence[str], owner: str, expires: float) -> bool:
-        """Extend the lease of claims ``held`` while each is still ``owner``'s
-        and the newest of its source (no other writer claimed it since)."""
-        if not held:
-            return True
-        claims = _small(client, CLAIMS_COLLECTION, self.backend)
-        got_ids, metas = self._read(claims, held)
-        if len(metas) != len(held) or any(
-            m.get("owner") != owner or m.get("state") != "held" for m in metas
-        ):
-            return False
-        latest = self._latest(claims, sorted({str(m["key"]) for m in metas}))
-        if any(latest[str(m["key"])]["epoch"] != m["epoch"] for m in metas):
-            return False
-        for part in _pages(got_ids, self.backend.page):
-            claims.update(ids=part, metadatas=[{"expires": expires}] * len(part))
-        return True
-
-    def _read(self, claims: Any, ids: Sequence[str]) -> tuple[list[str], list[dict[str, Any]]]:
-        """Claims by id, a page at a time: their ids and metadata."""
-        got_ids: list[str] = []
-        metas: list[dict[str, Any]] = []
-        for part in _pages(list(ids), self.backend.page):
-            got = claims.get(ids=part, include=["metadatas"])
-            got_ids += got["ids"]
-            metas += [dict(m or {}) for m in got["metadatas"] or []]
-        return got_ids, metas
-
-    def release(self, client: ClientAPI, held: Sequence[str], owner: str) -> None:
-        """Let go of the claims ``held`` that are still ``owner``'s."""
-        if not held:
-            return
-        claims = _small(client, CLAIMS_COLLECTION, self.backend)
-        mine = [
-            (c, m)
-            for c, m in zip(*self._read(claims, held), strict=True)
-            if m.get("owner") == owner
-        ]
-        if not mine:
-            return
-        for part in _pages([c for c, _ in mine], self.backend.page):
-            claims.update(ids=part, metadatas=[{"state": "released"}] * len(part))
-        # Older epochs of these sources are spent: the newest is all that
-        # compare-and-swap needs (see acquire). Each release prunes the two
-        # before it, so the claims stay about one a source (a writer that died
-        # holding one leaves a record behind).
-        spent = [
-            f"{m['key']}-{e:08d}"
-            for _, m in mine
-            for e in range(max(1, int(m["epoch"]) - 2), int(m["epoch"]))
-        ]
-        for i in range(0, len(spent), self.backend.page):
-            claims.delete(ids=spent[i : i + self.backend.page])

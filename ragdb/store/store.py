@@ -168,7 +168,7 @@ class Store:
                     yield session
                 if session.wrote and not self.server:
                     # A local store's generation: moved under its lock, so never lost.
-                    # A server's is its write log's length (see server_backend).
+                    # A server's is its write log's newest entry (see ragdb.store.writelog).
                     manifest["generation"] = int(manifest.get("generation", 0)) + 1
                     # The keyword indexes were updated alongside every write of this
                     # session: in step (stamped before the save, a crash between
