@@ -3,8 +3,8 @@ proxy in front of a real `chroma run` (loopback, a temporary directory).
 
 A session on a server store first asks whether its write log has an entry
 newer than the one last seen; while it has none, the manifest, the pending
-writes and the chunk collection handles read then still hold. Before that cache (commit 1d93de4) a hybrid
-search cost 9 requests and a dense one 7.
+writes and the chunk collection handles read then still hold. Before that
+cache (commit 1d93de4) a hybrid search cost 9 requests and a dense one 7.
 
 Usage: scripts/requests-per-search [--searches N]
 """
