@@ -223,6 +223,10 @@ def _merge(hits: list[Hit], mode: str) -> list[Hit]:
     fused = fuse([key[id(h)] for h in by_cosine], [key[id(h)] for h in by_bm25])
     for hit in hits:
         hit.scores["fused"] = round(fused[key[id(hit)]], 6)
+    # Ranks in the merged rankings, as for one knowledge base (see _fused).
+    for ranking, name in ((by_cosine, "dense_rank"), (by_bm25, "bm25_rank")):
+        for rank, hit in enumerate(ranking, 1):
+            hit.scores[name] = rank
     return sorted(hits, key=lambda h: -h.scores["fused"])
 
 
@@ -312,19 +316,7 @@ def search_many(
         elif query.mode == "bm25":
             winners.append([(cid, {"bm25": round(s, 6)}) for cid, s in (bm25 or [])[: query.k]])
         else:
-            fused = fuse([cid for cid, _ in dense[i]], [cid for cid, _ in bm25 or []])
-            by_id = dict(bm25 or [])
-            best = sorted(fused, key=lambda cid: -fused[cid])[: query.k]
-            winners.append(
-                [
-                    (
-                        cid,
-                        {"fused": round(fused[cid], 6)}
-                        | ({"bm25": round(by_id[cid], 6)} if cid in by_id else {}),
-                    )
-                    for cid in best
-                ]
-            )
+            winners.append(_fused(dense[i], bm25 or [], query.k))
     wanted = sorted({cid for found in winners for cid, _ in found})
     chunks = (
         {record.id: (record, vector) for record, vector in session.fetch_embeddings(ids=wanted)}
@@ -341,6 +333,28 @@ def search_many(
         )
         for i, (q, found) in enumerate(zip(queries, winners, strict=True))
     ]
+
+
+def _fused(
+    dense: list[tuple[str, float]], bm25: list[tuple[str, float]], k: int
+) -> list[tuple[str, dict[str, float]]]:
+    """The ``k`` best of two rankings fused, each with its evidence: the fused
+    score, its keyword score, and its rank in each ranking that has it (why
+    it ranks where it does)."""
+    fused = fuse([cid for cid, _ in dense], [cid for cid, _ in bm25])
+    by_id = dict(bm25)
+    dense_rank = {cid: rank for rank, (cid, _) in enumerate(dense, 1)}
+    bm25_rank = {cid: rank for rank, (cid, _) in enumerate(bm25, 1)}
+    out = []
+    for cid in sorted(fused, key=lambda cid: -fused[cid])[:k]:
+        scores: dict[str, float] = {"fused": round(fused[cid], 6)}
+        if cid in by_id:
+            scores["bm25"] = round(by_id[cid], 6)
+            scores["bm25_rank"] = bm25_rank[cid]
+        if cid in dense_rank:
+            scores["dense_rank"] = dense_rank[cid]
+        out.append((cid, scores))
+    return out
 
 
 def _filtered(

@@ -6,7 +6,8 @@ two APIs over one :class:`~ragdb.KnowledgeBase`:
   search, ask), errors as ``application/problem+json`` carrying ragdb's error
   type and the CLI's exit code;
 - an OpenAI-compatible chat model (``/v1/models``, ``/v1/chat/completions``,
-  both also without ``/v1``).
+  both also without ``/v1``);
+- a web page at ``/`` (:mod:`ragdb.serve.routes.page`), a client of the first.
 
 Its OpenAPI schema is at ``/openapi.json``, behind the same token as the rest.
 Safe by default: loopback, a token, a Host allow-list, no CORS unless asked,
@@ -24,7 +25,7 @@ from ragdb.serve import errors
 from ragdb.serve.config import LOOPBACK, ServeConfig
 from ragdb.serve.deps import Service
 from ragdb.serve.guard import MAX_REQUEST_BYTES, UPLOAD_ROUTES, Guard
-from ragdb.serve.routes import health, ingest, jobs, kbs, openai, search, sources, watches
+from ragdb.serve.routes import health, ingest, jobs, kbs, openai, page, search, sources, watches
 from ragdb.version import __version__
 
 if TYPE_CHECKING:
@@ -55,7 +56,8 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
     app.add_middleware(
         Guard,
         hosts=frozenset(h.lower() for h in (*LOOPBACK, config.host, *config.allowed_hosts)),
-        api_key=config.api_key,
+        signin=service.signin,
+        cors=frozenset(config.cors),
         limit_for=limit_for,
         reject=errors.reject,
     )
@@ -78,6 +80,11 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
     # The chat model at both the OpenAI SDK's base URLs (with and without /v1).
     app.include_router(openai.router, prefix="/v1")
     app.include_router(openai.router, include_in_schema=False)
+    # The web page: a client of the routes above, signed in by a cookie.
+    from starlette.staticfiles import StaticFiles
+
+    app.include_router(page.router)
+    app.mount("/static", StaticFiles(directory=page.STATIC), name="static")
     # MCP's read tools for agents, at /mcp (see ragdb.mcp_server).
     from ragdb.mcp_server import mount
 

@@ -12,8 +12,10 @@ encoder instead of having requests fight over them.
 from __future__ import annotations
 
 import asyncio
+import collections
 import queue
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from ragdb.query.retrieve import Query, check_query
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 
 # Larger batches only add latency to the first request of a batch.
 MAX_BATCH = 32
+# How many of the latest retrievals' latencies the status keeps.
+LATENCIES_KEPT = 200
 
 _Item = tuple[Query, "asyncio.Future[Retrieval]", asyncio.AbstractEventLoop]
 
@@ -40,6 +44,8 @@ class QueryBatcher:
         # The sizes of the batches answered (the service's status shows them).
         self.batches = 0
         self.queries = 0
+        # The latest retrievals' latencies in ms, queueing included (the page charts them).
+        self.latencies: collections.deque[float] = collections.deque(maxlen=LATENCIES_KEPT)
 
     async def retrieve(self, query: Query) -> Retrieval:
         """``kb.retrieve(query)``, answered with whatever else is waiting."""
@@ -48,7 +54,11 @@ class QueryBatcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Retrieval] = loop.create_future()
         self._queue.put((query, future, loop))
-        return await future
+        started = time.perf_counter()
+        try:
+            return await future
+        finally:
+            self.latencies.append(round((time.perf_counter() - started) * 1000, 2))
 
     def stop(self) -> None:
         """Let the thread finish the batch in hand, then end."""

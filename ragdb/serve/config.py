@@ -45,6 +45,8 @@ class ServeConfig:
     role: str = "all"
     # The ingest worker's URL, named by a query replica's refusal of a write.
     ingest_url: str | None = None
+    # The web page's one-time login token, printed in the startup line's URL.
+    login_token: str | None = None
     # Written by `serve` for the store's CLI users; removed at shutdown.
     serve_file: Path | None = None
 

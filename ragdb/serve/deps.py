@@ -25,6 +25,7 @@ from ragdb.serve.batching import QueryBatcher
 from ragdb.serve.config import ServeConfig
 from ragdb.serve.errors import Problem
 from ragdb.serve.jobs import Job, JobQueue
+from ragdb.serve.signin import SignIn
 from ragdb.serve.watch import Watcher
 
 if TYPE_CHECKING:
@@ -42,9 +43,11 @@ class Service:
     watcher: Watcher = dataclasses.field(init=False)
     # MCP's session manager (ragdb.mcp_server.mount), run with the app.
     mcp: Any = None
+    signin: SignIn = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
         self.watcher = Watcher(self.sync)
+        self.signin = SignIn(self.config.api_key, self.config.login_token)
         self._kbs: dict[str, KnowledgeBase] = {}
 
     def knowledge_base(self, name: str | None) -> KnowledgeBase:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ragdb.errors import StoreError
 from ragdb.serve.app import create_app
 from ragdb.serve.config import ServeConfig
+from ragdb.serve.signin import SignIn
 
 if TYPE_CHECKING:
     from ragdb.knowledge_base import KnowledgeBase
@@ -83,6 +84,11 @@ def serve(kb: KnowledgeBase, config: ServeConfig, token_file: Path | None) -> No
         f"ragdb: OpenAI-compatible settings: base URL {url}/v1, model ragdb, API key "
         + ("any" if config.api_key is None else f"$(cat {token_file})" if token_file else "yours")
     )
+    if config.api_key is not None:
+        config = dataclasses.replace(config, login_token=SignIn.new_login_token())
+        lines.append(f"ragdb: web page {url}/?token={config.login_token} (one sign-in)")
+    else:
+        lines.append(f"ragdb: web page {url}/")
     print("\n".join(lines), file=sys.stderr, flush=True)
     serve_file = None
     if kb.settings.chroma_url is None:

@@ -32,5 +32,6 @@ async def status(service: ServiceDep, kb: KbDep) -> dict[str, Any]:
             "watches": [w.to_dict() for w in service.watcher.all()],
             "retrieval_batches": batcher.batches,
             "retrieval_queries": batcher.queries,
+            "latency_ms": list(batcher.latencies),
         },
     }
