@@ -84,5 +84,6 @@ def _no_store() -> dict[str, str]:
         "x-frame-options": "DENY",
         "content-security-policy": "default-src 'self'; img-src 'self' data:; "
         "style-src 'self'; frame-ancestors 'none'",
-        "referrer-policy": "no-referrer",
+        # Not "no-referrer": with it a browser sends "Origin: null" on form posts.
+        "referrer-policy": "same-origin",
     }

@@ -101,8 +101,11 @@ function reasons(hit) {
   return out.join(" · ");
 }
 
+// Words not worth marking in a result.
+const STOP = new Set("the and for are was were with that this what which who how why when where from into its our your their has have had not but can does did".split(" "));
+
 function highlighted(text, query) {
-  const words = (query || "").toLowerCase().match(/[\p{L}\p{N}]{3,}/gu) || [];
+  const words = ((query || "").toLowerCase().match(/[\p{L}\p{N}]{3,}/gu) || []).filter((w) => !STOP.has(w));
   if (!words.length) return [text];
   const pattern = new RegExp(`(${words.map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|")})`, "giu");
   return text.split(pattern).map((part, i) => (i % 2 ? el("mark", {}, part) : part));
@@ -134,16 +137,31 @@ function renderAnswer(box, text, hits) {
       box.append(part);
       continue;
     }
-    box.append(el("button", {
-      type: "button", class: "cite", "aria-expanded": "false", "data-rank": hit.rank,
-      "aria-label": `source ${hit.rank}: ${hit.source}`,
-      onclick: (event) => toggleCitation(event.currentTarget, hit),
-    }, part));
+    box.append(citeButton(hit, part));
   }
 }
 
+// A citation [n]: opens chunk n in place (and closes it again).
+function citeButton(hit, label) {
+  return el("button", {
+    type: "button", class: "cite", "aria-expanded": "false", "data-rank": hit.rank,
+    "aria-label": `source ${hit.rank}: ${hit.source}`,
+    onclick: (event) => toggleCitation(event.currentTarget, hit),
+  }, label);
+}
+
+// Which chunks back each sentence (ragdb's own check, whatever the model cited).
+function markSupport(box, support) {
+  const lines = (support.sentences || []).map((s) => {
+    const backing = (s.best || []).map((n) => `[${n}]`).join(" ");
+    return el("li", { "data-verdict": s.verdict }, `${s.verdict}: “${s.text}”`, backing ? ` backed by ${backing}` : "");
+  });
+  if (lines.length) box.after(el("details", { class: "support" }, el("summary", {}, "How well the chunks back each sentence"), el("ul", {}, lines)));
+}
+
 function toggleCitation(button, hit) {
-  const open = button.nextElementSibling;
+  const item = button.closest("li");
+  const open = item ? item.querySelector(".cited") : button.nextElementSibling;
   if (open && open.classList.contains("cited")) {
     open.remove();
     button.setAttribute("aria-expanded", "false");
@@ -151,7 +169,8 @@ function toggleCitation(button, hit) {
   }
   const card = chunkCard(hit, "");
   card.classList.add("cited");
-  button.after(card);
+  if (item) item.append(card);
+  else button.after(card);
   button.setAttribute("aria-expanded", "true");
 }
 
@@ -162,8 +181,9 @@ async function ask(form) {
   let text = "";
   const answer = el("div", { class: "answer", id: "answer" });
   const status = el("p", { class: "muted", id: "ask-status" }, "Retrieving…");
+  const cited = el("ol", { class: "citations", id: "citations", "aria-label": "Sources of the answer" });
   const nearest = el("div", { class: "nearest" });
-  out.replaceChildren(status, answer, nearest);
+  out.replaceChildren(status, answer, cited, nearest);
   const body = {
     query: question,
     k: Number(form.elements.k.value) || 4,
@@ -172,6 +192,8 @@ async function ask(form) {
     kb: kbsOf(form),
     stream: true,
   };
+  const threshold = form.elements.min_score.value;
+  if (threshold !== "") body.min_score = Number(threshold);
   const showNearest = (why) => {
     nearest.replaceChildren(el("h2", {}, why), ...hits.map((h) => chunkCard(h, question)));
   };
@@ -180,14 +202,18 @@ async function ask(form) {
       if (event.event === "chunks") {
         hits = event.chunks;
         status.textContent = `Answering from ${hits.length} chunks…`;
+        cited.replaceChildren(...hits.map((hit) => el("li", {}, citeButton(hit, `[${hit.rank}]`),
+          " ", hit.source, " ", el("span", { class: "muted" }, whereIn(hit)))));
       } else if (event.event === "delta") {
         text += event.text;
         renderAnswer(answer, text, hits);
+      } else if (event.event === "support") {
+        markSupport(answer, event.support);
       } else if (event.event === "done") {
         status.textContent = event.model ? `Answered by ${event.model}.` : "Done.";
         if (event.enough_context === false) {
-          const threshold = event.min_score !== undefined && event.min_score !== null ? ` (threshold ${event.min_score})` : "";
-          status.textContent = `Not enough information in the knowledge base${threshold}.`;
+          const why = threshold !== "" ? `: no chunk reached the minimum similarity of ${threshold}` : "";
+          status.textContent = `Not enough information in the knowledge base${why}.`;
           showNearest("The nearest chunks");
         }
       } else if (event.event === "error") {
@@ -313,16 +339,16 @@ function updateJob(row, job) {
     bar.max = job.chunks_total;
     bar.value = job.chunks_done || 0;
   }
-  const finished = ["done", "failed", "cancelled"].includes(job.state);
+  const finished = ["succeeded", "failed", "cancelled"].includes(job.state);
   if (finished) {
     bar.max = 1;
     bar.value = 1;
   }
   let state = job.state;
-  if (job.state === "done" && job.report) {
+  if (job.state === "succeeded" && job.report) {
     // The report's counts (what was added, updated, unchanged, skipped...).
     const counts = Object.entries(job.report).filter(([, v]) => typeof v === "number" && v);
-    state = `done: ${counts.map(([k, v]) => `${v} ${k.replace(/_/g, " ")}`).join(", ") || "nothing new"}`;
+    state = `succeeded: ${counts.map(([k, v]) => `${v} ${k.replace(/_/g, " ")}`).join(", ") || "nothing new"}`;
   }
   if (job.error) state = `${job.state}: ${job.error}`;
   $(".state", row).textContent = state;
