@@ -149,6 +149,8 @@ def evaluate(
     per_query: dict[str, dict[str, float]] = {}
     latencies: list[float] = []
     runs: dict[str, list[str]] = {}
+    # Per query, each relevant document and the rank it was found at (None: not at all).
+    found: dict[str, list[dict[str, Any]]] = {}
     for i, qid in enumerate(judged):
         t0 = time.perf_counter()
         hits = kb.retrieve(queries[qid], k=depth, mode=mode).hits
@@ -156,6 +158,11 @@ def evaluate(
         ranked = list(dict.fromkeys(h.source for h in hits))
         runs[qid] = ranked
         rels = {names[d]: r for d, r in qrels[qid].items()}
+        found[qid] = [
+            {"doc": d, "rank": ranked.index(names[d]) + 1 if names[d] in ranked else None}
+            for d, r in sorted(qrels[qid].items())
+            if r > 0
+        ]
         per_query[qid] = {
             f"ndcg@{k}": ndcg(ranked, rels, k),
             f"recall@{k}": recall(ranked, rels, k),
@@ -176,6 +183,9 @@ def evaluate(
     if exact_check and mode in ("dense", "hybrid"):
         result["hnsw_recall@10"] = hnsw_recall(kb, [queries[q] for q in judged])
     result["run"] = runs
+    result["per_query"] = {
+        qid: {"question": queries[qid], **per_query[qid], "relevant": found[qid]} for qid in judged
+    }
     return result
 
 

@@ -126,6 +126,7 @@ def run(backend: str, store: Path, work: Path, skip_reference: bool) -> dict:
     for mode in ("dense", "bm25", "hybrid"):
         rows[mode] = evaluate(kb, DATA / "queries.jsonl", DATA / "qrels.tsv", mode=mode)
         rows[mode].pop("run")
+        rows[mode].pop("per_query")
         print(f"{backend} {mode}: nDCG@10 {rows[mode]['ndcg@10']}", file=sys.stderr)
     reference_check = None
     if not skip_reference:
@@ -136,6 +137,7 @@ def run(backend: str, store: Path, work: Path, skip_reference: bool) -> dict:
         ref_kb.ingest_records(flat, id_field="_id", text_field="text")
         reference_check = evaluate(ref_kb, DATA / "queries.jsonl", DATA / "qrels.tsv", mode="dense")
         reference_check.pop("run")
+        reference_check.pop("per_query")
     return {
         "ingest_seconds": round(ingest_s, 1),
         "chunks": kb.status().chunks,

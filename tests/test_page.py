@@ -30,9 +30,19 @@ WAIT = 90
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, llm_server: str) -> Iterator[dict[str, Any]]:
-    """A served store of the four facts, its login link and a screenshots folder."""
+def served(
+    tmp_path_factory: pytest.TempPathFactory, llm_server: str, session_cache: Path
+) -> Iterator[dict[str, Any]]:
+    """A served store of the four facts, its login link and a screenshots folder
+    (the server shares the tests' cache: the evaluation report is found there)."""
     root = tmp_path_factory.mktemp("page")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("XDG_CACHE_HOME", str(session_cache))
+        env.setenv("XDG_DATA_HOME", str(root / "xdg-data"))
+        yield from _served(root, llm_server)
+
+
+def _served(root: Path, llm_server: str) -> Iterator[dict[str, Any]]:
     store, facts = root / "store", root / "facts"
     facts.mkdir()
     for i, fact in enumerate(FACTS):
@@ -284,6 +294,38 @@ def test_a_language_model_failure_shows_the_error_and_the_chunks(
         assert "127.0.0.1:9" in error.text or "language model" in error.text.lower()
         shown = wait_for(browser, lambda d: all_css(d, "#ask-out .nearest .chunk"))
         assert shown[0].get_attribute("data-source") == "summit.txt"
+
+
+def test_the_eval_report_opens_with_its_chart_and_the_service_shows_the_last(
+    browser: Any, served: dict[str, Any], tmp_path: Path
+) -> None:
+    facts = served["root"] / "facts"
+    (tmp_path / "q.jsonl").write_text(
+        '{"_id": "q1", "text": "When is the summit?"}\n'
+        '{"_id": "q2", "text": "Which animal does the company like?"}\n'
+    )
+    (tmp_path / "qrels.tsv").write_text(
+        f"q1\t{facts / 'fact0.txt'}\t1\nq2\t{facts / 'fact3.txt'}\t1\n"
+    )
+    report = tmp_path / "report.html"
+    args = ["--queries", str(tmp_path / "q.jsonl"), "--qrels", str(tmp_path / "qrels.tsv")]
+    printed = Ragdb(served["root"] / "store").json("eval", *args, "--report", str(report))
+    assert printed["mode"] == "hybrid" and "per_query" not in printed
+    browser.get(report.as_uri())
+    chart = "Chart.getChart('chart').data"
+    drawn = "return !!(window.Chart && Chart.getChart('chart'))"
+    wait_for(browser, lambda d: d.execute_script(drawn))
+    assert browser.execute_script(f"return {chart}.labels") == ["hybrid", "dense", "bm25"]
+    hybrid_ndcg = browser.execute_script(f"return {chart}.datasets[0].data[0]")
+    assert hybrid_ndcg == printed["ndcg@10"]
+    assert len(all_css(browser, "#queries tbody tr")) == 2
+    # The service shows the last report made for its store.
+    browser.get(f"{served['url']}/eval")
+    wait_for(browser, lambda d: all_css(d, "#queries tbody tr"))
+    assert browser.execute_script(f"return {chart}.datasets[0].data[0]") == hybrid_ndcg
+    shoot(browser, served, "eval")
+    with httpx.Client(base_url=served["url"]) as http:  # and to no one else
+        assert http.get("/eval").status_code == 401
 
 
 class _EvilSite(http.server.ThreadingHTTPServer):

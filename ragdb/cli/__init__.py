@@ -965,6 +965,11 @@ def sources_cmd(ctx: click.Context, as_json: bool) -> None:
     type=click.Path(dir_okay=False, writable=True),
     help="Also write each query's ranked sources to this JSON file.",
 )
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also write an HTML report comparing every mode (`ragdb serve` shows it at /eval).",
+)
 @device_option
 @click.pass_context
 def eval_cmd(
@@ -975,25 +980,29 @@ def eval_cmd(
     mode: str | None,
     as_json: bool,
     run_file: str | None,
+    report: str | None,
     device: str | None,
 ) -> None:
     """Measure retrieval quality: nDCG, recall and MRR of the sources ranked."""
     from ragdb.evaluate import evaluate
+    from ragdb.query.retrieve import MODES
 
-    progress = _Bar("evaluating", "query")
-
-    try:
-        result = evaluate(
-            _kb(ctx, device=device),
-            queries,
-            qrels,
-            mode=mode or DEFAULT_MODE,
-            k=k,
-            progress=progress,
-        )
-    finally:
-        progress.close()
+    kb = _kb(ctx, device=device)
+    mode = mode or DEFAULT_MODE
+    # The report compares every mode; the one asked for is printed.
+    modes = [mode, *(m for m in MODES if m != mode)] if report else [mode]
+    results = {}
+    for each in modes:
+        progress = _Bar(f"evaluating {each}" if report else "evaluating", "query")
+        try:
+            results[each] = evaluate(kb, queries, qrels, mode=each, k=k, progress=progress)
+        finally:
+            progress.close()
+    if report:
+        _write_report(kb, results, k, report)
+    result = dict(results[mode])
     run = result.pop("run")
+    result.pop("per_query")
     if result["relevant_docs_missing"]:
         _warn(
             f"{result['relevant_docs_missing']} of the {result['relevant_docs_judged']} documents "
@@ -1007,6 +1016,20 @@ def eval_cmd(
         return
     for key, value in result.items():
         click.echo(f"{key:>16}: {value}")
+
+
+def _write_report(kb: Any, results: dict[str, Any], k: int, path: str) -> None:
+    from pathlib import Path
+
+    from ragdb.eval_report import render_report, write_report
+
+    store = kb.status().store
+    html = render_report(results, k, f"ragdb evaluation of {store}")
+    try:
+        write_report(html, Path(path), store)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report {path}: {exc.strerror}") from exc
+    _note(f"report written to {path}")
 
 
 # -- upkeep -----------------------------------------------------------------------------

@@ -84,6 +84,7 @@ def create_app(kb: KnowledgeBase, config: ServeConfig) -> FastAPI:
     from starlette.staticfiles import StaticFiles
 
     app.include_router(page.router)
+    app.mount("/static/vendor", StaticFiles(directory=page.VENDOR), name="vendor")
     app.mount("/static", StaticFiles(directory=page.STATIC), name="static")
     # MCP's read tools for agents, at /mcp (see ragdb.mcp_server).
     from ragdb.mcp_server import mount

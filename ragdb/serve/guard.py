@@ -20,7 +20,7 @@ UPLOAD_ROUTES = ("/v1/ingest", "/v1/documents")
 MAX_REQUEST_BYTES = 2 * 2**20
 # What anyone may fetch: the page's shell decides itself whether to show the
 # sign-in form, and its static files hold no data.
-PUBLIC_PATHS = ("/healthz", "/", "/signin", "/favicon.ico")
+PUBLIC_PATHS = ("/healthz", "/", "/eval", "/signin", "/favicon.ico")
 PUBLIC_PREFIX = "/static/"
 
 

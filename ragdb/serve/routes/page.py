@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from ragdb.serve.deps import ServiceDep
@@ -20,6 +21,8 @@ from ragdb.version import __version__
 
 HERE = Path(__file__).resolve().parent.parent
 STATIC = HERE / "static"
+# Third-party scripts the page and the evaluation report share (Chart.js).
+VENDOR = HERE.parent / "assets" / "vendor"
 templates = Jinja2Templates(directory=HERE / "templates")
 
 router = APIRouter(include_in_schema=False)
@@ -39,6 +42,30 @@ async def page(request: Request, service: ServiceDep, token: str | None = None) 
         "auth": service.config.api_key is not None,
     }
     return templates.TemplateResponse(request, "page.html", context, headers=_no_store())
+
+
+@router.get("/eval", response_class=HTMLResponse)
+async def last_evaluation(request: Request, service: ServiceDep) -> Response:
+    """The last report `ragdb eval --report` made for this store."""
+    from ragdb.eval_report import last_report_path
+
+    if not request.state.signed_in:
+        return _signin_form(request, 401)
+    store = (await run_in_threadpool(service.kb.status)).store
+    path = last_report_path(store)
+    if not path.is_file():
+        context = {"version": __version__, "store": store}
+        return templates.TemplateResponse(
+            request, "no_eval.html", context, status_code=404, headers=_no_store()
+        )
+    # A report is self-contained: its script and styles are inline, and it
+    # may fetch nothing.
+    headers = {
+        **_no_store(),
+        "content-security-policy": "default-src 'none'; script-src 'unsafe-inline'; "
+        "style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'",
+    }
+    return HTMLResponse(path.read_text(encoding="utf-8"), headers=headers)
 
 
 @router.post("/signin")
