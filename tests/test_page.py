@@ -104,9 +104,15 @@ def shoot(driver: Any, served: dict[str, Any], name: str) -> None:
 
 
 def go(driver: Any, served: dict[str, Any], view: str) -> None:
-    """Open the page afresh (forms empty) at ``view``."""
+    """Open the page afresh (forms empty) at ``view``, signing in with the key
+    if this browser has no session yet."""
     driver.get(f"{served['url']}/#{view}")
     driver.refresh()
+    if all_css(driver, "#signin"):
+        css(driver, "#key").send_keys(KEY)
+        css(driver, "#signin button").click()
+        wait_for(driver, lambda d: all_css(d, "#main"))
+        driver.get(f"{served['url']}/#{view}")
     wait_for(driver, lambda d: not css(d, f"#view-{view}").get_attribute("hidden"))
 
 
@@ -294,6 +300,29 @@ def test_a_language_model_failure_shows_the_error_and_the_chunks(
         assert "127.0.0.1:9" in error.text or "language model" in error.text.lower()
         shown = wait_for(browser, lambda d: all_css(d, "#ask-out .nearest .chunk"))
         assert shown[0].get_attribute("data-source") == "summit.txt"
+        # --no-auth needs no cookie, but another site's page still cannot write.
+        evil = {"Origin": "http://evil.example"}
+        refused = httpx.post(f"{url}/v1/remove", json={"sources": ["summit.txt"]}, headers=evil)
+        assert refused.status_code == 403
+        assert httpx.get(f"{url}/v1/sources").json()["total"] == 1
+
+
+def test_the_page_fits_a_phone_screen(browser: Any, served: dict[str, Any]) -> None:
+    browser.set_window_size(390, 844)
+    try:
+        for view in ("ask", "search", "sources", "add", "status"):
+            go(browser, served, view)
+            overflow = browser.execute_script(
+                "return document.documentElement.scrollWidth - window.innerWidth"
+            )
+            assert overflow <= 0, f"#{view} is {overflow}px wider than a phone"
+        go(browser, served, "search")
+        css(browser, "#search-q").send_keys("octopus")
+        css(browser, "#search-form button[type=submit]").click()
+        wait_for(browser, lambda d: all_css(d, "#search-out .chunk"))
+        shoot(browser, served, "search-phone")
+    finally:
+        browser.set_window_size(1200, 900)
 
 
 def test_the_eval_report_opens_with_its_chart_and_the_service_shows_the_last(
