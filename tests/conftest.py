@@ -33,8 +33,13 @@ FACTS = [
 
 @pytest.fixture(scope="session")
 def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """ragdb's cache for the whole run: the ONNX export is made once, not per test,
-    and nothing lands in the developer's own ~/.cache."""
+    """ragdb's cache for the whole run: the ONNX export is made once, not per test
+    (nor per xdist worker: they share it), and nothing lands in the developer's
+    own ~/.cache."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = tmp_path_factory.getbasetemp().parent / "xdg-cache"
+        shared.mkdir(exist_ok=True)
+        return shared
     return tmp_path_factory.mktemp("xdg-cache")
 
 
