@@ -269,11 +269,12 @@ async function listSources() {
       el("td", { class: "num" }, s.n_chunks),
       el("td", {}, (s.ingested_at || "").slice(0, 19).replace("T", " ")),
       el("td", {}, (s.last_modified || "").slice(0, 19).replace("T", " ")),
+      el("td", { class: "meta" }, details(s)),
       el("td", {}, el("button", { type: "button", class: "danger", onclick: () => removeSource(s.source, s.n_chunks) }, "Remove")),
     ));
     const table = el("table", { id: "sources-table" },
       el("caption", {}, `${data.total} sources`),
-      el("thead", {}, el("tr", {}, ["Name", "Type", "Chunks", "Ingested", "Modified", ""].map((h) => el("th", { scope: "col" }, h)))),
+      el("thead", {}, el("tr", {}, ["Name", "Type", "Chunks", "Ingested", "Modified", "Details", ""].map((h) => el("th", { scope: "col" }, h)))),
       el("tbody", {}, rows));
     const pager = el("p", { class: "pager" },
       el("button", { type: "button", disabled: sourcesOffset ? null : "", onclick: () => { sourcesOffset = Math.max(0, sourcesOffset - PAGE); listSources(); } }, "Previous"),
@@ -283,6 +284,16 @@ async function listSources() {
   } catch (err) {
     out.replaceChildren(el("p", { class: "error", role: "alert" }, err.message));
   }
+}
+
+// A source's title, origin and metadata, in a line.
+function details(s) {
+  const parts = [];
+  if (s.title) parts.push(s.title);
+  if (s.source_type && s.source_type !== "file") parts.push(s.source_type);
+  if (s.origin) parts.push(`from ${s.origin}`);
+  for (const [key, value] of Object.entries(s.metadata || {})) parts.push(`${key}: ${value}`);
+  return parts.join(" · ");
 }
 
 async function removeSource(name, chunks) {
