@@ -180,7 +180,7 @@ def main() -> int:
                 break
     questions = [
         json.loads(line)["text"]
-        for line in (SCIFACT / "queries.jsonl").read_text().splitlines()[: opts.questions]
+        for line in (SCIFACT / "queries_train.jsonl").read_text().splitlines()[: opts.questions]
     ]
 
     def run(session: Any, texts: list[str], batch: int = 16) -> np.ndarray:
