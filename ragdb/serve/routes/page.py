@@ -15,7 +15,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from ragdb.serve.deps import ServiceDep
+from ragdb.serve.deps import Service, ServiceDep
 from ragdb.serve.signin import cookie_header
 from ragdb.version import __version__
 
@@ -34,7 +34,7 @@ async def page(request: Request, service: ServiceDep, token: str | None = None) 
     if token is not None:
         return _signed_in(request, service, token)
     if not request.state.signed_in:
-        return _signin_form(request, 401 if token else 200)
+        return _signin_form(request, 200)
     context = {
         "csrf": service.signin.csrf(request.state.session),
         "version": __version__,
@@ -83,7 +83,7 @@ async def signout() -> Response:
     return response
 
 
-def _signed_in(request: Request, service: ServiceDep, token: str) -> Response:
+def _signed_in(request: Request, service: Service, token: str) -> Response:
     """To the page with a new session cookie, or the sign-in form saying why not."""
     if service.config.api_key is None:
         return RedirectResponse("/", status_code=303)
