@@ -264,6 +264,11 @@ class KnowledgeBase:
         ``"*"``; a name the store lacks is an error naming those it holds."""
         if not kbs:
             return [self.name]
+        names = list(dict.fromkeys(kbs))
+        if len(names) == 1 and names[0] != "*":
+            # One name, the common case: the session that searches it says if
+            # the store lacks it (the same error), with no session of its own here.
+            return names
         every = self.kb_names()
         if "*" in kbs:
             return every

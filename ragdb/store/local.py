@@ -68,6 +68,8 @@ class LocalBackend:
         self.wait = wait
         self._file_lock: Any = None
         self._ingest_lock: Any = None
+        # The lock holder's note as this process last wrote it (see note_holder).
+        self._noted: tuple[int, int] | None = None
 
     @property
     def location(self) -> str:
@@ -159,7 +161,7 @@ class LocalBackend:
                 f"cannot lock {self.path / LOCK}: permission denied. Every user of a shared "
                 "store needs write access to its directory (see README, 'Sharing a store')"
             ) from None
-        note_holder(self.path / HOLDER)
+        self._noted = note_holder(self.path / HOLDER, self._noted)
 
     def release(self) -> None:
         if self._file_lock is not None:
@@ -423,11 +425,19 @@ def kb_generation(manifest: dict[str, Any], kb: str) -> int:
     return int(entry.get("generation", manifest.get("generation", 0)))
 
 
-def note_holder(path: Path) -> None:
-    """Say who holds a lock, for the message of whoever waits for it."""
+def note_holder(path: Path, noted: tuple[int, int] | None = None) -> tuple[int, int] | None:
+    """Say who holds a lock, for the message of whoever waits for it. Returns
+    the note's (inode, mtime): given back as ``noted``, a note this process
+    wrote that is still there is kept as it is (a query takes the lock each
+    time; its note need not be written again). No fsync: after a crash a
+    note says nothing anyone relies on."""
     from ragdb.store.manifest import utcnow
 
     with contextlib.suppress(OSError):
+        if noted is not None:
+            stat = path.stat()
+            if (stat.st_ino, stat.st_mtime_ns) == noted:
+                return noted
         holder = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
@@ -435,7 +445,10 @@ def note_holder(path: Path) -> None:
             "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])[:200],
             "since": utcnow(),
         }
-        atomic_write(path, json.dumps(holder))
+        atomic_write(path, json.dumps(holder), durable=False)
+        stat = path.stat()
+        return stat.st_ino, stat.st_mtime_ns
+    return None
 
 
 def describe_holder(path: Path) -> str:
@@ -450,13 +463,15 @@ def describe_holder(path: Path) -> str:
         return "another process"
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` so that readers see the old file or the new one, whole."""
+def atomic_write(path: Path, text: str, durable: bool = True) -> None:
+    """Write ``text`` so that readers see the old file or the new one, whole
+    (and, ``durable``, on disk before the rename)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
