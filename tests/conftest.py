@@ -43,6 +43,20 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("xdg-cache")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_env(session_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The same clean environment for servers a module or the session starts
+    (their fixtures run before any test's own, see _clean_env)."""
+    with pytest.MonkeyPatch.context() as env:
+        for name in list(os.environ):
+            if name.startswith("RAGDB_") or name in ("OLLAMA_HOST", "OPENAI_API_KEY"):
+                env.delenv(name, raising=False)
+        env.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
+        env.setenv("XDG_CACHE_HOME", str(session_cache))
+        env.setenv("HF_HUB_OFFLINE", "1")
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, session_cache: Path) -> None:
     """No test sees the developer's own ragdb settings, store or cache."""

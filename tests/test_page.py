@@ -30,19 +30,10 @@ WAIT = 90
 
 
 @pytest.fixture(scope="module")
-def served(
-    tmp_path_factory: pytest.TempPathFactory, llm_server: str, session_cache: Path
-) -> Iterator[dict[str, Any]]:
+def served(tmp_path_factory: pytest.TempPathFactory, llm_server: str) -> Iterator[dict[str, Any]]:
     """A served store of the four facts, its login link and a screenshots folder
     (the server shares the tests' cache: the evaluation report is found there)."""
     root = tmp_path_factory.mktemp("page")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("XDG_CACHE_HOME", str(session_cache))
-        env.setenv("XDG_DATA_HOME", str(root / "xdg-data"))
-        yield from _served(root, llm_server)
-
-
-def _served(root: Path, llm_server: str) -> Iterator[dict[str, Any]]:
     store, facts = root / "store", root / "facts"
     facts.mkdir()
     for i, fact in enumerate(FACTS):
@@ -60,7 +51,7 @@ def _served(root: Path, llm_server: str) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def browser(served: dict[str, Any]) -> Iterator[Any]:
-    """Headless Chromium, signed in through the login link."""
+    """Headless Chromium (go() signs it in with the key when it has no session)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_path = shutil.which("chromedriver")
     if not chromium or not driver_path:
