@@ -11,7 +11,6 @@ Debian); the HTTP-level checks of sign-in and cross-site refusal still run.
 
 from __future__ import annotations
 
-import http.server
 import re
 import shutil
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ import httpx
 import pytest
 
 from .conftest import FACTS, Ragdb
-from .site import running
+from .site import Site, serve_site
 from .test_serve import ragdb_serve
 
 KEY = "page-key-0123456789"
@@ -348,36 +347,13 @@ def test_the_eval_report_opens_with_its_chart_and_the_service_shows_the_last(
         assert http.get("/eval").status_code == 401
 
 
-class _EvilSite(http.server.ThreadingHTTPServer):
-    """Another origin on loopback whose page posts a form to ragdb."""
-
-    def __init__(self, target: str, source: str) -> None:
-        super().__init__(("127.0.0.1", 0), _EvilHandler)
-        self.target, self.source = target, source
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _EvilHandler(http.server.BaseHTTPRequestHandler):
-    server: _EvilSite
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        # A text/plain form whose body reads as JSON: {"sources": [SOURCE], "x": "="}
-        page = f"""<!doctype html><form id=f method=post enctype=text/plain
-            action="{self.server.target}/v1/remove">
-            <input name='{{"sources": ["{self.server.source}"], "x": "' value='"}}'></form>
-            <script>document.getElementById('f').submit()</script>"""
-        data = page.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+def attacker_page(target: str, source: str) -> bytes:
+    """Another origin's page that posts a form to ragdb at once: text/plain,
+    so its body reads as JSON, {"sources": [SOURCE], "x": "="}."""
+    return f"""<!doctype html><form id=f method=post enctype=text/plain
+        action="{target}/v1/remove">
+        <input name='{{"sources": ["{source}"], "x": "' value='"}}'></form>
+        <script>document.getElementById('f').submit()</script>""".encode()
 
 
 def test_a_cross_site_form_post_with_the_cookie_is_refused(
@@ -389,9 +365,9 @@ def test_a_cross_site_form_post_with_the_cookie_is_refused(
 
     victim = next(s for s in stored() if s.endswith("fact0.txt"))
     go(browser, served, "ask")  # signed in: the cookie is there to be abused
-    evil = _EvilSite(served["url"], victim)
-    with running(evil):
-        browser.get(evil.url)
+    evil = Site(pages={"/": ("text/html", attacker_page(served["url"], victim))})
+    with serve_site(evil):
+        browser.get(f"{evil.url}/")
         wait_for(browser, lambda d: d.current_url.startswith(served["url"]))
         wait_for(browser, lambda d: "cross-site" in d.page_source)
     assert victim in stored()
