@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.proofs.data import SCIFACT  # scripts/run-python puts the root on the path
+# scripts/run-python puts the root on the path
+from tests.proofs.data import SCIFACT, scifact_documents
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = SCIFACT
@@ -88,13 +89,7 @@ def main() -> int:
             )
             variants[name] = out
 
-    docs = []
-    with open(DATA / "corpus.jsonl") as fh:
-        for line in fh:
-            doc = json.loads(line)
-            docs.append(f"{doc['title']}\n{doc['text']}")
-            if len(docs) >= opts.docs:
-                break
+    docs = list(scifact_documents(opts.docs).values())
     tok = Tokenizer.from_file(str(base / "tokenizer.json"))
     tok.enable_truncation(int(meta["max_seq_length"]))
     tok.enable_padding(pad_id=int(meta["pad_id"]), pad_token=meta["pad_token"])

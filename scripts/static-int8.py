@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.proofs.data import SCIFACT
+from tests.proofs.data import SCIFACT, scifact_documents
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -171,13 +171,7 @@ def main() -> int:
         variants[label] = out
     print(f"calibrated on {len(calib)} texts in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
 
-    docs = []
-    with open(SCIFACT / "corpus.jsonl") as fh:
-        for line in fh:
-            doc = json.loads(line)
-            docs.append(f"{doc['title']}\n{doc['text']}")
-            if len(docs) >= opts.docs:
-                break
+    docs = list(scifact_documents(opts.docs).values())
     questions = [
         json.loads(line)["text"]
         for line in (SCIFACT / "queries_train.jsonl").read_text().splitlines()[: opts.questions]
@@ -237,12 +231,8 @@ def ndcg_table(torch_model: Any, variants: dict[str, Path], run: Any, options: A
 
     from ragdb.evaluate import load_qrels, load_queries, ndcg
 
-    ids, texts = [], []
-    with open(SCIFACT / "corpus.jsonl") as fh:
-        for line in fh:
-            doc = json.loads(line)
-            ids.append(doc["_id"])
-            texts.append(f"{doc['title']}\n{doc['text']}")
+    corpus = scifact_documents()
+    ids, texts = list(corpus), list(corpus.values())
     qrels = load_qrels(SCIFACT / "qrels.tsv")
     queries = {q: t for q, t in load_queries(SCIFACT / "queries.jsonl").items() if q in qrels}
     qids = sorted(queries)

@@ -30,6 +30,21 @@ def scifact_head(dest: Path, docs: int) -> Path:
     return dest
 
 
+def scifact_documents(n: int | None = None) -> dict[str, str]:
+    """The first ``n`` SciFact documents (all with None), id -> title and
+    abstract as one text (what an encoder is given of each)."""
+    import json
+
+    out: dict[str, str] = {}
+    with open(SCIFACT / "corpus.jsonl") as fh:
+        for line in fh:
+            if n is not None and len(out) >= n:
+                break
+            doc = json.loads(line)
+            out[doc["_id"]] = f"{doc['title']}\n{doc['text']}"
+    return out
+
+
 def scifact_questions(n: int) -> list[str]:
     """The first ``n`` SciFact questions."""
     import json
