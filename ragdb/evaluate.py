@@ -146,11 +146,9 @@ def evaluate(
     relevant = {d for qid in judged for d, r in qrels[qid].items() if r > 0}
     absent = sorted(relevant & missing)
     depth = max(CHUNK_DEPTH, 3 * k)
-    per_query: dict[str, dict[str, float]] = {}
+    per_query: dict[str, dict[str, Any]] = {}
     latencies: list[float] = []
     runs: dict[str, list[str]] = {}
-    # Per query, each relevant document and the rank it was found at (None: not at all).
-    found: dict[str, list[dict[str, Any]]] = {}
     for i, qid in enumerate(judged):
         t0 = time.perf_counter()
         hits = kb.retrieve(queries[qid], k=depth, mode=mode).hits
@@ -158,16 +156,18 @@ def evaluate(
         ranked = list(dict.fromkeys(h.source for h in hits))
         runs[qid] = ranked
         rels = {names[d]: r for d, r in qrels[qid].items()}
-        found[qid] = [
-            {"doc": d, "rank": ranked.index(names[d]) + 1 if names[d] in ranked else None}
-            for d, r in sorted(qrels[qid].items())
-            if r > 0
-        ]
         per_query[qid] = {
+            "question": queries[qid],
             f"ndcg@{k}": ndcg(ranked, rels, k),
             f"recall@{k}": recall(ranked, rels, k),
             "recall@100": recall(ranked, rels, 100),
             f"mrr@{k}": mrr(ranked, rels, k),
+            # Each relevant document and the rank it was found at (None: not at all).
+            "relevant": [
+                {"doc": d, "rank": ranked.index(names[d]) + 1 if names[d] in ranked else None}
+                for d, r in sorted(qrels[qid].items())
+                if r > 0
+            ],
         }
         if progress:
             progress(i + 1, len(judged))
@@ -183,9 +183,7 @@ def evaluate(
     if exact_check and mode in ("dense", "hybrid"):
         result["hnsw_recall@10"] = hnsw_recall(kb, [queries[q] for q in judged])
     result["run"] = runs
-    result["per_query"] = {
-        qid: {"question": queries[qid], **per_query[qid], "relevant": found[qid]} for qid in judged
-    }
+    result["per_query"] = per_query
     return result
 
 
