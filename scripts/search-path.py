@@ -5,6 +5,8 @@
 Builds a store of the first N SciFact documents (int8 backend) unless --store
 names one, then, side by side in one run:
 - the encoder alone, one question a call (the floor of any search);
+- a store session opened and closed with nothing in it (what every search pays
+  for its lock and its check that the store is unchanged);
 - the in-process retrieval (``kb.retrieve``): its own embed and search timings;
 - HTTP through a running `ragdb serve`: the client's latency, and the
   server's embed and search timings from each answer; what is left is the
@@ -44,6 +46,7 @@ def main() -> int:
         kb.ingest_records(records, id_field="_id", text_field="text", title_field="title")
     questions = scifact_questions(opts.queries)
     print(f"{opts.docs} SciFact documents, {len(questions)} questions, one at a time")
+    print(f"a store session opened and closed: {session_ms(store):.2f} ms (median)")
     for mode in ("dense", "hybrid"):
         rows = {
             "encoder alone": encoder_alone(store, questions),
@@ -70,6 +73,19 @@ def encoder_alone(store: Path, questions: list[str]) -> tuple[float, float, floa
         times.append(1000 * (time.perf_counter() - t0))
     median = statistics.median(times)
     return median, median, 0.0
+
+
+def session_ms(store: Path, rounds: int = 200) -> float:
+    from ragdb import KnowledgeBase
+
+    opened = KnowledgeBase(store=store).store()
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        with opened.session():
+            pass
+        times.append(1000 * (time.perf_counter() - t0))
+    return statistics.median(times)
 
 
 def in_process(store: Path, questions: list[str], mode: str) -> tuple[float, float, float]:
