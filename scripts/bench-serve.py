@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -69,6 +70,28 @@ def int8_batch_effect(kb: KnowledgeBase, questions: list[str]) -> dict[str, Any]
     }
 
 
+def vector_query_ms(kb: KnowledgeBase, questions: list[str]) -> float:
+    """Chroma's own nearest-neighbour query for one question (the median, in
+    ms): with the encoder's time, the floor of a one-client search."""
+    vectors = [kb.embedder.encode_query(q) for q in questions]
+    times = []
+    with kb.store().session() as session:
+        for vector in vectors:
+            t0 = time.perf_counter()
+            session.nearest_many([vector], 20)
+            times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) of process ``pid`` (this one when None), on Linux."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=500)
@@ -117,6 +140,7 @@ def main() -> int:
     for i in range(0, len(questions), 8):
         kb.embedder.encode_queries(questions[i : i + 8])
     encoder_8_qps = len(questions) / (time.perf_counter() - t0)
+    chroma_ms = vector_query_ms(kb, questions)
     batch_effect = int8_batch_effect(kb, questions[:64])
 
     port = free_port()
@@ -205,6 +229,7 @@ def main() -> int:
                 lat.extend(mine)
 
         before = httpx.get(f"{url}/v1/status", timeout=30).json()["service"]
+        server_cpu, client_cpu = cpu_seconds(server.pid), cpu_seconds()
         t0 = time.perf_counter()
         threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
         for t in threads:
@@ -212,12 +237,20 @@ def main() -> int:
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - t0
+        server_cpu = cpu_seconds(server.pid) - server_cpu
+        results["server_cores_8_clients"] = round(server_cpu / elapsed, 2)
+        results["client_cores_8_clients"] = round((cpu_seconds() - client_cpu) / elapsed, 2)
         results["http_8_clients_p50_ms"] = round(1000 * statistics.median(lat), 1)
         results["http_8_clients_p95_ms"] = round(1000 * percentile(lat, 95), 1)
         results["http_8_clients_qps"] = round(len(lat) / elapsed, 1)
         results["inprocess_qps"] = round(inproc_qps, 1)
         results["encoder_qps"] = round(encoder_qps, 1)
         results["encoder_8_qps"] = round(encoder_8_qps, 1)
+        results["vector_query_ms"] = round(chroma_ms, 2)
+        # The issue's targets: 8 clients at 0.8x the encoder's batched rate; one
+        # client's p50 within 1.5x of the encoder's one question plus Chroma's query.
+        results["http_8_vs_encoder"] = round(results["http_8_clients_qps"] / encoder_8_qps, 2)
+        results["http_1_target_ms"] = round(1.5 * (1000 / encoder_qps + chroma_ms), 1)
         results["batch_effect"] = batch_effect
         results["inprocess_batched_qps"] = round(inproc_batched_qps, 1)
         after = httpx.get(f"{url}/v1/status", timeout=30).json()["service"]
@@ -243,13 +276,28 @@ def main() -> int:
             "target <= 2 s",
         ),
     ]
+    targets = {
+        "1_client": f"target p50 <= {r['http_1_target_ms']} ms (1.5x encoder + vector query)",
+        "8_clients": f"{r['http_8_vs_encoder']}x the encoder, 8 a call (target >= 0.8x)",
+    }
     for n in ("1_client", "8_clients"):
         latency = f"p50 {r[f'http_{n}_p50_ms']} ms, p95 {r[f'http_{n}_p95_ms']} ms"
-        target = "target >= 150 q/s" if n == "8_clients" else ""
         rows.append(
-            (f"HTTP search, {n.replace('_', ' ')}", f"{latency}, {r[f'http_{n}_qps']} q/s", target)
+            (
+                f"HTTP search, {n.replace('_', ' ')}",
+                f"{latency}, {r[f'http_{n}_qps']} q/s",
+                targets[n],
+            )
         )
     rows.append(("  mean retrieval batch, 8 clients", f"{r['mean_batch_8_clients']} queries", ""))
+    rows.append(
+        (
+            "  CPU in use, 8 clients",
+            f"server {r['server_cores_8_clients']} cores, clients {r['client_cores_8_clients']}",
+            f"of {os.cpu_count()}",
+        )
+    )
+    rows.append(("Chroma's vector query alone, one question", f"{r['vector_query_ms']} ms", ""))
     rows.append(("in-process retrieve loop", f"{r['inprocess_qps']} q/s", "(reference)"))
     rows.append(("in-process retrieve_many, 8 at a time", f"{r['inprocess_batched_qps']} q/s", ""))
     rows.append(("encoder alone, one question a call", f"{r['encoder_qps']} q/s", "(ceiling)"))

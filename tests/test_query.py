@@ -216,6 +216,39 @@ def test_questions_retrieved_together_get_what_each_gets_alone(
         kb.retrieve_many([queries[0], Query("  ")])
 
 
+def test_dense_hits_read_without_vectors_are_what_the_vectors_give(
+    store: Path, facts_dir: Path
+) -> None:
+    """A dense search reads its winners' records but not their vectors (its
+    scores are Chroma's distances): each hit is the stored record, and its
+    score the cosine its stored vector gives."""
+    import numpy as np
+
+    from ragdb import KnowledgeBase
+
+    kb = KnowledgeBase(store=store)
+    kb.ingest([facts_dir])
+    question = "Which animal does the company like?"
+    hits = kb.retrieve(question, 4, "dense").hits
+    query = np.asarray(kb.embedder.encode([question])[0])
+    with kb.store().session() as session:
+        stored = {r.id: (r, v) for r, v in session.fetch_embeddings(ids=[h.id for h in hits])}
+    assert len(hits) == 4 and set(stored) == {h.id for h in hits}
+    for hit in hits:
+        record, vector = stored[hit.id]
+        assert (hit.text, hit.source, hit.metadata) == (
+            record.text,
+            record.source,
+            record.metadata(),
+        )
+        assert abs(float(np.dot(np.asarray(vector), query)) - hit.score) < 1e-5
+    # The hybrid hits of the same chunks carry the same records.
+    hybrid = {h.id: h for h in kb.retrieve(question, 4, "hybrid").hits}
+    for hit in hits:
+        if hit.id in hybrid:
+            assert hybrid[hit.id].metadata == hit.metadata
+
+
 def test_int8_questions_encoded_together_equal_alone() -> None:
     """An int8 model's vectors depend on their batch, so questions asked together
     are encoded one by one (side by side): the same vectors as alone."""

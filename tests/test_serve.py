@@ -392,6 +392,30 @@ def test_concurrent_searches_are_batched_and_each_gets_its_own_answer(
     assert queries == len(questions) and batches < queries
 
 
+def test_search_answers_byte_for_byte_what_the_library_retrieves(
+    service: dict[str, object],
+) -> None:
+    """The request path (guard, batching, JSON) adds nothing and changes nothing:
+    ``/v1/search``'s body is, byte for byte, the in-process retrieval rendered,
+    with the server's own timings."""
+    from starlette.responses import JSONResponse
+
+    local = KnowledgeBase(store=service["store"])
+    with native(service) as http:
+        for mode in ("dense", "hybrid", "bm25"):
+            for question in ("octopus hearts", "When is the Innovation Summit held?"):
+                body = {"query": question, "k": 3, "mode": mode}
+                served = http.post("/v1/search", json=body)
+                hits = local.retrieve(question, 3, mode).hits
+                assert hits
+                rendered = {
+                    "query": question,
+                    "chunks": [h.to_dict() for h in hits],
+                    "timings": served.json()["timings"],
+                }
+                assert served.content == JSONResponse(rendered).body
+
+
 def test_ask_streams_chunks_then_deltas_then_done(service: dict[str, object]) -> None:
     events = []
     with (
