@@ -239,6 +239,12 @@ class KnowledgeBase:
         query = Query(question, k, mode, filter=keep or None, kbs=tuple(kbs))
         return self.retrieve_many([query])[0]
 
+    def kept_chunks(self) -> dict[str, int]:
+        """What this process keeps of the store's chunks between searches (see
+        :meth:`ragdb.store.session.Session.kept_chunks`)."""
+        with self.store().session() as session:
+            return session.kept_chunks()
+
     def retrieve_many(self, queries: Sequence[Query]) -> list[Retrieval]:
         """What :meth:`retrieve` gives for each of ``queries``, computed together
         where they ask the same knowledge base (see

@@ -101,6 +101,26 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# The server's threads by the part of a search they do (ragdb.serve.cpu names them).
+PARTS = {
+    "ragdb-encode": "encoder",
+    "native": "encoder",  # ONNX Runtime's own threads (and Chroma's, a little)
+    "ragdb-queries": "batching thread",
+    "ragdb-keywords": "keyword search",
+    "MainThread": "HTTP",
+}
+
+
+def cpu_per_request(before: dict[str, Any], after: dict[str, Any], n: int) -> dict[str, float]:
+    """The server's CPU time (ms) per request between two of its statuses, by part."""
+    was, now = before["cpu_seconds_by_thread"], after["cpu_seconds_by_thread"]
+    out: dict[str, float] = {}
+    for name, seconds in now.items():
+        part = PARTS.get(name, "other")
+        out[part] = out.get(part, 0.0) + 1000 * (seconds - was.get(name, 0.0)) / n
+    return {part: round(ms, 2) for part, ms in out.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=500)
@@ -145,10 +165,11 @@ def main() -> int:
         kb.embedder.encode([q])
     encoder_qps = len(questions) / (time.perf_counter() - t0)
     # ... and 8 at a time, as a batch of the service encodes them.
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), cpu_seconds()
     for i in range(0, len(questions), 8):
         kb.embedder.encode_queries(questions[i : i + 8])
     encoder_8_qps = len(questions) / (time.perf_counter() - t0)
+    encoder_cpu_ms = 1000 * (cpu_seconds() - cpu0) / len(questions)
     chroma = chroma_parts_ms(kb, questions)
     batch_effect = int8_batch_effect(kb, questions[:64])
 
@@ -268,6 +289,13 @@ def main() -> int:
         queries = after["retrieval_queries"] - before["retrieval_queries"]
         batches = after["retrieval_batches"] - before["retrieval_batches"]
         results["mean_batch_8_clients"] = round(queries / max(1, batches), 2)
+        results["cpu_ms_per_request"] = cpu_per_request(before, after, len(lat))
+        results["cpu_ms_per_request"]["clients"] = round(
+            1000 * results["client_cores_8_clients"] * elapsed / len(lat), 2
+        )
+        results["encoder_cpu_ms"] = round(encoder_cpu_ms, 2)
+        kept = {k: after["chunks_kept"][k] - before["chunks_kept"][k] for k in ("asked", "found")}
+        results["chunks_kept_8_clients"] = round(kept["found"] / max(1, kept["asked"]), 2)
     finally:
         server.terminate()
         server.wait(30)
@@ -307,6 +335,26 @@ def main() -> int:
             f"server {r['server_cores_8_clients']} cores, clients {r['client_cores_8_clients']}",
             f"of {os.cpu_count()}",
         )
+    )
+    cpu = r["cpu_ms_per_request"]
+    total = sum(cpu.values())
+    ceiling = 1000 * (os.cpu_count() or 1) / total
+    rows.append(
+        (
+            "  CPU per request, 8 clients (ms)",
+            ", ".join(f"{part} {ms}" for part, ms in sorted(cpu.items(), key=lambda i: -i[1])),
+            f"the encoder alone: {r['encoder_cpu_ms']} a question",
+        )
+    )
+    rows.append(
+        (
+            "  if every core were busy at that CPU",
+            f"{ceiling:.1f} q/s, {ceiling / r['encoder_8_qps']:.2f}x the encoder",
+            f"0.8x leaves {r['encoder_cpu_ms'] / 4:.2f} ms a request for all but the encoder",
+        )
+    )
+    rows.append(
+        ("  chunks read from what the server kept", f"{r['chunks_kept_8_clients']:.0%}", "")
     )
     rows.append(("Chroma's vector query alone, one question", f"{r['vector_query_ms']} ms", ""))
     rows.append(

@@ -390,6 +390,13 @@ def test_concurrent_searches_are_batched_and_each_gets_its_own_answer(
     queries = after["retrieval_queries"] - before["retrieval_queries"]
     batches = after["retrieval_batches"] - before["retrieval_batches"]
     assert queries == len(questions) and batches < queries
+    # Asked before, so their chunks came from what the service kept, not Chroma.
+    kept = {k: after["chunks_kept"][k] - before["chunks_kept"][k] for k in ("asked", "found")}
+    assert kept["found"] == kept["asked"] > 0
+    # The status names the threads the CPU went to (the clock counts 10 ms ticks).
+    cpu = after["cpu_seconds_by_thread"]
+    assert {"MainThread", "ragdb-queries", "ragdb-encode"} <= set(cpu)
+    assert sum(cpu.values()) > sum(before["cpu_seconds_by_thread"].values())
 
 
 def test_search_answers_byte_for_byte_what_the_library_retrieves(

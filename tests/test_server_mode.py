@@ -232,3 +232,23 @@ def test_two_processes_on_one_host_rebuild_a_shared_keyword_index_at_once(
         assert index.ids() == expected
     finally:
         index.close()
+
+
+def test_what_a_machine_keeps_is_renewed_by_another_machines_write(
+    chroma_server: str, server_kb: KnowledgeBase, tmp_path: Path
+) -> None:
+    """The chunks one machine kept from its searches (see ragdb.store.kept) go
+    once another machine's write moves the write log on: a source removed and
+    re-added with the same text (the same chunk id) is reported as re-added."""
+    kb, text = server_kb, "Zeppelins rest in a hangar by the lake."
+    kb.ingest_text("zeppelins", text)
+    first = kb.retrieve("zeppelin hangar", k=1).hits[0]
+    assert kb.retrieve("zeppelin hangar", k=1).hits[0].to_dict() == first.to_dict()
+    assert kb.kept_chunks()["found"] >= 1
+    other = machine(tmp_path, "b")
+    run(chroma_server, other, "remove", "zeppelins")
+    run(chroma_server, other, "ingest", "-", "--name", "zeppelins", input=text)
+    assert kb.kept_chunks()["kept"] == 0
+    renewed = kb.retrieve("zeppelin hangar", k=1).hits[0]
+    assert renewed.id == first.id
+    assert renewed.metadata["ingested_at"] > first.metadata["ingested_at"]

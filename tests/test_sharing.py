@@ -192,3 +192,33 @@ def test_second_ingest_of_same_files_waits_and_embeds_nothing(
     assert (report["unchanged"], report["added"], report["chunks_embedded"]) == (12, 0, 0)
     chunks = local_ragdb.chunks()
     assert len({c["id"] for c in chunks}) == len(chunks) == local_ragdb.json("status")["chunks"]
+
+
+def test_what_a_reader_keeps_is_renewed_by_another_processs_write(
+    local_ragdb: Ragdb, store: Path
+) -> None:
+    """A searching process keeps the chunks it read (see ragdb.store.kept): the
+    same question again reads none from Chroma; once another process removes
+    and re-adds the same text (the same chunk id, a new record), the reader
+    keeps nothing of before and reports the new record."""
+    text = "Zeppelins rest in a hangar by the lake."
+    local_ragdb("ingest", "-", "--name", "zeppelins", input=text)
+    kb = KnowledgeBase(store=store)
+    first = kb.retrieve("zeppelin hangar", k=1).hits[0]
+    before = kb.kept_chunks()
+    again = kb.retrieve("zeppelin hangar", k=1).hits[0]
+    after = kb.kept_chunks()
+    assert again.to_dict() == first.to_dict()
+    assert (after["asked"] - before["asked"], after["found"] - before["found"]) == (1, 1)
+    rewrite = (
+        "import sys\nfrom ragdb import KnowledgeBase\n"
+        "kb = KnowledgeBase(store=sys.argv[1])\n"
+        "kb.remove(['zeppelins'])\n"
+        "kb.ingest_text('zeppelins', sys.argv[2])\n"
+    )
+    writer = run_py(rewrite, str(store), text)
+    assert writer.returncode == 0, writer.stderr.read() if writer.stderr else ""
+    assert kb.kept_chunks()["kept"] == 0
+    renewed = kb.retrieve("zeppelin hangar", k=1).hits[0]
+    assert renewed.id == first.id
+    assert renewed.metadata["ingested_at"] > first.metadata["ingested_at"]

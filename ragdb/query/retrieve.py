@@ -320,7 +320,7 @@ def search_many(
     wanted = sorted({cid for found in winners for cid, _ in found})
     # A dense hit's score is its distance: stored vectors are read only for the
     # other modes, whose winners may lack one (a third of a dense read's cost).
-    chunks = _read_chunks(session, wanted, vectors=any(q.mode != "dense" for q in queries))
+    chunks = session.read_chunks(wanted, vectors=any(q.mode != "dense" for q in queries))
     return [
         _hits(
             chunks,
@@ -331,18 +331,6 @@ def search_many(
         )
         for i, (q, found) in enumerate(zip(queries, winners, strict=True))
     ]
-
-
-def _read_chunks(
-    session: Session, ids: list[str], vectors: bool
-) -> dict[str, tuple[ChunkRecord, Any]]:
-    """The chunks ``ids`` names by id, each with its stored vector (or None
-    unless ``vectors``); one read of the store."""
-    if not ids:
-        return {}
-    if vectors:
-        return {record.id: (record, vector) for record, vector in session.fetch_embeddings(ids=ids)}
-    return {record.id: (record, None) for record in session.fetch_records(ids=ids)}
 
 
 def _fused(

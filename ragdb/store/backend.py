@@ -24,6 +24,8 @@ from ragdb.config import DEFAULT_KB
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
 
+    from ragdb.store.kept import Kept
+
 # The "source" of a write that touches every chunk (reset, rebuild, re-embed).
 ALL = "*"
 # Between a knowledge base's name and a source's in what a write records: a
@@ -143,12 +145,9 @@ class Backend(Protocol):
     def salvage(self, collection: str) -> list[tuple[str, str, dict[str, Any]]]:
         """Every chunk (id, text, metadata) read around a broken vector index."""
 
-    def collection(self, client: ClientAPI, name: str) -> Any | None:
-        """A handle of chunk collection ``name`` kept from an earlier session
-        while the store has not changed, if the backend keeps them."""
-
-    def opened(self, client: ClientAPI, name: str, collection: Any) -> None:
-        """A session opened chunk collection ``name``: keep it if worth it."""
+    def kept(self, client: ClientAPI, manifest: dict[str, Any]) -> Kept | None:
+        """What this process keeps of the store between sessions while it has
+        not changed since ``manifest`` was read (see :mod:`ragdb.store.kept`)."""
 
     def begin_write(self, client: ClientAPI, sources: Sequence[str]) -> None:
         """Record a write about to touch ``sources``."""

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragdb.errors import ManifestError, StoreBusyError, StoreError, StoreNotFoundError, first_line
 from ragdb.store.backend import DEFAULT_KB, Abandoned, KeywordChanges
+from ragdb.store.kept import Kept
 from ragdb.store.manifest import kb_collection
 
 if TYPE_CHECKING:
@@ -70,6 +71,8 @@ class LocalBackend:
         self._ingest_lock: Any = None
         # The lock holder's note as this process last wrote it (see note_holder).
         self._noted: tuple[int, int] | None = None
+        # What this process read of the store: (client, generation, what it kept).
+        self._kept: tuple[Any, int, Kept] | None = None
 
     @property
     def location(self) -> str:
@@ -325,12 +328,15 @@ class LocalBackend:
     def begin_write(self, client: ClientAPI, sources: Sequence[str]) -> None:
         atomic_write(self.path / PENDING, json.dumps({"sources": list(sources)}))
 
-    def collection(self, client: ClientAPI, name: str) -> Any | None:
-        """An embedded client opens a collection without a request: none kept."""
-        return None
-
-    def opened(self, client: ClientAPI, name: str, collection: Any) -> None:
-        """Nothing kept (see :meth:`collection`)."""
+    def kept(self, client: ClientAPI, manifest: dict[str, Any]) -> Kept | None:
+        """What this process read of the store at the manifest's generation,
+        with this client (a write by any process moves the generation; the
+        store replaces a client whose store changed)."""
+        generation = int(manifest.get("generation", 0))
+        kept = self._kept
+        if kept is None or kept[0] is not client or kept[1] != generation:
+            kept = self._kept = (client, generation, Kept())
+        return kept[2]
 
     def confirm_write(self, client: ClientAPI) -> None:
         """The lock is held for the whole session: the write stays this process's."""

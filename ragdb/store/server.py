@@ -45,6 +45,7 @@ from ragdb.store.backend import (
 )
 from ragdb.store.bookkeeping import DUMMY, Retrying
 from ragdb.store.claims import CLAIMS_COLLECTION, Claims
+from ragdb.store.kept import Kept
 from ragdb.store.leases import LEASE, Heartbeat, ServerClock, host_identity, writer_gone
 from ragdb.store.manifest import kb_collection
 from ragdb.store.writelog import LOG_COLLECTION, WriteLog
@@ -237,19 +238,11 @@ class ServerBackend:
             return head.newest
         return self._log_head(client)
 
-    def collection(self, client: ClientAPI, name: str) -> Any | None:
-        """The handle of chunk collection ``name`` opened since the store last
-        changed, if any (a reset makes the collection anew: a change)."""
+    def kept(self, client: ClientAPI, manifest: dict[str, Any]) -> Kept | None:
+        """What this process read of the store since the write log's head last
+        moved (a reset makes the collection anew: a change)."""
         head = self._head
-        if head is None or head.client is not client:
-            return None
-        return head.collections.get(name)
-
-    def opened(self, client: ClientAPI, name: str, collection: Any) -> None:
-        """Keep a chunk collection's handle until the store changes."""
-        head = self._head
-        if head is not None and head.client is client:
-            head.collections[name] = collection
+        return head.kept if head is not None and head.client is client else None
 
     def write_manifest(self, client: ClientAPI, manifest: dict[str, Any]) -> None:
         """Save the manifest as its record's document (one upsert: atomic), and
@@ -508,4 +501,4 @@ class _Head:
     manifest: str
     # No write was pending at this head (None pending: nothing to settle).
     settled: bool = False
-    collections: dict[str, Any] = dataclasses.field(default_factory=dict)
+    kept: Kept = dataclasses.field(default_factory=Kept)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
 
     from ragdb.store.backend import Backend
+    from ragdb.store.kept import Kept
     from ragdb.store.keywords import KeywordIndex
 
 T = TypeVar("T")
@@ -237,7 +238,8 @@ class Session:
     def _coll(self) -> Collection:
         name = self.collection_name
         if name not in self._collections:
-            known = self.backend.collection(self.client, name)
+            kept = self._kept()
+            known = kept.collections.get(name) if kept is not None else None
             if known is not None:
                 self._collections[name] = known
                 return known
@@ -258,8 +260,14 @@ class Session:
                     ),
                 )
             self._collections[name] = found
-            self.backend.opened(self.client, name, found)
+            if kept is not None:
+                kept.collections[name] = found
         return self._collections[name]
+
+    def _kept(self) -> Kept | None:
+        """What this process keeps of the store as this session found it; none
+        once the session wrote (the store changes at its end)."""
+        return None if self.wrote else self.backend.kept(self.client, self.manifest)
 
     @property
     def keywords(self) -> KeywordIndex:
@@ -408,6 +416,34 @@ class Session:
         if vectors is None or len(vectors) == 0:
             vectors = [None] * len(records)
         return [(r, v) for r, v in zip(records, vectors, strict=True) if r is not None]
+
+    def read_chunks(self, ids: Sequence[str], vectors: bool) -> dict[str, tuple[ChunkRecord, Any]]:
+        """The chunks ``ids`` names by id, each with its stored vector (None
+        unless ``vectors``), read from Chroma only where this process has not
+        read them since the store last changed (see :mod:`ragdb.store.kept`).
+        Chunks without ragdb's records are left out."""
+        kept = self._kept()
+        found, missing = kept.chunks.get_many(ids, vectors) if kept else ({}, list(ids))
+        if missing:
+            read = (
+                self.fetch_embeddings(ids=missing)
+                if vectors
+                else [(r, None) for r in self.fetch_records(ids=missing)]
+            )
+            if kept is not None:
+                kept.chunks.put_many(read)
+            found.update((record.id, (record, vector)) for record, vector in read)
+        return found
+
+    def kept_chunks(self) -> dict[str, int]:
+        """How many chunks this process keeps of the store as it is now, how
+        many :meth:`read_chunks` was asked for since the store last changed,
+        and how many of those were kept already."""
+        kept = self._kept()
+        if kept is None:
+            return {"kept": 0, "asked": 0, "found": 0}
+        chunks = kept.chunks
+        return {"kept": len(chunks), "asked": chunks.asked, "found": chunks.found}
 
     def ids(self) -> set[str]:
         """Every chunk id."""

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
+from ragdb.serve.cpu import cpu_seconds_by_thread
 from ragdb.serve.deps import KbDep, ServiceDep
 from ragdb.serve.schemas import errors_doc
 
@@ -33,5 +34,7 @@ async def status(service: ServiceDep, kb: KbDep) -> dict[str, Any]:
             "retrieval_batches": batcher.batches,
             "retrieval_queries": batcher.queries,
             "latency_ms": list(batcher.latencies),
+            "chunks_kept": await run_in_threadpool(kb.kept_chunks),
+            "cpu_seconds_by_thread": cpu_seconds_by_thread(),
         },
     }
