@@ -202,6 +202,10 @@ def main() -> int:
         alone = [wall([*ragdb, "--no-server", *query]) for _ in range(3)]
         results["cold_query_server_s"] = round(statistics.median(served), 3)
         results["cold_query_inprocess_s"] = round(statistics.median(alone), 3)
+        # What any in-process command pays before its own work: Python, and chromadb's import.
+        for name, code in (("python_start_s", "pass"), ("import_chromadb_s", "import chromadb")):
+            times = [wall([sys.executable, "-c", code]) for _ in range(3)]
+            results[name] = round(statistics.median(times), 3)
 
         # A one-file ingest: a new file each time, so that it is really embedded.
         def one_file(i: int, *flags: str) -> float:
@@ -307,6 +311,8 @@ def main() -> int:
     rows = [
         ("cold query --retrieve-only, server", f"{r['cold_query_server_s']} s", "target <= 0.3 s"),
         ("cold query --retrieve-only, in-process", f"{r['cold_query_inprocess_s']} s", ""),
+        ("  a fresh Python doing nothing", f"{r['python_start_s']} s", ""),
+        ("  a fresh Python importing chromadb", f"{r['import_chromadb_s']} s", ""),
         ("one-file ingest, server", f"{r['ingest_one_server_s']} s", "target <= 0.5 s"),
         ("one-file ingest, in-process", f"{r['ingest_one_inprocess_s']} s", ""),
         (

@@ -1,5 +1,6 @@
 """What a process keeps of a store between its sessions while the store has not
-changed: its chunk collections' handles and the chunks it has read.
+changed: its chunk collections' handles, its keyword indexes (open, checked)
+and the chunks it has read.
 
 A chunk id names one version of one source's chunk, and Chroma keeps the first
 record of an id, so a chunk read once reads the same until the store changes;
@@ -15,9 +16,11 @@ import collections
 import dataclasses
 import threading
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ragdb.store.records import ChunkRecord
+if TYPE_CHECKING:
+    from ragdb.store.keywords import KeywordIndex
+    from ragdb.store.records import ChunkRecord
 
 # Chunks kept at most (each is its text, metadata and, once read, its vector:
 # a few kB, so some tens of MB at most). The least recently used go first.
@@ -79,3 +82,18 @@ class Kept:
 
     collections: dict[str, Any] = dataclasses.field(default_factory=dict)
     chunks: ChunkCache = dataclasses.field(default_factory=ChunkCache)
+    # Keyword indexes by knowledge base, open and in line with the store, with
+    # the stamp each had then.
+    indexes: dict[str, tuple[KeywordIndex, int | None]] = dataclasses.field(default_factory=dict)
+
+    def keep_index(self, kb: str, index: KeywordIndex) -> None:
+        """Keep knowledge base ``kb``'s index, just brought in line."""
+        self.indexes[kb] = (index, index.generation)
+
+    def index(self, kb: str) -> KeywordIndex | None:
+        """Knowledge base ``kb``'s index as kept, unless its stamp moved since
+        (a write cut short unstamps it): then it is checked afresh."""
+        index, stamp = self.indexes.get(kb, (None, None))
+        if index is None or index.generation != stamp:
+            return None
+        return index

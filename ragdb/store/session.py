@@ -209,6 +209,8 @@ class Session:
         self.kb = kb
         self._collections: dict[str, Collection] = {}
         self._indexes: dict[str, KeywordIndex] = {}
+        # Knowledge bases whose keyword index is kept between sessions (see _kept).
+        self._borrowed: set[str] = set()
         self.wrote = False
         # The knowledge bases this session wrote to (their keyword stamps move).
         self.written: set[str] = set()
@@ -273,28 +275,36 @@ class Session:
     def keywords(self) -> KeywordIndex:
         """The keyword index, brought in line with the collection if it is not."""
         if self.kb not in self._indexes:
-            from ragdb.store.keywords import KeywordIndex
-
-            kb = self.kb
-            index = KeywordIndex(self.backend.keywords_path(self.manifest, kb))
-            changes = self._call(
-                "reading the write log",
-                lambda: self.backend.keyword_changes(
-                    self.client, index.generation, self.manifest, kb
-                ),
-            )
-            if changes.full:
-                self._refill(index)
-            elif changes.sources:
-                # Other writers changed these sources: take their chunks afresh.
-                found = self.records_of(sorted(changes.sources), text=True)
-                index.delete_prefixes(source_key(s) for s in changes.sources)
-                records = [r for rs in found.values() for r in rs]
-                index.add([r.id for r in records], [r.text for r in records])
-            if changes.stamp is not None:
-                index.set_generation(changes.stamp)
-            self._indexes[kb] = index
+            kept = self._kept()
+            index = kept.index(self.kb) if kept is not None else None
+            if index is None:
+                index = self._open_keywords(self.kb)
+                if kept is not None:
+                    kept.keep_index(self.kb, index)
+            if kept is not None:
+                self._borrowed.add(self.kb)  # the store's to close, not this session's
+            self._indexes[self.kb] = index
         return self._indexes[self.kb]
+
+    def _open_keywords(self, kb: str) -> KeywordIndex:
+        from ragdb.store.keywords import KeywordIndex
+
+        index = KeywordIndex(self.backend.keywords_path(self.manifest, kb))
+        changes = self._call(
+            "reading the write log",
+            lambda: self.backend.keyword_changes(self.client, index.generation, self.manifest, kb),
+        )
+        if changes.full:
+            self._refill(index)
+        elif changes.sources:
+            # Other writers changed these sources: take their chunks afresh.
+            found = self.records_of(sorted(changes.sources), text=True)
+            index.delete_prefixes(source_key(s) for s in changes.sources)
+            records = [r for rs in found.values() for r in rs]
+            index.add([r.id for r in records], [r.text for r in records])
+        if changes.stamp is not None:
+            index.set_generation(changes.stamp)
+        return index
 
     def rebuild_keywords(self) -> None:
         """Refill the keyword index from the collection."""
@@ -651,8 +661,9 @@ class Session:
         """Let go of the keyword indexes (the store closes its session), and of
         a write an error cut short."""
         self.abandon_write()
-        for index in self._indexes.values():
-            index.close()
+        for kb, index in self._indexes.items():
+            if kb not in self._borrowed:
+                index.close()
 
     # -- collections (doctor, rebuild, re-embed) ------------------------------------------
     def collection_names(self) -> list[str]:
