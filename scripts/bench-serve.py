@@ -15,7 +15,6 @@ figure beside its target.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import resource
@@ -23,10 +22,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +35,7 @@ from tests.proofs.data import (  # scripts/run-python puts the root on the path
     scifact_head,
     scifact_questions,
 )
+from tests.proofs.load import concurrent_searches, searcher
 
 
 def wall(cmd: list[str]) -> float:
@@ -85,30 +83,6 @@ def encoder_rates(kb: KnowledgeBase, questions: list[str]) -> dict[str, float]:
         kb.embedder.encode_queries(questions[i : i + 8])
     eight = len(questions) / (time.perf_counter() - t0)
     return {"one": one, "eight": eight, "cpu_ms": 1000 * (cpu_seconds() - cpu0) / len(questions)}
-
-
-def searcher(port: int) -> Callable[[str], float]:
-    """A client of ``/v1/search`` on one keep-alive connection of the standard
-    library's http.client, the leanest Python has: its CPU comes out of the same
-    cores as the server's (httpx took 2.7 ms a request here, this 0.4-0.7), and
-    the run prints it. Returns a search that gives its latency in seconds."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-
-    def search(question: str) -> float:
-        t = time.perf_counter()
-        conn.request(
-            "POST",
-            "/v1/search",
-            json.dumps({"query": question, "k": 10}),
-            {"Content-Type": "application/json"},
-        )
-        response = conn.getresponse()
-        body = response.read()
-        if response.status != 200:
-            raise RuntimeError(f"/v1/search answered {response.status}: {body[:200]!r}")
-        return time.perf_counter() - t
-
-    return search
 
 
 def chroma_parts_ms(kb: KnowledgeBase, questions: list[str]) -> dict[str, float]:
@@ -280,24 +254,9 @@ def main() -> int:
         results["http_1_client_p95_ms"] = round(1000 * percentile(one, 95), 1)
         results["http_1_client_qps"] = round(len(one) / sum(one), 1)
 
-        lat: list[float] = []
-        lock = threading.Lock()
-
-        def worker(i: int) -> None:
-            search = searcher(port)
-            mine = [search(q) for q in (questions * ROUNDS_8)[i::8]]
-            with lock:
-                lat.extend(mine)
-
         before = httpx.get(f"{url}/v1/status", timeout=30).json()["service"]
         server_cpu, client_cpu = cpu_seconds(server.pid), cpu_seconds()
-        t0 = time.perf_counter()
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - t0
+        lat, elapsed = concurrent_searches(port, questions * ROUNDS_8, 8)
         server_cpu = cpu_seconds(server.pid) - server_cpu
         results["server_cores_8_clients"] = round(server_cpu / elapsed, 2)
         results["client_cores_8_clients"] = round((cpu_seconds() - client_cpu) / elapsed, 2)

@@ -21,19 +21,12 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from tests.proofs.data import scifact_head, scifact_questions  # root on the path: run-python
-
-ROOT = Path(__file__).resolve().parent.parent
-
-RUN = """
-import json, sys, time
-from ragdb import KnowledgeBase
-store, corpus, queries = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-kb = KnowledgeBase(store=store)
-kb.embedder.encode(["warm up"])
-t0 = time.perf_counter()
-report = kb.ingest(records=corpus) if False else None
-"""
+from tests.proofs.data import (  # root on the path: run-python
+    ROOT,
+    scifact_head,
+    scifact_questions,
+)
+from tests.proofs.load import revision
 
 RUN = """
 import json, statistics, sys, time
@@ -73,18 +66,9 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="ragdb-versions-"))
     corpus = scifact_head(work / "corpus.jsonl", opts.docs)
     queries = scifact_questions(opts.queries)
-    base = work / "base"
-    subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), opts.base],
-        check=True,
-        capture_output=True,
-    )
-    # The package maps top-level migrations/ to ragdb.migrations; make the base
-    # tree's own importable as such, or it would get this tree's.
-    (base / "ragdb" / "migrations").symlink_to(base / "migrations")
-    trees = {"base " + opts.base: base, "this tree": ROOT}
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
-    try:
+    with revision(opts.base, work / "base") as base:
+        trees = {"base " + opts.base: base, "this tree": ROOT}
+        results: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
         for r in range(opts.rounds):
             for name, tree in trees.items():
                 store = work / f"store-{r}-{name.split()[0]}"
@@ -102,11 +86,6 @@ def main() -> int:
                 row = json.loads(proc.stdout.strip().splitlines()[-1])
                 results[name].append(row)
                 print(f"round {r + 1}, {name}: {row}", file=sys.stderr)
-    finally:
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)],
-            capture_output=True,
-        )
     summary = {}
     for name, rows in results.items():
         chunks = rows[0]["chunks"]
