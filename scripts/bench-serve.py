@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
 from tests.proofs.data import (  # scripts/run-python puts the root on the path
     free_port,
-    scifact_head,
     scifact_questions,
+    scifact_store,
 )
 from tests.proofs.load import concurrent_searches, searcher
 
@@ -154,14 +154,8 @@ def main() -> int:
     from ragdb.evaluate import percentile
 
     work = Path(tempfile.mkdtemp(prefix="ragdb-bench-serve-"))
-    store = opts.store or work / "store"
+    store = scifact_store(opts.store, opts.docs)
     questions = scifact_questions(opts.queries)
-    if opts.store is None:
-        corpus = scifact_head(work / "corpus.jsonl", opts.docs)
-        print(f"building a store of {opts.docs} SciFact documents...", file=sys.stderr)
-        KnowledgeBase(store=store).ingest_records(
-            corpus, id_field="_id", text_field="text", title_field="title"
-        )
     kb = KnowledgeBase(store=store)
     chunks = kb.status().chunks
 
@@ -193,7 +187,7 @@ def main() -> int:
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    results: dict[str, object] = {"chunks": chunks, "machine": f"{os.cpu_count()} cores"}
+    results: dict[str, Any] = {"chunks": chunks, "machine": f"{os.cpu_count()} cores"}
     try:
         deadline = time.monotonic() + 180
         while True:

@@ -26,7 +26,7 @@ from tests.proofs.data import (  # root on the path: run-python
     scifact_head,
     scifact_questions,
 )
-from tests.proofs.load import revision
+from tests.proofs.load import revision, version_options
 
 RUN = """
 import json, statistics, sys, time
@@ -57,10 +57,7 @@ print(json.dumps(out))
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--base", required=True, help="the git revision to compare with")
-    parser.add_argument("--docs", type=int, default=300)
-    parser.add_argument("--queries", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=2)
+    version_options(parser, docs=300, queries=100, rounds=2)
     opts = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="ragdb-versions-"))

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.proofs.data import free_port, scifact_head, scifact_questions
+from tests.proofs.data import free_port, scifact_questions, scifact_store
 
 
 def main() -> int:
@@ -36,14 +36,9 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--store", type=Path)
     opts = parser.parse_args()
-    from ragdb import KnowledgeBase
 
     work = Path(tempfile.mkdtemp(prefix="ragdb-search-path-"))
-    store = opts.store or work / "store"
-    if opts.store is None:
-        records = scifact_head(work / "corpus.jsonl", opts.docs)
-        kb = KnowledgeBase(store=store, embed_backend="onnx-int8")
-        kb.ingest_records(records, id_field="_id", text_field="text", title_field="title")
+    store = scifact_store(opts.store, opts.docs)
     questions = scifact_questions(opts.queries)
     print(f"{opts.docs} SciFact documents, {len(questions)} questions, one at a time")
     print(f"a store session opened and closed: {session_ms(store):.2f} ms (median)")

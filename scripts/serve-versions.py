@@ -28,10 +28,10 @@ from pathlib import Path
 from tests.proofs.data import (  # root on the path: run-python
     ROOT,
     free_port,
-    scifact_head,
     scifact_questions,
+    scifact_store,
 )
-from tests.proofs.load import concurrent_searches, revision, searcher
+from tests.proofs.load import concurrent_searches, revision, searcher, version_options
 
 
 def serve(tree: Path, store: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -76,24 +76,11 @@ def turn(tree: Path, store: Path, questions: list[str], log: Path) -> dict[str, 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--base", required=True, help="the git revision to compare with")
-    parser.add_argument("--docs", type=int, default=500)
-    parser.add_argument("--queries", type=int, default=150)
-    parser.add_argument("--rounds", type=int, default=3)
+    version_options(parser, docs=500, queries=150, rounds=3)
     parser.add_argument("--store", type=Path)
     opts = parser.parse_args()
-    from ragdb import KnowledgeBase
-
     work = Path(tempfile.mkdtemp(prefix="ragdb-serve-versions-"))
-    store = opts.store or work / "store"
-    if opts.store is None:
-        print(f"building a store of {opts.docs} SciFact documents...", file=sys.stderr)
-        KnowledgeBase(store=store, embed_backend="onnx-int8").ingest_records(
-            scifact_head(work / "corpus.jsonl", opts.docs),
-            id_field="_id",
-            text_field="text",
-            title_field="title",
-        )
+    store = scifact_store(opts.store, opts.docs)
     questions = scifact_questions(opts.queries)
     with revision(opts.base, work / "base") as base:
         trees = {"base " + opts.base: base, "this tree": ROOT}

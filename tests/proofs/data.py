@@ -30,6 +30,24 @@ def scifact_head(dest: Path, docs: int) -> Path:
     return dest
 
 
+def scifact_store(store: Path | None, docs: int) -> Path:
+    """``store`` when given; else a store of the first ``docs`` SciFact documents
+    (int8 backend, the CPU default), built in a new temporary directory."""
+    if store is not None:
+        return store
+    from ragdb import KnowledgeBase
+
+    work = Path(tempfile.mkdtemp(prefix="ragdb-scifact-"))
+    print(f"building a store of {docs} SciFact documents...", file=sys.stderr)
+    KnowledgeBase(store=work / "store", embed_backend="onnx-int8").ingest_records(
+        scifact_head(work / "corpus.jsonl", docs),
+        id_field="_id",
+        text_field="text",
+        title_field="title",
+    )
+    return work / "store"
+
+
 def scifact_documents(n: int | None = None) -> dict[str, str]:
     """The first ``n`` SciFact documents (all with None), id -> title and
     abstract as one text (what an encoder is given of each)."""

@@ -4,6 +4,7 @@ benchmarks that compare the service's speed."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import http.client
 import json
@@ -59,6 +60,14 @@ def concurrent_searches(port: int, questions: list[str], clients: int) -> tuple[
     for t in threads:
         t.join()
     return latencies, time.perf_counter() - t0
+
+
+def version_options(parser: argparse.ArgumentParser, docs: int, queries: int, rounds: int) -> None:
+    """The options of a script that compares this tree with a git revision."""
+    parser.add_argument("--base", required=True, help="the git revision to compare with")
+    parser.add_argument("--docs", type=int, default=docs)
+    parser.add_argument("--queries", type=int, default=queries)
+    parser.add_argument("--rounds", type=int, default=rounds)
 
 
 @contextlib.contextmanager
